@@ -1,0 +1,244 @@
+"""Settings, read from the environment.
+
+The embedded default (nothing set) is SQLite in the project folder, the in-process channel
+layer and DEBUG on, so `manage.py runserver` works on a fresh machine. Production sets
+DJANGO_DEBUG=0, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, and usually DATABASE_URL and
+REDIS_URL. Every variable is listed in README.md.
+"""
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean: use 1 or 0")
+
+
+def env_float(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number of seconds") from None
+    if number <= 0:
+        raise ImproperlyConfigured(f"{name} must be greater than zero, got {value!r}")
+    return number
+
+
+def env_list(name, default):
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. With DJANGO_DEBUG=0 there is no default secret key: "
+            "set DJANGO_SECRET_KEY to a long random string, for example the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+        )
+    SECRET_KEY = "insecure-development-key-only-used-when-DJANGO_DEBUG-is-on"
+
+ALLOWED_HOSTS = env_list(
+    "DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
+)
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",  # must come first: `runserver` then serves HTTP and WebSockets
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "drf_spectacular",
+    "realtime",
+    "tasks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "dashboard_site.urls"
+ASGI_APPLICATION = "dashboard_site.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: DATABASE_URL (postgres://..., sqlite:///path) or a SQLite file in the project.
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Writers wait for the lock instead of failing at once; IMMEDIATE transactions take
+    # the write lock up front so two writers never deadlock upgrading a read lock.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Test databases live in a file too, so a daphne process started by a test sees them.
+    DATABASES["default"].setdefault("TEST", {})
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Channel layer: REDIS_URL switches to channels-redis; unset means the in-process layer,
+# which only works with one server process. docs/operations.md explains the choice.
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                # One hub channel per process receives every change, so capacity is the
+                # burst a process may fall behind by before the layer drops (which the
+                # sequence numbers then heal). Expiry bounds how long an undelivered
+                # change lingers; group_expiry is longer than any socket lives because
+                # the hub re-joins its group every minute.
+                "capacity": 5000,
+                "expiry": 30,
+                "group_expiry": 300,
+                "prefix": os.environ.get("REDIS_PREFIX", "dashboard"),
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 5000, "expiry": 30}}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Plain storage (not the manifest one) so a missing collectstatic never breaks a page;
+    # WhiteNoise serves /static/ from the finders when STATIC_ROOT is empty.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+# Security: safe by default when DEBUG is off.
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+HTTPS = env_bool("DJANGO_HTTPS", not DEBUG)
+if HTTPS:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "0"))
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", False)
+
+# Real-time stream (DESIGN.md contract names).
+REALTIME_HEARTBEAT_INTERVAL = env_float("REALTIME_HEARTBEAT_INTERVAL", 25.0)
+REALTIME_HEARTBEAT_TIMEOUT = env_float("REALTIME_HEARTBEAT_TIMEOUT", 10.0)
+# Deletions are remembered this long; a client that last synced before that gets a reset.
+REALTIME_TOMBSTONE_RETENTION = env_float("REALTIME_TOMBSTONE_RETENTION", 7 * 24 * 3600.0)
+REALTIME_MAX_FRAME_BYTES = int(os.environ.get("REALTIME_MAX_FRAME_BYTES", "65536"))
+REALTIME_RATE_LIMIT = env_float("REALTIME_RATE_LIMIT", 20.0)  # messages per second, sustained
+REALTIME_RATE_BURST = env_float("REALTIME_RATE_BURST", 60.0)
+# How long a process waits for a missing sequence number before passing the gap on.
+REALTIME_REORDER_WINDOW = env_float("REALTIME_REORDER_WINDOW", 0.25)
+# How long clients are given to receive the 1012 close frames on SIGTERM.
+REALTIME_SHUTDOWN_GRACE = env_float("REALTIME_SHUTDOWN_GRACE", 0.5)
+
+# Agents (see docs/api.md).
+AGENT_OFFLINE_AFTER = env_float("AGENT_OFFLINE_AFTER", 60.0)
+AGENT_OFFLINE_TASK_POLICY = os.environ.get("AGENT_OFFLINE_TASK_POLICY", "requeue")
+if AGENT_OFFLINE_TASK_POLICY not in ("requeue", "fail"):
+    raise ImproperlyConfigured("AGENT_OFFLINE_TASK_POLICY must be 'requeue' or 'fail'")
+AGENT_SWEEP_INTERVAL = env_float("AGENT_SWEEP_INTERVAL", 10.0)
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_RATES": {
+        "agent": os.environ.get("API_AGENT_RATE", "600/min"),
+        "operator": os.environ.get("API_OPERATOR_RATE", "300/min"),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Fleet dashboard API",
+    "DESCRIPTION": "Agents report work; operators manage tasks. See docs/api.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "realtime": {"level": os.environ.get("REALTIME_LOG_LEVEL", "INFO"), "propagate": True},
+        "tasks": {"level": "INFO", "propagate": True},
+    },
+}

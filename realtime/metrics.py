@@ -1,0 +1,15 @@
+"""Prometheus metrics of this process, served at /metrics (docs/operations.md)."""
+from prometheus_client import Counter, Gauge
+
+OPEN_CONNECTIONS = Gauge("dashboard_ws_open_connections", "WebSocket connections open in this process")
+CONNECTIONS = Counter("dashboard_ws_connections_total", "WebSocket connections accepted")
+REFUSED = Counter("dashboard_ws_refused_total", "Connections closed at once, by close code", ["code"])
+CLOSED = Counter("dashboard_ws_closed_total", "Connections closed by the server, by close code", ["code"])
+FRAMES_SENT = Counter("dashboard_ws_frames_sent_total", "Frames sent to clients", ["type"])
+SYNCS = Counter("dashboard_ws_syncs_total", "sync answers, by kind", ["kind"])
+HEARTBEAT_TIMEOUTS = Counter("dashboard_ws_heartbeat_timeouts_total", "Connections closed for a late pong")
+BAD_FRAMES = Counter("dashboard_ws_bad_frames_total", "Frames answered with an error", ["code"])
+PUBLISHED = Counter("dashboard_changes_published_total", "Changes handed to the channel layer")
+PUBLISH_FAILURES = Counter("dashboard_publish_failures_total", "Publishes the channel layer refused")
+GAPS = Counter("dashboard_stream_gaps_total", "Missing sequence numbers the hub noticed")
+HEAD = Gauge("dashboard_stream_head", "Newest sequence number this process knows")

@@ -1,0 +1,47 @@
+"""Protocol names and close codes, defined once (docs/protocol.md is the reference).
+
+The browser's copy is static/realtime/constants.js; keep the two in step.
+"""
+
+PROTOCOL_VERSION = 1
+
+# Channel-layer plumbing (server side only).
+STREAM_GROUP = "dashboard.stream"
+LAYER_CHANGES = "stream.changes"  # dispatched to the hub, never to a socket
+
+# Client -> server.
+SUBSCRIBE = "subscribe"
+PING = "ping"
+PONG = "pong"
+CLIENT_TYPES = frozenset({SUBSCRIBE, PING, PONG})
+
+# Server -> client.
+SYNC = "sync"
+EVENT = "event"
+EVENTS = "events"
+ERROR = "error"
+
+ENTITIES = ("task", "agent")
+OPS = ("upsert", "delete")
+
+# Error frame codes (the connection stays open).
+ERR_BAD_JSON = "bad_json"
+ERR_NOT_OBJECT = "not_object"
+ERR_UNKNOWN_TYPE = "unknown_type"
+ERR_BAD_FIELD = "bad_field"
+ERR_BINARY = "binary_frame"
+
+# Close codes. 4000-4499: reconnect with backoff. 4500-4999: terminal, do not reconnect.
+CLOSE_NORMAL = 1000
+CLOSE_TOO_LARGE = 1009
+CLOSE_SERVER_ERROR = 1011
+CLOSE_SERVICE_RESTART = 1012
+CLOSE_HEARTBEAT_TIMEOUT = 4008
+CLOSE_RATE_LIMITED = 4029
+CLOSE_NOT_SIGNED_IN = 4501
+CLOSE_FORBIDDEN = 4503
+CLOSE_PROTOCOL_VIOLATION = 4509
+
+# A client that sends this many bad frames in a row is closed with 4509: it is a bug, and
+# reconnecting would only repeat it.
+MAX_CONSECUTIVE_ERRORS = 10

@@ -1,0 +1,94 @@
+// Wire protocol v1 names, close codes and client timings, defined once for the browser.
+// The server's copy is realtime/protocol.py; docs/protocol.md is the reference. Keep in step.
+
+/** WebSocket endpoint path (same host as the page). */
+export const PATH = "/ws/dashboard/";
+
+/** `WebSocket.OPEN`, spelled out so fakes need not define the static. */
+export const SOCKET_OPEN = 1;
+
+/** Frame `type` values, both directions. */
+export const MSG = Object.freeze({
+  SUBSCRIBE: "subscribe",
+  SYNC: "sync",
+  EVENT: "event",
+  EVENTS: "events",
+  PING: "ping",
+  PONG: "pong",
+  ERROR: "error",
+});
+
+/** Close codes the client acts on. */
+export const CLOSE = Object.freeze({
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  ABNORMAL: 1006,
+  TOO_LARGE: 1009,
+  SERVER_ERROR: 1011,
+  SERVICE_RESTART: 1012,
+  HEARTBEAT_TIMEOUT: 4008,
+  RATE_LIMITED: 4029,
+  NOT_SIGNED_IN: 4501,
+  FORBIDDEN: 4503,
+  PROTOCOL_VIOLATION: 4509,
+});
+
+/** Application codes in this band mean "reconnect with backoff". */
+export const RETRY_BAND = Object.freeze([4000, 4499]);
+/** Application codes in this band mean "stop; a person has to act". */
+export const TERMINAL_BAND = Object.freeze([4500, 4999]);
+
+/** The one state variable of a Connection takes these values. */
+export const STATE = Object.freeze({
+  CONNECTING: "connecting", // socket handshake, then waiting for the first `sync`
+  OPEN: "open", // synced: the store equals the database at `last`
+  WAITING: "waiting", // a retry is scheduled at `retryAt`
+  OFFLINE: "offline", // the browser says there is no network; no retries until `online`
+  STOPPED: "stopped", // user stop or terminal close; only start()/retryNow() leave it
+});
+
+/** Default timings, in milliseconds. */
+export const TIMING = Object.freeze({
+  HEARTBEAT_INTERVAL: 25000, // server may override with `sync.heartbeat_interval` (seconds)
+  MIN_HEARTBEAT_INTERVAL: 1000, // guard against a misconfigured server asking for a busy loop
+  IDLE_GRACE: 10000, // dead-man deadline = interval + grace, reset by any inbound frame
+  HANDSHAKE_TIMEOUT: 10000, // socket open + first `sync`, and any later resubscribe
+  STABLE_UPTIME: 10000, // open and synced this long before the attempt counter resets
+  BACKOFF_BASE: 1000,
+  BACKOFF_MIN: 250,
+  BACKOFF_CAP: 30000,
+  RESTART_BASE: 500, // 1012: small floor so nobody reconnects into the dying process
+  RESTART_SPREAD: 5000, // 1012: uniform spread so a deploy is not a thundering herd
+});
+
+// Why the connection is not (or no longer) open, as shown to the person.
+const REASONS = new Map([
+  [CLOSE.NORMAL, "normal"],
+  [CLOSE.GOING_AWAY, "going_away"],
+  [CLOSE.ABNORMAL, "abnormal"],
+  [CLOSE.TOO_LARGE, "too_large"],
+  [CLOSE.SERVER_ERROR, "server_error"],
+  [CLOSE.SERVICE_RESTART, "restart"],
+  [CLOSE.HEARTBEAT_TIMEOUT, "heartbeat_timeout"],
+  [CLOSE.RATE_LIMITED, "rate_limited"],
+  [CLOSE.NOT_SIGNED_IN, "signed_out"],
+  [CLOSE.FORBIDDEN, "forbidden"],
+  [CLOSE.PROTOCOL_VIOLATION, "protocol"],
+]);
+
+const inBand = (code, [lo, hi]) => code >= lo && code <= hi;
+
+/**
+ * What the client does after a close with `code`: "stop" (terminal 4500-4999 and 1009, a
+ * retry would fail the same way), "restart" (1012: random delay) or "retry" (backoff).
+ */
+export function closeAction(code) {
+  if (code === CLOSE.TOO_LARGE || inBand(code, TERMINAL_BAND)) return "stop";
+  if (code === CLOSE.SERVICE_RESTART) return "restart";
+  return "retry";
+}
+
+/** A short machine-readable reason for a close code, for the status pill. */
+export function closeReason(code) {
+  return REASONS.get(code) ?? (inBand(code, TERMINAL_BAND) ? "terminal" : "closed");
+}

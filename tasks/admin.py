@@ -1,0 +1,97 @@
+"""Admin for tasks and agents: the operators' editing surface. Every save and action goes
+through the sequenced model methods, so dashboards see each change."""
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import Q
+from django.utils.html import format_html
+from django.utils.translation import ngettext
+
+from realtime.sequencing import lock_stream
+
+from .models import Agent, Task
+
+BADGE_COLOURS = {
+    "queued": "#64748b", "running": "#2563eb", "succeeded": "#15803d", "failed": "#b91c1c",
+    "cancelled": "#78716c", "idle": "#15803d", "busy": "#2563eb", "offline": "#78716c",
+}
+
+
+def status_badge(value, label):
+    return format_html(
+        '<span style="background:{};color:#fff;border-radius:9px;padding:1px 8px;font-size:11px">{}</span>',
+        BADGE_COLOURS.get(value, "#64748b"), label,
+    )
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    list_display = ("name", "badge", "current_task_link", "hostname", "last_heartbeat", "updated_at", "version")
+    list_filter = ("status",)
+    search_fields = ("name", "hostname")
+    readonly_fields = ("last_heartbeat", "created_at", "updated_at", "version")
+    actions = ("mark_offline",)
+
+    @admin.display(description="status", ordering="status")
+    def badge(self, obj):
+        return status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="current task")
+    def current_task_link(self, obj):
+        task = obj.current_task
+        if task is None:
+            return "-"
+        return format_html('<a href="../task/{}/change/">{}</a>', task.pk, task.title)
+
+    @admin.action(description="Mark selected agents offline")
+    def mark_offline(self, request, queryset):
+        count = queryset.exclude(status=Agent.Status.OFFLINE).update(status=Agent.Status.OFFLINE)
+        self.message_user(request, ngettext("%d agent marked offline.", "%d agents marked offline.", count) % count)
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = ("title", "badge", "progress_bar", "agent", "updated_at", "version")
+    list_filter = ("status", "agent")
+    search_fields = ("title", "description", "error")
+    list_select_related = ("agent",)
+    readonly_fields = ("created_at", "updated_at", "started_at", "finished_at", "version")
+    fieldsets = (
+        (None, {"fields": ("title", "description", "status", "progress", "agent", "error")}),
+        ("History", {"fields": ("created_at", "started_at", "finished_at", "updated_at", "version")}),
+    )
+    actions = ("cancel_tasks", "requeue_tasks")
+
+    @admin.display(description="status", ordering="status")
+    def badge(self, obj):
+        return status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="progress", ordering="progress")
+    def progress_bar(self, obj):
+        return format_html(
+            '<progress max="100" value="{}" style="width:90px"></progress> {}%', obj.progress, obj.progress
+        )
+
+    @admin.action(description="Cancel selected tasks (queued or running)")
+    def cancel_tasks(self, request, queryset):
+        with transaction.atomic():
+            lock_stream()  # writers queue on the stream lock; re-read the rows under it
+            count = 0
+            for task in queryset.filter(status__in=[Task.Status.QUEUED, Task.Status.RUNNING]):
+                task.status = Task.Status.CANCELLED
+                task.save()
+                count += 1
+        skipped = queryset.count() - count
+        self.message_user(request, f"{count} cancelled." + (f" {skipped} already finished, left as they were." if skipped else ""))
+
+    @admin.action(description="Requeue selected tasks (failed or cancelled)")
+    def requeue_tasks(self, request, queryset):
+        with transaction.atomic():
+            lock_stream()
+            count = 0
+            for task in queryset.filter(Q(status=Task.Status.FAILED) | Q(status=Task.Status.CANCELLED)):
+                task.status, task.progress, task.agent, task.error = Task.Status.QUEUED, 0, None, ""
+                task.save()
+                count += 1
+        skipped = queryset.count() - count
+        level = messages.SUCCESS if count else messages.WARNING
+        self.message_user(request, f"{count} requeued." + (f" {skipped} not failed or cancelled, left as they were." if skipped else ""), level)

@@ -1,0 +1,108 @@
+"""Tasks and the agents that run them. Every write is sequenced (realtime/sequencing.py)."""
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from realtime.sequencing import SequencedModel
+
+
+class Agent(SequencedModel):
+    class Status(models.TextChoices):
+        IDLE = "idle", "Idle"
+        BUSY = "busy", "Busy"
+        OFFLINE = "offline", "Offline"
+
+    stream_entity = "agent"
+
+    name = models.CharField(max_length=100, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IDLE, db_index=True)
+    hostname = models.CharField(max_length=255, blank=True)
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["idle", "busy", "offline"]), name="agent_status_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def current_task(self):
+        """The task this agent is running now (derived, so it can never disagree)."""
+        return self.tasks.filter(status=Task.Status.RUNNING).order_by("-started_at").first()
+
+
+class Task(SequencedModel):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    stream_entity = "task"
+    derived_fields = ("started_at", "finished_at")
+
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress = models.PositiveSmallIntegerField(
+        default=0, validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Percent done, 0 to 100.",
+    )
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
+    )
+    error = models.TextField(blank=True, help_text="Why the task failed.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    finished_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=100), name="task_progress_0_100"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "succeeded", "failed", "cancelled"]),
+                name="task_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="running") | Q(started_at__isnull=False),
+                name="task_running_has_started_at",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=["succeeded", "failed", "cancelled"]) | Q(finished_at__isnull=False),
+                name="task_finished_has_finished_at",
+            ),
+        ]
+
+    def __str__(self):
+        return self.title
+
+    def clean(self):
+        if self.status == self.Status.SUCCEEDED and self.progress != 100:
+            raise ValidationError({"progress": "A succeeded task is 100% done."})
+        if self.status == self.Status.QUEUED and self.agent_id is not None:
+            raise ValidationError({"agent": "A queued task has no agent yet; clear the agent or mark it running."})
+
+    def prepare_for_write(self, now):
+        """Keep the timestamps consistent with the status, whoever changed it."""
+        super().prepare_for_write(now)
+        if self.status == self.Status.RUNNING and self.started_at is None:
+            self.started_at = now
+        if self.status in self.FINISHED and self.finished_at is None:
+            self.finished_at = now
+        if self.status in (self.Status.QUEUED, self.Status.RUNNING):
+            self.finished_at = None
+        if self.status == self.Status.QUEUED:
+            self.started_at = None

@@ -1,0 +1,81 @@
+"""Server-rendered pages and the health check."""
+import asyncio
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.auth.decorators import login_required, permission_required
+from django.db import connection
+from django.db.models import Count
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .models import Agent, Task
+
+INITIAL_TASK_ROWS = 100
+
+
+@never_cache
+@login_required
+@permission_required("tasks.view_task", raise_exception=True)
+def dashboard(request):
+    """The live dashboard. The first rows are rendered here so the page is useful at once;
+    the client then subscribes and replaces them with the full, live state."""
+    counts = dict(Task.objects.values_list("status").annotate(n=Count("id")).order_by())
+    agent_counts = dict(Agent.objects.values_list("status").annotate(n=Count("id")).order_by())
+    running = {
+        t.agent_id: t for t in Task.objects.filter(status=Task.Status.RUNNING, agent__isnull=False).only("id", "title", "agent_id")
+    }
+    agents = list(Agent.objects.all())
+    for agent in agents:
+        agent.running_task = running.get(agent.pk)
+    context = {
+        "task_counts": [(value, label, counts.get(value, 0)) for value, label in Task.Status.choices],
+        "agent_counts": [(value, label, agent_counts.get(value, 0)) for value, label in Agent.Status.choices],
+        "total_tasks": sum(counts.values()),
+        "agents": agents,
+        "tasks": Task.objects.select_related("agent").order_by("-updated_at", "-id")[:INITIAL_TASK_ROWS],
+        "agent_names": {a.pk: a.name for a in agents},
+    }
+    return render(request, "dashboard/index.html", context)
+
+
+def _check_database():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _check_layer():
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer configured")
+
+    async def roundtrip():
+        channel = await layer.new_channel("health.")
+        await layer.send(channel, {"type": "health.check"})
+        await asyncio.wait_for(layer.receive(channel), 2)
+
+    async_to_sync(roundtrip)()
+    return type(layer).__name__
+
+
+@never_cache
+def healthz(request):
+    """200 when the database and the channel layer answer, else 503 naming what failed."""
+    checks, ok = {}, True
+    for name, check in (("database", _check_database), ("channel_layer", _check_layer)):
+        try:
+            detail = check()
+            checks[name] = {"ok": True, **({"backend": detail} if detail else {})}
+        except Exception as exc:
+            ok = False
+            checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+
+@never_cache
+def metrics(request):
+    """Prometheus metrics of the process that answers (scrape every process)."""
+    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)

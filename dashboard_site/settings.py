@@ -125,8 +125,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # Test databases live in a file too, so a daphne process started by a test sees them.
-    DATABASES["default"].setdefault("TEST", {})
+# Test databases get a per-process name (several test runs may share a machine); SQLite's
+# lives in a file rather than in memory, so a daphne process started by a test shares it.
+_test_name = f"dashboard_test_{os.getpid()}"
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    _test_name = str(Path(os.environ.get("TMPDIR", "/tmp")) / f"{_test_name}.sqlite3")
+DATABASES["default"]["TEST"] = {"NAME": _test_name}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer: REDIS_URL switches to channels-redis; unset means the in-process layer,

@@ -81,7 +81,8 @@ class SequencedQuerySet(models.QuerySet):
             if not pks:
                 return 0
             first, epoch = allocate(len(pks), self.db)
-            kwargs.setdefault("updated_at", timezone.now())
+            now = timezone.now()
+            kwargs = {"updated_at": now, **self.model.derived_updates(kwargs, now), **kwargs}
             plain = models.QuerySet(self.model, using=self.db)
             for offset, pk in enumerate(pks):
                 plain.filter(pk=pk).update(**kwargs, version=first + offset)
@@ -129,6 +130,11 @@ class SequencedModel(models.Model):
     def prepare_for_write(self, now):
         """Hook for subclasses: fill derived fields before a row is written."""
         self.updated_at = now
+
+    @classmethod
+    def derived_updates(cls, values, now):
+        """Hook for subclasses: what prepare_for_write() does, as QuerySet.update() values."""
+        return {}
 
     def save(self, *args, **kwargs):
         using = kwargs.get("using") or self._state.db or "default"

@@ -2,7 +2,8 @@
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from realtime.sequencing import SequencedModel
@@ -94,6 +95,17 @@ class Task(SequencedModel):
             raise ValidationError({"progress": "A succeeded task is 100% done."})
         if self.status == self.Status.QUEUED and self.agent_id is not None:
             raise ValidationError({"agent": "A queued task has no agent yet; clear the agent or mark it running."})
+
+    @classmethod
+    def derived_updates(cls, values, now):
+        status = values.get("status")
+        if status == cls.Status.QUEUED:
+            return {"started_at": None, "finished_at": None}
+        if status == cls.Status.RUNNING:
+            return {"started_at": Coalesce(F("started_at"), Value(now)), "finished_at": None}
+        if status in cls.FINISHED:
+            return {"finished_at": Coalesce(F("finished_at"), Value(now))}
+        return {}
 
     def prepare_for_write(self, now):
         """Keep the timestamps consistent with the status, whoever changed it."""

@@ -1,0 +1,212 @@
+"""Shared fixtures: services (PostgreSQL, Redis, Chromium), real daphne processes, logins.
+
+A test that needs something this machine lacks is skipped with a message saying what is
+missing. With REQUIRE_SERVICES=1 (set by .ci/run) such a skip is a failure instead.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def require(available, what):
+    """Skip (or fail under REQUIRE_SERVICES=1) when `what` is not available."""
+    if available:
+        return
+    message = f"needs {what}"
+    if os.environ.get("REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{message} (REQUIRE_SERVICES=1 turns this skip into a failure)")
+    pytest.skip(message)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(host, port, timeout=0.5):
+    try:
+        socket.create_connection((host, port), timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def wait_port(port, proc=None, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc is not None and proc.poll() is not None:
+            return False
+        if port_open("127.0.0.1", port, 0.2):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="session")
+def redis_binary():
+    exe = shutil.which("redis-server")
+    require(exe, "the redis-server binary (apt-get install redis-server)")
+    return exe
+
+
+class RedisServer:
+    """A test-owned redis-server on a free port, so fault tests never touch a shared one."""
+
+    def __init__(self, exe):
+        self.exe, self.port, self.proc = exe, free_port(), None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        assert wait_port(self.port, self.proc, 10), "redis-server did not start"
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def redis_server(redis_binary):
+    server = RedisServer(redis_binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+def postgres_available():
+    try:
+        import psycopg
+
+        psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=2).close()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of the shared PostgreSQL server's maintenance database."""
+    require(postgres_available(), "PostgreSQL on 127.0.0.1:5432 (user postgres)")
+    return "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def database_url_of(settings_dict):
+    """A DATABASE_URL that points another process at the database this test uses."""
+    engine, name = settings_dict["ENGINE"], settings_dict["NAME"]
+    if engine.endswith("sqlite3"):
+        return f"sqlite:///{name}"
+    user = settings_dict.get("USER") or "postgres"
+    password = settings_dict.get("PASSWORD") or ""
+    auth = f"{user}:{password}@" if password else f"{user}@"
+    return f"postgresql://{auth}{settings_dict.get('HOST') or '127.0.0.1'}:{settings_dict.get('PORT') or 5432}/{name}"
+
+
+class DaphneServer:
+    """A real daphne process serving the project, sharing the test's database."""
+
+    def __init__(self, env, port=None):
+        self.env, self.port, self.proc = env, port or free_port(), None
+        self.log_path = Path(tempfile.mkstemp(prefix="daphne-", suffix=".log")[1])
+
+    @property
+    def http(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self):
+        return f"ws://127.0.0.1:{self.port}/ws/dashboard/"
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "dashboard_site.asgi:application"],
+            cwd=ROOT, env=self.env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
+        )
+        if not wait_port(self.port, self.proc, 40):
+            raise RuntimeError(f"daphne did not start:\n{self.log()}")
+        return self
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=15):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def server_env(transactional_db, settings):
+    """Environment for a daphne process that shares this test's database."""
+    from django.db import connection
+
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url_of(connection.settings_dict),
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        REALTIME_HEARTBEAT_INTERVAL="2",
+        REALTIME_HEARTBEAT_TIMEOUT="2",
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("REDIS_URL", None)
+    return env
+
+
+@pytest.fixture
+def daphne(server_env):
+    """Factory: daphne(**env_overrides) starts a server; all are stopped after the test."""
+    servers = []
+
+    def start(port=None, **overrides):
+        env = dict(server_env, **{k: str(v) for k, v in overrides.items()})
+        server = DaphneServer(env, port).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    return django_user_model.objects.create_superuser("operator", "op@example.com", "operator-pass-123")
+
+
+@pytest.fixture
+def session_cookie(staff_user):
+    """A session cookie for the staff user, valid for any process sharing the database."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(staff_user)
+    return f"sessionid={client.cookies['sessionid'].value}"

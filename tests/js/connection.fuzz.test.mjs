@@ -1,0 +1,143 @@
+// Drive the Connection state machine with long random sequences of network, page and user
+// events and check its invariants after every step. A failure names its seed and step.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { harness, prng, syncFrame, task, upsert } from "./fakes.mjs";
+
+const CODES = [1000, 1001, 1006, 1009, 1011, 1012, 4000, 4008, 4029, 4499, 4500, 4501, 4503, 4509, 4999, 1002, 3000];
+const TERMINAL = new Set([1009, 4500, 4501, 4503, 4509, 4999]);
+const STATES = new Set(["connecting", "open", "waiting", "offline", "stopped"]);
+
+/** Weighted actions; each returns a label for the failure message. */
+function actions(h, random, stale) {
+  const pick = (list) => list[Math.floor(random() * list.length)];
+  const ws = () => h.socket;
+  const lastSeq = () => h.store.last ?? 0;
+  return [
+    [6, () => { if (ws()?.readyState === 0) ws().open(); return "open"; }],
+    [4, () => {
+      if (ws()?.readyState === 1) ws().receive(syncFrame({ seq: lastSeq() + Math.floor(random() * 3), reset: random() < 0.5 }));
+      return "sync";
+    }],
+    [6, () => {
+      const seq = lastSeq() + (random() < 0.8 ? 1 : Math.floor(random() * 5) - 1);
+      if (ws()?.readyState === 1) ws().receive(upsert(seq, task(1 + Math.floor(random() * 5))));
+      return `event ${seq}`;
+    }],
+    [2, () => {
+      const first = lastSeq() + 1;
+      if (ws()?.readyState === 1) ws().receive({ type: "events", items: [upsert(first, task(1)), upsert(first + 1 + (random() < 0.3 ? 1 : 0), task(2))] });
+      return "events";
+    }],
+    [3, () => {
+      if (ws()?.readyState === 1) ws().receive({ type: "ping", id: Math.floor(random() * 100), seq: lastSeq() + Math.floor(random() * 2) });
+      return "ping";
+    }],
+    [2, () => {
+      const ping = ws()?.sentOfType("ping").at(-1);
+      if (ping && ws().readyState === 1) ws().receive({ type: "pong", id: ping.id });
+      return "pong";
+    }],
+    [4, () => {
+      const code = random() < 0.15 ? pick([...TERMINAL]) : pick(CODES.filter((c) => !TERMINAL.has(c)));
+      if (ws() && ws().readyState < 3) ws().serverClose(code);
+      return `close ${code}`;
+    }],
+    [3, () => { if (ws() && ws().readyState < 3) ws().fail(); return "error"; }],
+    [1, () => { h.win.navigator.onLine = false; h.win.dispatch("offline"); return "offline"; }],
+    [1, () => { h.win.navigator.onLine = true; h.win.dispatch("online"); return "online"; }],
+    [2, () => { h.hide(); return "hidden"; }],
+    [2, () => { h.show(); return "visible"; }],
+    [1, () => { h.win.dispatch("focus"); return "focus"; }],
+    [1, () => { h.win.dispatch("pageshow", { persisted: random() < 0.5 }); return "pageshow"; }],
+    [1, () => { h.conn.retryNow(); return "retryNow"; }],
+    [0.3, () => { h.conn.stop(); return "stop"; }],
+    [0.5, () => { h.conn.start(); return "start"; }],
+    [2, () => { h.conn.send({ type: "ping", id: -1 }); return "send"; }],
+    [8, () => { const ms = Math.floor(random() * 40000); h.clock.advance(ms); return `advance ${ms}`; }],
+    [2, () => { const ms = Math.floor(random() * 90000); h.clock.jump(ms); h.clock.runDue(); return `late ${ms}`; }],
+    [1, () => { h.clock.fireNext(); return "early timer"; }],
+    [2, () => {
+      // A callback captured from an older socket fires after it was replaced.
+      const replaced = stale.filter((x) => x.socket !== ws());
+      if (!replaced.length) return "stale (none)";
+      const kind = pick(["onopen", "onmessage", "onerror", "onclose"]);
+      const before = [JSON.stringify(h.conn.status), h.net.sockets.length, h.clock.pending];
+      pick(replaced)[kind]({ type: kind.slice(2), code: pick(CODES), data: JSON.stringify(upsert(lastSeq() + 1, task(9))) });
+      assert.deepEqual([JSON.stringify(h.conn.status), h.net.sockets.length, h.clock.pending], before, `stale ${kind} acted`);
+      return `stale ${kind}`;
+    }],
+  ];
+}
+
+function run(seed, steps) {
+  const random = prng(seed);
+  const h = harness({ random });
+  const stale = []; // handler snapshots of every socket, taken while it was current
+  const table = actions(h, random, stale);
+  const total = table.reduce((sum, [w]) => sum + w, 0);
+  const choose = () => {
+    let r = random() * total;
+    for (const [w, act] of table) if ((r -= w) < 0) return act;
+    return table.at(-1)[1];
+  };
+  const subscribes = new Map(); // socket -> number of syncs it delivered
+  h.conn.start();
+  for (let step = 0; step < steps; step++) {
+    const socketsBefore = h.net.sockets.length;
+    const stateBefore = h.state;
+    const label = choose()();
+    const where = `seed ${seed} step ${step} (${label}), state ${h.state}`;
+    const s = h.conn.status;
+
+    assert.ok(STATES.has(s.state), where);
+    assert.ok(h.clock.pending <= 1, `${where}: ${h.clock.pending} timers pending`);
+    assert.ok(Number.isInteger(s.attempt) && s.attempt >= 0, where);
+    const live = h.net.live;
+    assert.ok(live.length <= 1, `${where}: ${live.length} live sockets`);
+    if (s.state === "connecting" || s.state === "open") {
+      assert.equal(live.length, 1, where);
+      assert.equal(live[0], h.socket, where);
+      assert.equal(h.clock.pending, 1, `${where}: a deadline must be armed`);
+    } else {
+      assert.equal(live.length, 0, where);
+    }
+    if (s.state === "waiting") {
+      assert.equal(h.clock.pending, 1, where);
+      assert.ok(Number.isFinite(s.retryAt) && s.retryAt >= h.clock.now - 90000, where);
+    } else {
+      assert.equal(s.retryAt, null, where);
+    }
+    if (s.state === "stopped" || s.state === "offline") assert.equal(h.clock.pending, 0, where);
+    if (stateBefore === "stopped" && !["retryNow", "start"].includes(label)) {
+      assert.equal(h.net.sockets.length, socketsBefore, `${where}: a stopped client reconnected`);
+    }
+    if (stateBefore === "offline" && ["advance", "late", "early timer", "focus", "send"].some((a) => label.startsWith(a))) {
+      assert.equal(h.net.sockets.length, socketsBefore, `${where}: an offline client retried`);
+    }
+    // Never a second subscribe while one is outstanding on the same socket.
+    for (const ws of h.net.sockets) {
+      const syncs = subscribes.get(ws) ?? 0;
+      assert.ok(ws.sentOfType("subscribe").length <= syncs + 1, `${where}: two subscribes outstanding`);
+    }
+    if (label === "sync" && h.socket?.readyState === 1) subscribes.set(h.socket, (subscribes.get(h.socket) ?? 0) + 1);
+    if (h.socket?.attached && !stale.some((x) => x.socket === h.socket)) {
+      const { onopen, onmessage, onerror, onclose } = h.socket;
+      stale.push({ socket: h.socket, onopen, onmessage, onerror, onclose });
+    }
+  }
+  return h;
+}
+
+test("fuzz: one timer, one live socket, no retry while stopped/offline, one subscribe in flight", () => {
+  let sockets = 0;
+  const states = new Set();
+  for (let seed = 1; seed <= 40; seed++) {
+    const h = run(seed, 1500);
+    sockets += h.net.sockets.length;
+    for (const s of h.statuses) states.add(s.state);
+  }
+  // The run must actually have visited the whole machine, or it proves little.
+  assert.deepEqual([...states].sort(), ["connecting", "offline", "open", "stopped", "waiting"]);
+  assert.ok(sockets > 1000, `only ${sockets} sockets opened`);
+});

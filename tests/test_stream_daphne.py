@@ -1,0 +1,35 @@
+"""The stream against a real daphne process: clients end equal to the database."""
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from tasks.models import Agent, Task
+from tests.support.stream import StreamClient, database_versions
+
+pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True)]
+
+
+def write_burst(n):
+    agent = Agent.objects.create(name="burst-agent")
+    tasks = [Task.objects.create(title=f"t{i}") for i in range(n)]
+    for i, task in enumerate(tasks):
+        task.status, task.agent, task.progress = "running", agent, i % 100
+        task.save()
+    tasks[0].delete()
+    Task.objects.filter(status="running").update(progress=100, status="succeeded")
+
+
+async def test_clients_end_equal_to_the_database(daphne, session_cookie):
+    server = daphne()
+    clients = [StreamClient(server.ws, session_cookie, server.http).start() for _ in range(5)]
+    try:
+        assert all([await c.wait_for(lambda c: c.last is not None) for c in clients])
+        await sync_to_async(write_burst)(30)
+        expected = await sync_to_async(database_versions)()
+        for client in clients:
+            assert await client.wait_for(lambda c: c.versions() == expected), server.log()[-2000:]
+            assert client.gaps == 0
+    finally:
+        for client in clients:
+            await client.stop()

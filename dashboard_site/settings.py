@@ -246,3 +246,16 @@ LOGGING = {
         "tasks": {"level": "INFO", "propagate": True},
     },
 }
+
+# --- Agent API (tasks/api, docs/api.md) ---------------------------------------------------
+# Names for the three `status` choice sets in the OpenAPI schema (otherwise drf-spectacular
+# invents hashed names like Status716Enum that change when the choices do).
+SPECTACULAR_SETTINGS = {
+    **SPECTACULAR_SETTINGS,
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStatusEnum": "tasks.models.Task.Status",
+        "AgentStatusEnum": "tasks.models.Agent.Status",
+        "ReportStatusEnum": "tasks.api.serializers.AGENT_STATUSES",
+    },
+}
+# --- end of Agent API settings ------------------------------------------------------------

@@ -71,9 +71,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             self._leave("ended")
 
     async def connect(self):
-        """Called on the WebSocket handshake. Accept first: a browser cannot see an HTTP
-        refusal and would retry forever; a close code tells it to stop."""
-        await self.accept()
+        """Called on the WebSocket handshake. Refusals are accepted and then closed with a
+        code: a browser cannot see an HTTP refusal and would retry forever."""
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             return await self._refuse(CLOSE_NOT_SIGNED_IN)
@@ -83,13 +82,15 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.errors = 0
         self.bucket = TokenBucket(settings.REALTIME_RATE_LIMIT, settings.REALTIME_RATE_BURST)
         self.hub = get_hub()
-        await self.hub.join(self)
+        await self.hub.join(self)  # before accept: the socket is a member once the client sees it
+        await self.accept()
         metrics.CONNECTIONS.inc()
         log.info("connect user=%s channel=%s", user.get_username(), id(self))
 
     async def _refuse(self, code):
         metrics.REFUSED.labels(code=str(code)).inc()
         log.info("refused code=%s", code)
+        await self.accept()
         await self.close(code)
 
     async def disconnect(self, code):

@@ -118,3 +118,38 @@ class Task(SequencedModel):
             self.finished_at = None
         if self.status == self.Status.QUEUED:
             self.started_at = None
+
+
+# Agent API credentials and the liveness lease (docs/api.md) -------------------------------
+
+
+class AgentToken(models.Model):
+    """A bearer credential for one agent. Only a hash of the secret is stored (tasks/tokens.py)."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tokens")
+    name = models.CharField(max_length=100, blank=True, help_text="What this token is for, e.g. the host it lives on.")
+    prefix = models.CharField(max_length=16, unique=True, editable=False, help_text="The public start of the token, used to find it.")
+    key_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.prefix}… ({self.agent})"
+
+    @property
+    def is_active(self):
+        return self.revoked_at is None
+
+
+class SweepLease(models.Model):
+    """When a periodic job last ran; a conditional UPDATE on it elects one runner per interval."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    last_run = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.name} last ran {self.last_run.isoformat()}"

@@ -14,6 +14,7 @@ import { Store } from "./store.js";
  * @property {number|null} lastMessageAt clock ms of the last inbound frame (any connection)
  * @property {string|number|null} epoch
  * @property {number|null} last last applied sequence number
+ * @property {number} interval heartbeat interval in ms (the server's, once synced)
  */
 
 /** `ws:`/`wss:` URL of the dashboard endpoint on the page's own host. */
@@ -69,6 +70,8 @@ export class Connection {
    * @param {EventTarget|null} [options.win] receives online/offline/focus/pageshow
    * @param {EventTarget|null} [options.doc] receives visibilitychange
    * @param {number} [options.heartbeatInterval] ms; the server's `sync` may override it
+   * @param {number} [options.firstPingDelay] ms from the first sync to the first client ping
+   *   (default: one interval); a short delay shows a round-trip time soon after connecting
    * @param {number} [options.idleGrace] ms
    * @param {number} [options.handshakeTimeout] ms
    * @param {number} [options.stableUptime] ms
@@ -92,6 +95,7 @@ export class Connection {
       idleGrace: options.idleGrace ?? TIMING.IDLE_GRACE,
       handshakeTimeout: options.handshakeTimeout ?? TIMING.HANDSHAKE_TIMEOUT,
       stableUptime: options.stableUptime ?? TIMING.STABLE_UPTIME,
+      firstPingDelay: options.firstPingDelay ?? null,
     };
     this.#interval = options.heartbeatInterval ?? TIMING.HEARTBEAT_INTERVAL;
     if (typeof this.#opts.WebSocket !== "function") {
@@ -143,6 +147,7 @@ export class Connection {
       lastMessageAt: this.#lastMessageAt,
       epoch: this.store.epoch,
       last: this.store.last,
+      interval: this.#interval,
     };
   }
 
@@ -326,7 +331,7 @@ export class Connection {
         return;
       case MSG.PING:
         this.#send({ type: MSG.PONG, id: message.id }); // at once: the server times us out
-        if (this.#behind(message.seq)) this.#subscribe(); // we missed something
+        if (this.#behind(message.seq) || this.#otherEpoch(message.epoch)) this.#subscribe();
         return;
       case MSG.PONG:
         return this.#ponged(message.id);
@@ -342,6 +347,16 @@ export class Connection {
   #behind(seq) {
     const { last } = this.store;
     return typeof seq === "number" && (last === null || seq > last);
+  }
+
+  /**
+   * @private Has the stream started over (a restored or flushed database)? Its sequence
+   * numbers may then be lower than `last`, so only the epoch tells; the resubscribe with the
+   * old epoch gets a reset.
+   */
+  #otherEpoch(epoch) {
+    const mine = this.store.epoch;
+    return epoch !== undefined && epoch !== null && mine !== null && epoch !== mine;
   }
 
   /** @private First subscribe after open, or a resync; never two outstanding. */
@@ -369,7 +384,8 @@ export class Connection {
     if (this.#state !== STATE.OPEN) {
       const now = this.#opts.now();
       this.#stableAt = now + this.#opts.stableUptime;
-      this.#nextPingAt = now + this.#interval;
+      const first = this.#opts.firstPingDelay;
+      this.#nextPingAt = now + (first === null ? this.#interval : Math.min(first, this.#interval));
       this.#enter(STATE.OPEN);
       return;
     }

@@ -44,7 +44,7 @@ describe("URL and construction", () => {
     const h = harness();
     assert.deepEqual(h.conn.status, {
       state: "stopped", attempt: 0, retryAt: null, reason: null, rtt: null,
-      lastMessageAt: null, epoch: null, last: null,
+      lastMessageAt: null, epoch: null, last: null, interval: TIMING.HEARTBEAT_INTERVAL,
     });
     assert.equal(h.clock.pending, 0);
     assert.equal(h.net.sockets.length, 0);
@@ -164,6 +164,53 @@ describe("heartbeat", () => {
     assert.equal(ws.sentOfType("subscribe").length, 1);
     ws.receive({ type: "ping", id: 42, seq: 8 });
     assert.deepEqual(ws.sent.slice(-2), [{ type: "pong", id: 42 }, { type: "subscribe", since: 5, epoch: "e1" }]);
+  });
+
+  test("a ping from another epoch resubscribes (with the old epoch) even when its seq is lower", () => {
+    const h = harness();
+    const ws = h.connect({ epoch: "e1", seq: 50 });
+    ws.receive({ type: "ping", id: 1, seq: 50, epoch: "e1" });
+    assert.equal(ws.sentOfType("subscribe").length, 1, "same epoch, same seq: nothing missed");
+    ws.receive({ type: "ping", id: 2, seq: 3, epoch: "e2" });
+    assert.deepEqual(ws.sent.slice(-2), [{ type: "pong", id: 2 }, { type: "subscribe", since: 50, epoch: "e1" }]);
+    ws.receive({ type: "ping", id: 3, seq: 3, epoch: "e2" });
+    assert.equal(ws.sentOfType("subscribe").length, 2, "one resubscribe outstanding at a time");
+    ws.receive(syncFrame({ epoch: "e2", seq: 3, reset: true, tasks: [task(1, 3)] }));
+    assert.equal(h.store.epoch, "e2");
+    assert.deepEqual([...h.store.tasks.keys()], [1]);
+    ws.receive({ type: "ping", id: 4, seq: 3, epoch: "e2" });
+    assert.equal(ws.sentOfType("subscribe").length, 2, "caught up with the new epoch");
+  });
+
+  test("a ping without an epoch (older server) only compares seq", () => {
+    const h = harness();
+    const ws = h.connect({ epoch: "e1", seq: 5 });
+    ws.receive({ type: "ping", id: 1, seq: 5 });
+    ws.receive({ type: "ping", id: 2, seq: 5, epoch: null });
+    assert.equal(ws.sentOfType("subscribe").length, 1);
+  });
+
+  test("firstPingDelay brings the first client ping (and rtt) forward; later ones keep the interval", () => {
+    const h = harness({ firstPingDelay: 500 });
+    const ws = h.connect();
+    h.clock.advance(499);
+    assert.equal(ws.sentOfType("ping").length, 0);
+    h.clock.advance(1);
+    const ping = ws.sentOfType("ping").at(-1);
+    h.clock.advance(12);
+    ws.receive({ type: "pong", id: ping.id });
+    assert.equal(h.conn.status.rtt, 12);
+    h.clock.advance(HEARTBEAT_INTERVAL - 13);
+    assert.equal(ws.sentOfType("ping").length, 1);
+    h.clock.advance(1);
+    assert.equal(ws.sentOfType("ping").length, 2);
+  });
+
+  test("status.interval reports the heartbeat interval in ms, as the server set it", () => {
+    const h = harness();
+    assert.equal(h.conn.status.interval, HEARTBEAT_INTERVAL);
+    h.connect({ heartbeat_interval: 2 });
+    assert.equal(h.conn.status.interval, 2000);
   });
 
   test("client pings every interval and measures rtt from the matching pong", () => {
@@ -690,7 +737,7 @@ describe("status", () => {
     assert.ok(calls >= 2);
     assert.equal(h.state, "open");
     const s = h.conn.status;
-    assert.deepEqual(Object.keys(s).sort(), ["attempt", "epoch", "last", "lastMessageAt", "reason", "retryAt", "rtt", "state"]);
+    assert.deepEqual(Object.keys(s).sort(), ["attempt", "epoch", "interval", "last", "lastMessageAt", "reason", "retryAt", "rtt", "state"]);
     assert.equal(s.epoch, "z");
     assert.equal(s.last, 3);
     assert.equal(s.lastMessageAt, h.clock.now);

@@ -174,3 +174,163 @@ def database_rows():
         {t.pk: serialize(t) for t in Task.objects.all()},
         {a.pk: serialize(a) for a in Agent.objects.all()},
     )
+
+
+# Added for the fault and scale-out tests (tests/test_faults.py, tests/test_scaleout.py) -----
+
+import random as _random
+
+
+class ResilientStreamClient(StreamClient):
+    """A StreamClient with the browser client's timing rules (static/realtime/constants.js),
+    scaled down for tests:
+
+    - an idle deadline: the connection is abandoned when nothing arrives for the server's
+      heartbeat interval (from `sync.heartbeat_interval`) plus `idle_grace`;
+    - 1012 (service restart): reconnect after `restart_base + random() * restart_spread`;
+    - any other retryable close: full-jitter backoff, `backoff_min..min(cap, base * 2^n)`;
+    - 4500-4999: stop.
+
+    It also records when things happened (`timeline`), the latency of every event it
+    applies (receive time minus the row's `updated_at`), and can stop reading for a while
+    (`pause_reading`) to play a slow client."""
+
+    def __init__(self, url, cookie, origin, *, idle_grace=2.0, restart_base=0.2, restart_spread=2.0,
+                 backoff_base=0.2, backoff_min=0.05, backoff_cap=2.0, max_queue=16, rcvbuf=None,
+                 rng=None, **kwargs):
+        super().__init__(url, cookie, origin, **kwargs)
+        self.rcvbuf = rcvbuf  # a small receive buffer makes TCP push back on a paused reader
+        self.idle_grace, self.restart_base, self.restart_spread = idle_grace, restart_base, restart_spread
+        self.backoff_base, self.backoff_min, self.backoff_cap = backoff_base, backoff_min, backoff_cap
+        self.max_queue = max_queue
+        self.rng = rng or _random.Random()
+        self.interval = None  # from the server's sync frame
+        self.timeline = []  # (monotonic time, what, detail)
+        self.latencies = []  # (monotonic receive time, seconds from updated_at to receipt)
+        self.idle_timeouts = 0
+        self.attempt = 0
+        self._reading = asyncio.Event()
+        self._reading.set()
+        self.connected_at = None
+        self.synced_at = None
+
+    def mark(self, what, detail=None):
+        self.timeline.append((time.monotonic(), what, detail))
+
+    def pause_reading(self):
+        """Stop taking frames off the socket; the socket's buffers fill and TCP pushes back."""
+        self._reading.clear()
+        self.mark("pause")
+
+    def resume_reading(self):
+        self._reading.set()
+        self.mark("resume")
+
+    def apply_sync(self, frame):
+        super().apply_sync(frame)
+        if frame.get("heartbeat_interval"):
+            self.interval = float(frame["heartbeat_interval"])
+        self.synced_at = time.monotonic()
+        self.mark("sync", frame["seq"])
+
+    def apply_event(self, event):
+        before = self.last
+        ok = super().apply_event(event)
+        if ok and self.last != before and event["op"] == "upsert" and event["data"].get("updated_at"):
+            from datetime import datetime
+
+            stamp = datetime.fromisoformat(event["data"]["updated_at"]).timestamp()
+            self.latencies.append((time.monotonic(), time.time() - stamp))
+        return ok
+
+    def idle_deadline(self):
+        interval = self.interval if self.interval is not None else 25.0
+        return interval + self.idle_grace
+
+    async def run_once(self):
+        headers = {"Cookie": self.cookie, "Origin": self.origin}
+        extra = {}
+        if self.rcvbuf:
+            import socket
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.url)
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+            sock.setblocking(False)
+            try:
+                await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
+            except OSError:
+                sock.close()
+                raise
+            extra["sock"] = sock
+        ws = await websockets.connect(self.url, additional_headers=headers, ping_interval=None,
+                                      max_size=None, open_timeout=5, close_timeout=1,
+                                      max_queue=self.max_queue, **extra)
+        self.ws = ws
+        self.connects += 1
+        self.connected_at = time.monotonic()
+        self.mark("open")
+        try:
+            await self.subscribe()
+            while True:
+                if not self._reading.is_set():
+                    await self._reading.wait()
+                try:
+                    message = await asyncio.wait_for(ws.recv(), self.idle_deadline())
+                except asyncio.TimeoutError:
+                    # Nothing at all for interval + grace: the path is dead (half-open TCP,
+                    # a stuck proxy). Abandon it without a closing handshake.
+                    self.idle_timeouts += 1
+                    self.mark("idle_timeout")
+                    ws.transport.abort()
+                    raise
+                await self.handle(json.loads(message))
+        finally:
+            if ws.transport is not None and not ws.transport.is_closing():
+                ws.transport.abort()
+
+    def retry_delay(self, code):
+        if code == 1012:
+            return self.restart_base + self.rng.random() * self.restart_spread
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** min(self.attempt, 16))
+        return self.backoff_min + self.rng.random() * max(0.0, ceiling - self.backoff_min)
+
+    async def run(self):
+        while not self.stopped:
+            code = None
+            try:
+                await self.run_once()
+            except websockets.ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd else 1006
+            except asyncio.TimeoutError:
+                code = "idle_timeout" if self.ws is not None else "TimeoutError"
+            except (OSError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
+                code = type(exc).__name__
+            if self.stopped:
+                break
+            self.close_codes.append(code)
+            self.mark("closed", code)
+            self.ws = None
+            self.subscribing = False
+            if not self.reconnect or (isinstance(code, int) and 4500 <= code < 5000):
+                break
+            # A connection that synced and stayed up resets the attempt counter.
+            if self.synced_at is not None and self.connected_at is not None and self.synced_at >= self.connected_at:
+                self.attempt = 0
+            delay = self.retry_delay(code)
+            self.attempt += 1
+            self.mark("retry_in", delay)
+            await asyncio.sleep(delay)
+
+    async def stop(self):
+        self.stopped = True
+        self._reading.set()
+        await super().stop()
+
+    def reconnected_after(self, moment):
+        """Monotonic time of the first sync after `moment`, or None."""
+        for stamp, what, _ in self.timeline:
+            if stamp > moment and what == "sync":
+                return stamp
+        return None

@@ -1,0 +1,67 @@
+"""Bench-only ASGI wrapper: the project's application plus a write endpoint in its process.
+
+    daphne bench.bench_asgi:application      (never deploy this: it writes on GET)
+
+With the in-process channel layer, a write made by another process reaches the sockets only
+through the hub's one-second head poll; the embedded default's writes happen inside the
+server (the agents' HTTP API). So the benchmarks drive writes here:
+
+    GET /bench/write?n=100&rate=0&rows=50&threads=1  ->  {"stamps": [[seq, t], ...], ...}
+    GET /bench/state                                 ->  {"head", "epoch", "tasks", "agents"}
+
+Each write is a real sequenced `save()` (commit, then publish through the layer to the hub),
+run in a worker thread like a Django view; `t` is time.monotonic() just after its COMMIT.
+Everything else goes to dashboard_site.asgi.application unchanged.
+"""
+import asyncio
+import json
+import os
+import time
+from urllib.parse import parse_qs
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard_site.settings")
+
+from asgiref.sync import sync_to_async  # noqa: E402
+
+from dashboard_site.asgi import application as project_application  # noqa: E402
+
+from bench import djwork  # noqa: E402
+
+
+async def _respond(send, status, payload):
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def bench_endpoint(scope, receive, send):
+    while True:  # drain the request body
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            break
+    query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+    try:
+        if scope["path"] == "/bench/write":
+            n, rows = int(query.get("n", 1)), int(query.get("rows", 50))
+            rate, threads = float(query.get("rate", 0)), int(query.get("threads", 1))
+            t0 = time.monotonic()
+            parts = await asyncio.gather(*[
+                sync_to_async(djwork.write_changes, thread_sensitive=False)(
+                    n // threads, rate / threads, rows, k * rows)
+                for k in range(threads)
+            ])
+            elapsed = time.monotonic() - t0
+            stamps = sorted(s for part in parts for s in part)
+            return await _respond(send, 200, {"stamps": stamps, "start": t0, "elapsed": elapsed})
+        if scope["path"] == "/bench/state":
+            return await _respond(send, 200, await sync_to_async(djwork.state, thread_sensitive=False)())
+        return await _respond(send, 404, {"error": "unknown bench path"})
+    except Exception as exc:  # the driver prints this
+        return await _respond(send, 500, {"error": f"{type(exc).__name__}: {exc}"})
+
+
+async def application(scope, receive, send):
+    if scope["type"] == "http" and scope["path"].startswith("/bench/"):
+        return await bench_endpoint(scope, receive, send)
+    return await project_application(scope, receive, send)

@@ -1,0 +1,111 @@
+// The connection pill: what the Connection's status means to a person, what they can do
+// about it, and one polite announcement per real change for screen readers.
+import { clockTime, secondsUntil } from "./format.js";
+
+/**
+ * @typedef {object} BadgeView
+ * @property {string} state the connection state, for data-connection
+ * @property {string} text the pill's words
+ * @property {string} rtt round-trip time, or ""
+ * @property {boolean} retry show "Retry now"
+ * @property {boolean} signIn show the sign-in link
+ * @property {boolean} reload show "Reload"
+ * @property {string} announce what a screen reader hears (changes only when the meaning does)
+ */
+
+/** @returns {BadgeView} */
+export function describeConnection(status, now) {
+  const view = { state: status.state, text: "", rtt: "", retry: false, signIn: false, reload: false, announce: "" };
+  const asOf = status.lastMessageAt ? ` · data as of ${clockTime(status.lastMessageAt)}` : "";
+  switch (status.state) {
+    case "open":
+      return { ...view, text: "Live", rtt: status.rtt === null ? "" : `${Math.round(status.rtt)} ms`, announce: "Live: updates are on." };
+    case "connecting":
+      if (status.attempt > 0 || status.lastMessageAt) {
+        return { ...view, text: "Reconnecting…", announce: "Connection lost. Reconnecting." };
+      }
+      return { ...view, text: "Connecting…", announce: "" };
+    case "waiting":
+      return {
+        ...view, text: `Reconnecting in ${secondsUntil(status.retryAt, now)} s`, retry: true,
+        announce: "Connection lost. Reconnecting.",
+      };
+    case "offline":
+      return { ...view, text: `Offline${asOf}`, retry: true, announce: `You are offline. Showing data as of ${status.lastMessageAt ? clockTime(status.lastMessageAt) : "page load"}.` };
+    default:
+      return stopped(view, status.reason);
+  }
+}
+
+function stopped(view, reason) {
+  switch (reason) {
+    case "signed_out":
+      return { ...view, text: "Signed out", signIn: true, announce: "Signed out. Sign in again to see live updates." };
+    case "forbidden":
+      return { ...view, text: "No access", signIn: true, announce: "This account may not see the dashboard. Sign in with another account." };
+    case "user":
+      return { ...view, text: "Disconnected", retry: true, announce: "Disconnected." };
+    default:
+      return { ...view, text: "Disconnected: reload the page", reload: true, announce: "Disconnected. Reload the page to continue." };
+  }
+}
+
+/** The pill's elements, kept in step with the connection. */
+export class Badge {
+  /**
+   * @param {object} els `root` (#conn), `text`, `rtt`, `retry`, `signIn`, `reload`, `status`
+   *   (the role="status" region) and `body` (gets data-connection too)
+   * @param {{setTimeout?: Function, clearTimeout?: Function, settle?: number}} [options]
+   *   `settle`: ms a meaning must last before it is announced, so flapping is not read out
+   */
+  constructor(els, { setTimeout = globalThis.setTimeout, clearTimeout = globalThis.clearTimeout, settle = 1000 } = {}) {
+    this.els = els;
+    this.status = null;
+    this.announced = "";
+    this.pending = "";
+    this.timer = null;
+    this.settle = settle;
+    this.setTimeout = setTimeout;
+    this.clearTimeout = clearTimeout;
+  }
+
+  /** Called with every Connection status. */
+  update(status, now) {
+    this.status = status;
+    this.#draw(now);
+  }
+
+  /** Called every second: the countdown moves. */
+  tick(now) {
+    if (this.status?.state === "waiting") this.#draw(now);
+  }
+
+  /** @private */
+  #draw(now) {
+    const view = describeConnection(this.status, now);
+    const { root, text, rtt, retry, signIn, reload, body } = this.els;
+    root.dataset.connection = view.state;
+    if (body) body.dataset.connection = view.state;
+    if (text.textContent !== view.text) text.textContent = view.text;
+    if (rtt.textContent !== view.rtt) rtt.textContent = view.rtt;
+    rtt.hidden = !view.rtt;
+    retry.hidden = !view.retry;
+    signIn.hidden = !view.signIn;
+    reload.hidden = !view.reload;
+    this.#announce(view.announce);
+  }
+
+  /** @private Announce a meaning once it has held for `settle` ms, and never twice in a row. */
+  #announce(message) {
+    if (message === this.pending) return; // already on its way
+    if (this.timer !== null) this.clearTimeout(this.timer);
+    this.timer = null;
+    this.pending = message;
+    if (!message || message === this.announced) return;
+    this.timer = this.setTimeout(() => {
+      this.timer = null;
+      this.announced = message;
+      this.els.status.textContent = message;
+    }, this.settle);
+  }
+}

@@ -1,0 +1,118 @@
+"""Request and response shapes. Input serializers validate only; services.py does the writes."""
+from django.db.models import OuterRef, Subquery
+from rest_framework import serializers
+
+from ..models import Agent, Task
+
+MAX_BIGINT = 2**63 - 1  # ids and offsets beyond this are not ids (and overflow SQLite)
+# The statuses an agent may report (the table in transitions.py decides which change is allowed).
+AGENT_STATUSES = [(s.value, s.label) for s in (Task.Status.RUNNING, Task.Status.SUCCEEDED, Task.Status.FAILED)]
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    """A task as the API shows it."""
+
+    agent_name = serializers.CharField(source="agent.name", read_only=True, allow_null=True, default=None)
+
+    class Meta:
+        model = Task
+        fields = [
+            "id", "title", "description", "status", "progress", "agent", "agent_name", "error",
+            "version", "created_at", "updated_at", "started_at", "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class AgentSerializer(serializers.ModelSerializer):
+    """An agent as the API shows it; `current_task` is the task it is running, if any."""
+
+    current_task = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Agent
+        fields = ["id", "name", "status", "hostname", "last_heartbeat", "current_task", "version", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def get_current_task(self, agent) -> int | None:
+        if hasattr(agent, "running_task_id"):  # annotated by with_current_task()
+            return agent.running_task_id
+        task = agent.current_task
+        return task.pk if task else None
+
+
+def with_current_task(queryset):
+    """Annotate agents with their running task's id in the same query (no N+1 in lists)."""
+    running = Task.objects.filter(agent=OuterRef("pk"), status=Task.Status.RUNNING).order_by("-started_at", "-id")
+    return queryset.annotate(running_task_id=Subquery(running.values("pk")[:1]))
+
+
+class TaskCreateSerializer(serializers.Serializer):
+    """An operator adds a task; it starts queued."""
+
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10000, default="")
+
+
+class TaskEditSerializer(serializers.Serializer):
+    """An operator edits a task's text; status changes go through cancel and requeue."""
+
+    title = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
+
+
+class AgentHelloSerializer(serializers.Serializer):
+    """Register and heartbeat bodies: optionally the host the agent runs on."""
+
+    hostname = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+
+class TaskReportSerializer(serializers.Serializer):
+    """An agent's report on its task: progress, and/or a final status (with an error if failed)."""
+
+    progress = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    status = serializers.ChoiceField(choices=AGENT_STATUSES, required=False)
+    error = serializers.CharField(required=False, allow_blank=False, max_length=10000)
+
+    def validate(self, data):
+        if not data:
+            raise serializers.ValidationError("Send at least one of: progress, status, error.")
+        status = data.get("status")
+        if status == Task.Status.FAILED and not data.get("error"):
+            raise serializers.ValidationError({"error": ["Say why the task failed: `error` is required with status failed."]})
+        if "error" in data and status != Task.Status.FAILED:
+            raise serializers.ValidationError({"error": ["`error` is only accepted together with status failed."]})
+        if status == Task.Status.SUCCEEDED and data.get("progress", 100) != 100:
+            raise serializers.ValidationError({"progress": ["A succeeded task is 100% done: send 100 or leave progress out."]})
+        return data
+
+
+class TaskFilterSerializer(serializers.Serializer):
+    """Query parameters of the task list."""
+
+    status = serializers.ChoiceField(choices=Task.Status.choices, required=False)
+    agent = serializers.IntegerField(min_value=1, max_value=MAX_BIGINT, required=False)
+    search = serializers.CharField(required=False, max_length=200)
+
+
+class AgentFilterSerializer(serializers.Serializer):
+    """Query parameters of the agent list."""
+
+    status = serializers.ChoiceField(choices=Agent.Status.choices, required=False)
+    search = serializers.CharField(required=False, max_length=100)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Body of 401, 403, 404, 409 and 429 answers."""
+
+    detail = serializers.CharField()
+    current_task = serializers.IntegerField(required=False, help_text="On a 409 claim: the task you are running.")
+
+
+class ValidationErrorSerializer(serializers.Serializer):
+    """Body of a 400: each field that was wrong, with messages saying how to fix it."""
+
+    non_field_errors = serializers.ListField(child=serializers.CharField(), required=False)
+
+    class Meta:
+        # Any other key is a field name with a list of messages.
+        ref_name = "ValidationError"

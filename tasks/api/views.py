@@ -1,0 +1,312 @@
+"""API endpoints. Agents authenticate with a bearer token, operators with a staff session.
+
+Views validate input and shape output; every change is made in services.py, inside one
+transaction that takes the stream lock first, and reaches dashboards through the same
+sequencing and publishing path as the admin.
+"""
+from django.conf import settings
+from django.db.models import Q
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..models import Agent, Task
+from . import services
+from .authentication import AgentTokenAuthentication
+from .errors import exception_handler
+from .pagination import BoundedLimitOffsetPagination
+from .permissions import IsAgent, IsOperator
+from .serializers import (
+    AgentFilterSerializer, AgentHelloSerializer, AgentSerializer, ErrorSerializer, TaskCreateSerializer,
+    TaskEditSerializer, TaskFilterSerializer, TaskReportSerializer, TaskSerializer, ValidationErrorSerializer,
+    with_current_task,
+)
+from .throttles import AgentRateThrottle, OperatorRateThrottle
+
+ERROR_TEXT = {
+    400: "Invalid input or a status change that makes no sense; the body names each field and how to fix it.",
+    401: "Missing, malformed, invalid or revoked agent token.",
+    403: "Authenticated, but not allowed: wrong kind of caller, missing permission, or not your task.",
+    404: "No such task or agent.",
+    409: "The task or agent is in a state that forbids this now (a lost claim, or you already run a task).",
+    429: "Too many requests; retry after the number of seconds in the Retry-After header.",
+}
+
+
+def agent_schema(**kwargs):
+    """extend_schema for agent endpoints: tagged, bearer token only."""
+    return extend_schema(tags=["agent"], auth=[{"agentToken": []}], **kwargs)
+
+
+def operator_schema(**kwargs):
+    """extend_schema for operator endpoints: tagged, session cookie only."""
+    return extend_schema(tags=["operator"], auth=[{"cookieAuth": []}], **kwargs)
+
+
+def errors(*codes):
+    """OpenAPI descriptions of the error answers an endpoint can give."""
+    return {
+        code: OpenApiResponse(ValidationErrorSerializer if code == 400 else ErrorSerializer, description=ERROR_TEXT[code])
+        for code in codes
+    }
+
+
+class _ApiView:
+    parser_classes = [JSONParser]
+    pagination_class = BoundedLimitOffsetPagination
+
+    def get_exception_handler(self):
+        return exception_handler
+
+
+class AgentApiView(_ApiView, APIView):
+    """Base for agent endpoints: bearer token, per-agent throttle."""
+
+    authentication_classes = [AgentTokenAuthentication]
+    permission_classes = [IsAgent]
+    throttle_classes = [AgentRateThrottle]
+
+    @property
+    def agent(self):
+        return self.request.user.agent
+
+
+class OperatorMixin(_ApiView):
+    """Base for operator endpoints: staff session (CSRF on writes), per-user throttle.
+
+    The token authenticator is listed too, so an agent calling here gets a clear 403."""
+
+    authentication_classes = [SessionAuthentication, AgentTokenAuthentication]
+    permission_classes = [IsOperator]
+    throttle_classes = [OperatorRateThrottle]
+    permission_model = Task
+
+
+# Agents ----------------------------------------------------------------------------------
+
+class AgentRegistrationSerializer(AgentSerializer):
+    """The agent, plus how often to send heartbeats."""
+
+    heartbeat_every = serializers.SerializerMethodField(help_text="Send a heartbeat at least this often (seconds).")
+    offline_after = serializers.SerializerMethodField(help_text="Silence longer than this (seconds) marks the agent offline.")
+
+    class Meta(AgentSerializer.Meta):
+        fields = AgentSerializer.Meta.fields + ["heartbeat_every", "offline_after"]
+        read_only_fields = fields
+
+    def get_heartbeat_every(self, agent) -> float:
+        return round(settings.AGENT_OFFLINE_AFTER / 3, 3)
+
+    def get_offline_after(self, agent) -> float:
+        return settings.AGENT_OFFLINE_AFTER
+
+
+class RegisterView(AgentApiView):
+    @agent_schema(
+        operation_id="agent_register", request=AgentHelloSerializer,
+        responses={200: AgentRegistrationSerializer, **errors(400, 401, 403, 404, 429)},
+        summary="Say hello (at start-up): records the hostname, marks the agent idle or busy.",
+    )
+    def post(self, request):
+        hello = AgentHelloSerializer(data=request.data)
+        hello.is_valid(raise_exception=True)
+        agent = services.heartbeat(self.agent.pk, hostname=hello.validated_data.get("hostname"))
+        return Response(AgentRegistrationSerializer(agent).data)
+
+
+class HeartbeatView(AgentApiView):
+    @agent_schema(
+        operation_id="agent_heartbeat", request=AgentHelloSerializer,
+        responses={200: AgentSerializer, **errors(400, 401, 403, 404, 429)},
+        summary="I am alive. An offline agent comes back idle (or busy if it runs a task).",
+    )
+    def post(self, request):
+        hello = AgentHelloSerializer(data=request.data)
+        hello.is_valid(raise_exception=True)
+        agent = services.heartbeat(self.agent.pk, hostname=hello.validated_data.get("hostname"))
+        return Response(AgentSerializer(agent).data)
+
+
+class MeView(AgentApiView):
+    @agent_schema(
+        operation_id="agent_me", responses={200: AgentSerializer, **errors(401, 403, 429)},
+        summary="The calling agent, with the task it is running (no heartbeat is recorded).",
+    )
+    def get(self, request):
+        return Response(AgentSerializer(self.agent).data)
+
+
+class ClaimNextView(AgentApiView):
+    @agent_schema(
+        operation_id="agent_claim_next", request=None,
+        responses={
+            200: TaskSerializer,
+            204: OpenApiResponse(description="The queue is empty; try again later."),
+            **errors(401, 403, 404, 409, 429),
+        },
+        summary="Claim the oldest queued task; it becomes running on this agent.",
+    )
+    def post(self, request):
+        task = services.claim(self.agent.pk)
+        if task is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(TaskSerializer(task).data)
+
+
+class ClaimTaskView(AgentApiView):
+    @agent_schema(
+        operation_id="agent_claim_task", request=None,
+        responses={200: TaskSerializer, **errors(401, 403, 404, 409, 429)},
+        summary="Claim one particular queued task; 409 if it is no longer queued.",
+    )
+    def post(self, request, pk):
+        return Response(TaskSerializer(services.claim(self.agent.pk, task_id=pk)).data)
+
+
+class AgentTaskView(AgentApiView):
+    @agent_schema(
+        operation_id="agent_task_read",
+        responses={200: TaskSerializer, **errors(401, 403, 404, 429)},
+        summary="One of this agent's tasks (to see e.g. whether an operator cancelled it).",
+    )
+    def get(self, request, pk):
+        task = services.get_task(pk)
+        if task.agent_id != self.agent.pk:
+            raise PermissionDenied(f"Task {pk} is not assigned to you.")
+        return Response(TaskSerializer(task).data)
+
+    @agent_schema(
+        operation_id="agent_task_report", request=TaskReportSerializer,
+        responses={200: TaskSerializer, **errors(400, 401, 403, 404, 429)},
+        summary="Report progress, success, or failure (with an error) of a task this agent runs.",
+    )
+    def patch(self, request, pk):
+        report = TaskReportSerializer(data=request.data)
+        report.is_valid(raise_exception=True)
+        task = services.report(self.agent.pk, pk, **report.validated_data)
+        return Response(TaskSerializer(task).data)
+
+
+# Operators -------------------------------------------------------------------------------
+
+class TaskListView(OperatorMixin, generics.GenericAPIView):
+    serializer_class = TaskSerializer
+
+    def get_queryset(self):
+        filters = TaskFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        values = filters.validated_data
+        queryset = Task.objects.select_related("agent")
+        if "status" in values:
+            queryset = queryset.filter(status=values["status"])
+        if "agent" in values:
+            queryset = queryset.filter(agent_id=values["agent"])
+        if values.get("search"):
+            queryset = queryset.filter(Q(title__icontains=values["search"]) | Q(description__icontains=values["search"]))
+        return queryset.order_by("-created_at", "-id")
+
+    @operator_schema(
+        operation_id="tasks_list", parameters=[TaskFilterSerializer],
+        responses={200: TaskSerializer(many=True), **errors(400, 403, 429)},
+        summary="List tasks, newest first; filter by status, agent id, or text in title/description.",
+    )
+    def get(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(TaskSerializer(page, many=True).data)
+
+    @operator_schema(
+        operation_id="tasks_create", request=TaskCreateSerializer,
+        responses={201: TaskSerializer, **errors(400, 403, 429)}, summary="Add a queued task.",
+    )
+    def post(self, request):
+        data = TaskCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        task = services.create(**data.validated_data)
+        return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED)
+
+
+class TaskDetailView(OperatorMixin, APIView):
+    @operator_schema(
+        operation_id="tasks_read", responses={200: TaskSerializer, **errors(403, 404, 429)},
+        summary="One task.",
+    )
+    def get(self, request, pk):
+        return Response(TaskSerializer(services.get_task(pk)).data)
+
+    @operator_schema(
+        operation_id="tasks_edit", request=TaskEditSerializer,
+        responses={200: TaskSerializer, **errors(400, 403, 404, 429)},
+        summary="Change a task's title or description (status changes: cancel, requeue).",
+    )
+    def patch(self, request, pk):
+        data = TaskEditSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(TaskSerializer(services.edit(pk, **data.validated_data)).data)
+
+
+class TaskCancelView(OperatorMixin, APIView):
+    operator_action = "change"
+
+    @operator_schema(
+        operation_id="tasks_cancel", request=None,
+        responses={200: TaskSerializer, **errors(400, 403, 404, 429)},
+        summary="Cancel a queued or running task (its agent sees 400 on its next report).",
+    )
+    def post(self, request, pk):
+        return Response(TaskSerializer(services.cancel(pk)).data)
+
+
+class TaskRequeueView(OperatorMixin, APIView):
+    operator_action = "change"
+
+    @operator_schema(
+        operation_id="tasks_requeue", request=None,
+        responses={200: TaskSerializer, **errors(400, 403, 404, 429)},
+        summary="Put a failed or cancelled task back in the queue at 0%.",
+    )
+    def post(self, request, pk):
+        return Response(TaskSerializer(services.requeue(pk)).data)
+
+
+class AgentListView(OperatorMixin, generics.GenericAPIView):
+    serializer_class = AgentSerializer
+    permission_model = Agent
+
+    def get_queryset(self):
+        filters = AgentFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        values = filters.validated_data
+        queryset = with_current_task(Agent.objects.all())
+        if "status" in values:
+            queryset = queryset.filter(status=values["status"])
+        if values.get("search"):
+            queryset = queryset.filter(Q(name__icontains=values["search"]) | Q(hostname__icontains=values["search"]))
+        return queryset.order_by("name", "id")
+
+    @operator_schema(
+        operation_id="agents_list", parameters=[AgentFilterSerializer],
+        responses={200: AgentSerializer(many=True), **errors(400, 403, 429)},
+        summary="List agents by name; filter by status or text in name/hostname.",
+    )
+    def get(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(AgentSerializer(page, many=True).data)
+
+
+class AgentDetailView(OperatorMixin, APIView):
+    permission_model = Agent
+
+    @operator_schema(
+        operation_id="agents_read", responses={200: AgentSerializer, **errors(403, 404, 429)},
+        summary="One agent.",
+    )
+    def get(self, request, pk):
+        agent = with_current_task(Agent.objects.filter(pk=pk)).first()
+        if agent is None:
+            return Response({"detail": f"No agent with id {pk}."}, status=status.HTTP_404_NOT_FOUND)
+        return Response(AgentSerializer(agent).data)
+

@@ -1,0 +1,99 @@
+"""Agent liveness: agents not heard from within AGENT_OFFLINE_AFTER seconds go offline.
+
+`sweep()` does one pass. `run_due_sweep()` is what servers call from a periodic loop (every
+second or so is fine): it runs the sweep only if this process wins the lease for the
+current AGENT_SWEEP_INTERVAL, so with any number of processes the sweep runs once per
+interval, and with one process (the embedded default) it needs no extra service.
+
+What happens to an offline agent's running task is AGENT_OFFLINE_TASK_POLICY: "requeue"
+(back to the queue at 0%, for another agent) or "fail" (with an error naming the agent).
+An agent that calls the API again comes back idle or busy (tasks/api/services.py).
+"""
+import logging
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from realtime.sequencing import lock_stream
+
+from .models import Agent, SweepLease, Task
+
+log = logging.getLogger("tasks.liveness")
+
+LEASE_NAME = "agent-sweep"
+NEVER = datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+
+
+def _stale(cutoff):
+    """Agents last heard from before `cutoff` (or, never heard from, created before it)."""
+    return Q(last_heartbeat__lt=cutoff) | Q(last_heartbeat__isnull=True, created_at__lt=cutoff)
+
+
+def sweep(now=None):
+    """Mark silent agents offline and requeue or fail their running tasks, all sequenced.
+
+    Returns {"offline": [agent ids], "requeued": [task ids], "failed": [task ids]}."""
+    now = now or timezone.now()
+    limit = settings.AGENT_OFFLINE_AFTER
+    cutoff = now - timedelta(seconds=limit)
+    policy = settings.AGENT_OFFLINE_TASK_POLICY
+    result = {"offline": [], "requeued": [], "failed": []}
+    with transaction.atomic():
+        lock_stream()  # read under the lock, so a heartbeat cannot slip in between
+        stale = dict(Agent.objects.filter(_stale(cutoff)).values_list("pk", "name"))
+        if not stale:
+            return result
+        going_offline = Agent.objects.filter(pk__in=stale).exclude(status=Agent.Status.OFFLINE)
+        result["offline"] = sorted(going_offline.values_list("pk", flat=True))
+        orphans = Task.objects.filter(status=Task.Status.RUNNING, agent_id__in=stale)
+        # Both outcomes are SYSTEM transitions in the table (transitions.py).
+        if policy == "fail":
+            target = Task.Status.FAILED
+            for agent_id, name in stale.items():
+                ids = list(orphans.filter(agent_id=agent_id).values_list("pk", flat=True))
+                if ids:
+                    Task.objects.filter(pk__in=ids).update(
+                        status=target,
+                        error=f"Agent {name} went offline (no heartbeat for more than {limit:g} s).",
+                    )
+                    result["failed"] += ids
+        else:
+            target = Task.Status.QUEUED
+            ids = list(orphans.values_list("pk", flat=True))
+            if ids:
+                Task.objects.filter(pk__in=ids).update(status=target, agent=None, progress=0, error="")
+                result["requeued"] = ids
+        if result["offline"]:
+            Agent.objects.filter(pk__in=result["offline"]).update(status=Agent.Status.OFFLINE)
+    if any(result.values()):
+        log.info(
+            "liveness sweep: %d agents offline, %d tasks requeued, %d failed",
+            len(result["offline"]), len(result["requeued"]), len(result["failed"]),
+        )
+    return result
+
+
+def win_lease(name=LEASE_NAME, interval=None):
+    """True if this process takes the lease `name` for the current interval.
+
+    One conditional UPDATE decides: the row's last_run moves to now only where it is at least
+    `interval` old, and the database lets exactly one transaction do that. Times come from
+    the database clock, so processes with skewed clocks still agree."""
+    interval = settings.AGENT_SWEEP_INTERVAL if interval is None else interval
+    due = SweepLease.objects.filter(name=name, last_run__lte=Now() - timedelta(seconds=interval))
+    if not due.exists():  # the common case costs a read, not a write
+        if SweepLease.objects.filter(name=name).exists():
+            return False
+        SweepLease.objects.get_or_create(name=name, defaults={"last_run": NEVER})
+    return due.update(last_run=Now()) == 1
+
+
+def run_due_sweep():
+    """Run `sweep()` if this process wins this interval's lease; return its result or None."""
+    if not win_lease():
+        return None
+    return sweep()

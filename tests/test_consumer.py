@@ -1,0 +1,493 @@
+"""The consumer and hub in-process, through the full ASGI stack (auth, origin check, routing)."""
+import asyncio
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from dashboard_site.asgi import application
+from realtime import hub as hub_module
+from realtime.hub import get_hub
+from realtime.models import Stream, Tombstone
+from tasks.models import Agent, Task
+from tests.support.stream import database_rows
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+@pytest.fixture(autouse=True)
+def fresh_layer(settings):
+    """Each test runs on its own event loop: give it its own in-process layer and hub."""
+    settings.REALTIME_HEARTBEAT_INTERVAL = 30
+    settings.REALTIME_HEARTBEAT_TIMEOUT = 10
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+def cookie_for(user):
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+@pytest.fixture
+def cookie(staff_user):
+    return cookie_for(staff_user)
+
+
+async def connect(cookie, origin=ORIGIN):
+    headers = [origin] + ([(b"cookie", cookie)] if cookie else [])
+    comm = WebsocketCommunicator(application, "/ws/dashboard/", headers=headers)
+    connected, code = await comm.connect()
+    return comm, connected, code
+
+
+async def receive(comm, kind=None, timeout=3):
+    """The next frame (of `kind`, skipping others), answering pings on the way."""
+    while True:
+        frame = await comm.receive_json_from(timeout)
+        if kind is None or frame["type"] == kind:
+            return frame
+
+
+async def subscribe(comm, since=None, epoch=None):
+    await comm.send_json_to({"type": "subscribe", "since": since, "epoch": epoch})
+    return await receive(comm, "sync")
+
+
+async def closed_with(comm, timeout=3):
+    while True:
+        message = await comm.receive_output(timeout)
+        if message["type"] == "websocket.close":
+            return message.get("code")
+
+
+def make_task(title="t", **fields):
+    return Task.objects.create(title=title, **fields)
+
+
+# Authentication and origin ------------------------------------------------------------------
+
+
+async def test_anonymous_socket_is_accepted_then_closed_4501():
+    comm, connected, _ = await connect(None)
+    assert connected
+    assert await closed_with(comm) == 4501
+
+
+async def test_user_without_permission_is_closed_4503(django_user_model):
+    user = await database_sync_to_async(django_user_model.objects.create_user)("viewer", password="x-pass-123456")
+    comm, connected, _ = await connect(await sync_to_async(cookie_for)(user))
+    assert connected
+    assert await closed_with(comm) == 4503
+
+
+async def test_cross_origin_socket_is_refused(cookie):
+    comm, connected, _ = await connect(cookie, origin=(b"origin", b"http://evil.example"))
+    assert not connected
+    await comm.disconnect()
+
+
+# Subscribe and sync -------------------------------------------------------------------------
+
+
+async def test_fresh_subscribe_gets_a_reset_with_the_whole_state(cookie):
+    agent = await database_sync_to_async(Agent.objects.create)(name="a1")
+    await database_sync_to_async(make_task)("first", agent=agent, status="running")
+    comm, _, _ = await connect(cookie)
+    sync = await subscribe(comm)
+    assert sync["reset"] is True
+    assert [t["title"] for t in sync["tasks"]] == ["first"]
+    assert sync["tasks"][0]["agent"] == agent.pk
+    assert [a["name"] for a in sync["agents"]] == ["a1"]
+    stream = await database_sync_to_async(Stream.objects.get)()
+    assert (sync["epoch"], sync["seq"]) == (stream.epoch, stream.head)
+    await comm.disconnect()
+
+
+async def test_resume_gets_only_changed_rows_and_deletions(cookie):
+    kept = await database_sync_to_async(make_task)("kept")
+    changed = await database_sync_to_async(make_task)("changed")
+    doomed = await database_sync_to_async(make_task)("doomed")
+    doomed_id = doomed.pk
+    comm, _, _ = await connect(cookie)
+    first = await subscribe(comm)
+    await comm.disconnect()
+
+    def offline_changes():
+        changed.progress = 40
+        changed.save()
+        doomed.delete()
+        make_task("new")
+
+    await database_sync_to_async(offline_changes)()
+    comm, _, _ = await connect(cookie)
+    sync = await subscribe(comm, first["seq"], first["epoch"])
+    assert sync["reset"] is False
+    assert sorted(t["title"] for t in sync["tasks"]) == ["changed", "new"]
+    assert sync["deleted"]["tasks"] == [doomed_id]
+    assert kept.pk not in [t["id"] for t in sync["tasks"]]
+    assert sync["seq"] == first["seq"] + 3
+    await comm.disconnect()
+
+
+async def test_many_missed_changes_to_few_rows_give_a_small_delta(cookie):
+    def fifty_rows():
+        Task.objects.bulk_create([Task(title=f"row {i}") for i in range(50)])
+
+    await database_sync_to_async(fifty_rows)()
+    comm, _, _ = await connect(cookie)
+    first = await subscribe(comm)
+    await comm.disconnect()
+
+    def many_changes():
+        for round_ in range(200):  # 200 rounds x 50 rows = 10,000 changes
+            Task.objects.update(progress=round_ % 100)
+
+    await database_sync_to_async(many_changes)()
+    comm, _, _ = await connect(cookie)
+    sync = await subscribe(comm, first["seq"], first["epoch"])
+    assert sync["seq"] - first["seq"] == 10_000
+    assert sync["reset"] is False and len(sync["tasks"]) == 50
+    await comm.disconnect()
+
+
+async def test_unknown_epoch_gets_a_reset(cookie):
+    await database_sync_to_async(make_task)("x")
+    comm, _, _ = await connect(cookie)
+    sync = await subscribe(comm, 1, "some-other-epoch")
+    assert sync["reset"] is True and [t["title"] for t in sync["tasks"]] == ["x"]
+    await comm.disconnect()
+
+
+async def test_since_older_than_the_tombstone_horizon_gets_a_reset(cookie, settings):
+    comm, _, _ = await connect(cookie)
+    first = await subscribe(comm)
+    await comm.disconnect()
+
+    def delete_and_prune():
+        make_task("gone").delete()
+        make_task("alive")
+        Tombstone.objects.update(deleted_at="2000-01-01T00:00:00Z")
+        from realtime.snapshot import prune_tombstones
+
+        return prune_tombstones()
+
+    assert await database_sync_to_async(delete_and_prune)() == 1
+    comm, _, _ = await connect(cookie)
+    sync = await subscribe(comm, first["seq"], first["epoch"])
+    assert sync["reset"] is True and [t["title"] for t in sync["tasks"]] == ["alive"]
+    await comm.disconnect()
+
+
+async def test_since_ahead_of_the_head_gets_a_reset(cookie):
+    comm, _, _ = await connect(cookie)
+    first = await subscribe(comm)
+    sync = await subscribe(comm, first["seq"] + 10, first["epoch"])
+    assert sync["reset"] is True
+    await comm.disconnect()
+
+
+# Live events ---------------------------------------------------------------------------------
+
+
+async def test_committed_changes_arrive_in_order_with_version_equal_to_seq(cookie):
+    comm, _, _ = await connect(cookie)
+    sync = await subscribe(comm)
+
+    def writes():
+        task = make_task("live")
+        task.status = "running"
+        task.save()
+        task.delete()
+
+    await database_sync_to_async(writes)()
+    events = [await receive(comm, "event") for _ in range(3)]
+    assert [e["seq"] for e in events] == [sync["seq"] + 1, sync["seq"] + 2, sync["seq"] + 3]
+    assert [e["op"] for e in events] == ["upsert", "upsert", "delete"]
+    assert events[0]["data"]["version"] == events[0]["seq"]
+    assert events[1]["data"]["status"] == "running" and events[1]["data"]["started_at"]
+    assert events[2]["data"] == {"id": events[0]["data"]["id"]}
+    await comm.disconnect()
+
+
+async def test_a_bulk_update_arrives_as_one_batch_frame(cookie):
+    await database_sync_to_async(lambda: Task.objects.bulk_create([Task(title=f"b{i}") for i in range(5)]))()
+    comm, _, _ = await connect(cookie)
+    sync = await subscribe(comm)
+    await database_sync_to_async(lambda: Task.objects.update(progress=7))()
+    frame = await receive(comm, "events")
+    assert [e["seq"] for e in frame["items"]] == list(range(sync["seq"] + 1, sync["seq"] + 6))
+    assert all(e["data"]["progress"] == 7 for e in frame["items"])
+    await comm.disconnect()
+
+
+async def test_rolled_back_changes_are_never_sent(cookie):
+    from django.db import transaction
+
+    comm, _, _ = await connect(cookie)
+    sync = await subscribe(comm)
+
+    def rolled_back_then_committed():
+        try:
+            with transaction.atomic():
+                make_task("never")
+                raise RuntimeError("abort")
+        except RuntimeError:
+            pass
+        make_task("committed")
+
+    await database_sync_to_async(rolled_back_then_committed)()
+    event = await receive(comm, "event")
+    assert event["seq"] == sync["seq"] + 1 and event["data"]["title"] == "committed"
+    await comm.disconnect()
+
+
+async def test_a_dropped_layer_message_is_healed_through_the_head(cookie, monkeypatch, settings):
+    """A change whose publish is lost reaches nobody through the layer; the hub finds the
+    database ahead and pings at once with the head, so the client resubscribes."""
+    settings.REALTIME_REORDER_WINDOW = 0.05
+    monkeypatch.setattr(hub_module, "HEAD_POLL_SECONDS", 0.1)
+    comm, _, _ = await connect(cookie)
+    sync = await subscribe(comm)
+    from realtime import publish
+
+    monkeypatch.setattr(publish, "send_now", lambda epoch, events: None)  # the layer drops it
+    await database_sync_to_async(make_task)("lost in transit")
+    ping = await receive(comm, "ping", timeout=5)
+    assert ping["seq"] == sync["seq"] + 1
+    delta = await subscribe(comm, sync["seq"], sync["epoch"])
+    assert [t["title"] for t in delta["tasks"]] == ["lost in transit"]
+    await comm.disconnect()
+
+
+async def test_an_event_that_arrives_early_waits_for_its_predecessor(cookie):
+    comm, _, _ = await connect(cookie)
+    sync = await subscribe(comm)
+    hub = get_hub()
+    head = sync["seq"]
+    ev = lambda seq: {"type": "event", "seq": seq, "entity": "task", "op": "delete", "data": {"id": seq}}  # noqa: E731
+    await hub.accept(hub.epoch, [ev(head + 2)])
+    await hub.accept(hub.epoch, [ev(head + 1)])
+    frame = await receive(comm, "events")
+    assert [e["seq"] for e in frame["items"]] == [head + 1, head + 2]
+    await comm.disconnect()
+
+
+async def test_changes_committed_while_the_sync_is_built_are_not_lost(cookie, monkeypatch):
+    """Writes land between the hub's fan-out and the sync read; the client still ends equal."""
+    from realtime import consumers, snapshot
+
+    original = snapshot.build_sync
+
+    def slow_build(since, epoch):
+        result = original(since, epoch)
+        make_task("during sync")  # commits after the snapshot was read, before it is sent
+        return result
+
+    monkeypatch.setattr(consumers, "build_sync", slow_build)
+    comm, _, _ = await connect(cookie)
+    sync = await subscribe(comm)
+    event = await receive(comm, "event")
+    assert event["seq"] == sync["seq"] + 1 and event["data"]["title"] == "during sync"
+    await comm.disconnect()
+
+
+# Heartbeat ----------------------------------------------------------------------------------
+
+
+async def test_server_pings_with_the_head_and_a_late_pong_closes_4008(cookie, settings):
+    settings.REALTIME_HEARTBEAT_INTERVAL = 0.3
+    settings.REALTIME_HEARTBEAT_TIMEOUT = 0.3
+    comm, _, _ = await connect(cookie)
+    sync = await subscribe(comm)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    ping = await receive(comm, "ping")
+    assert ping["seq"] == sync["seq"] and ping["epoch"] == sync["epoch"]
+    await comm.send_json_to({"type": "pong", "id": ping["id"]})
+    second = await receive(comm, "ping")
+    assert second["id"] != ping["id"]
+    assert await closed_with(comm) == 4008  # the second ping is never answered
+    assert loop.time() - started < 0.3 * 2 + 0.3 + 1.0
+    assert get_hub().members == set()
+
+
+async def test_client_ping_is_answered_at_once(cookie):
+    comm, _, _ = await connect(cookie)
+    await comm.send_json_to({"type": "ping", "id": "rtt-1"})
+    assert await receive(comm) == {"type": "pong", "id": "rtt-1"}
+    await comm.disconnect()
+
+
+# Bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "frame, code",
+    [
+        ("not json", "bad_json"),
+        ("[1, 2]", "not_object"),
+        ('"subscribe"', "not_object"),
+        ('{"type": "shout"}', "unknown_type"),
+        ('{"no": "type"}', "unknown_type"),
+        ('{"type": "subscribe", "since": "ten", "epoch": null}', "bad_field"),
+        ('{"type": "subscribe", "since": -1, "epoch": null}', "bad_field"),
+        ('{"type": "subscribe", "since": true, "epoch": null}', "bad_field"),
+        ('{"type": "subscribe", "since": 1, "epoch": 5}', "bad_field"),
+        ('{"type": "pong", "id": "x"}', "bad_field"),
+        ('{"type": "ping", "id": [1]}', "bad_field"),
+    ],
+)
+async def test_bad_frames_get_an_error_frame_and_the_socket_stays_open(cookie, frame, code):
+    comm, _, _ = await connect(cookie)
+    await comm.send_to(text_data=frame)
+    error = await receive(comm, "error")
+    assert error["code"] == code and error["message"]
+    sync = await subscribe(comm)  # still serving
+    assert sync["type"] == "sync"
+    await comm.disconnect()
+
+
+async def test_binary_frames_get_an_error_frame(cookie):
+    comm, _, _ = await connect(cookie)
+    await comm.send_to(bytes_data=b"\x00\x01")
+    assert (await receive(comm, "error"))["code"] == "binary_frame"
+    await comm.disconnect()
+
+
+async def test_a_frame_over_the_size_limit_closes_1009(cookie, settings):
+    settings.REALTIME_MAX_FRAME_BYTES = 1000
+    comm, _, _ = await connect(cookie)
+    await comm.send_to(text_data=json.dumps({"type": "ping", "id": "x" * 2000}))
+    assert await closed_with(comm) == 1009
+
+
+async def test_a_flood_of_messages_closes_4029(cookie, settings):
+    settings.REALTIME_RATE_LIMIT = 5
+    settings.REALTIME_RATE_BURST = 10
+    comm, _, _ = await connect(cookie)
+    for i in range(30):
+        await comm.send_json_to({"type": "ping", "id": i})
+    assert await closed_with(comm) == 4029
+
+
+async def test_a_client_that_keeps_sending_garbage_is_closed_4509(cookie):
+    comm, _, _ = await connect(cookie)
+    for _ in range(10):
+        await comm.send_to(text_data="garbage")
+    assert await closed_with(comm) == 4509
+
+
+async def test_one_bad_client_does_not_disturb_another(cookie):
+    good, _, _ = await connect(cookie)
+    bad, _, _ = await connect(cookie)
+    sync = await subscribe(good)
+    for _ in range(10):
+        await bad.send_to(text_data="garbage")
+    assert await closed_with(bad) == 4509
+    await database_sync_to_async(make_task)("still flowing")
+    event = await receive(good, "event")
+    assert event["seq"] == sync["seq"] + 1
+    await good.disconnect()
+
+
+# Cleanup on every way out ----------------------------------------------------------------------
+
+
+async def test_normal_close_leaves_nothing_behind(cookie):
+    comm, _, _ = await connect(cookie)
+    await subscribe(comm)
+    hub = get_hub()
+    assert len(hub.members) == 1
+    await comm.disconnect()
+    assert hub.members == set()
+
+
+async def test_an_exception_in_a_handler_leaves_nothing_behind(cookie, monkeypatch):
+    from realtime import consumers
+
+    def broken(since, epoch):
+        raise RuntimeError("database exploded")
+
+    monkeypatch.setattr(consumers, "build_sync", broken)
+    comm, _, _ = await connect(cookie)
+    hub = get_hub()
+    assert len(hub.members) == 1
+    await comm.send_json_to({"type": "subscribe", "since": None, "epoch": None})
+    with pytest.raises(RuntimeError, match="database exploded"):
+        await comm.wait(3)
+    assert hub.members == set()
+
+
+async def test_server_shutdown_cancelling_the_consumer_leaves_nothing_behind(cookie):
+    comm, _, _ = await connect(cookie)
+    await subscribe(comm)
+    hub = get_hub()
+    assert len(hub.members) == 1
+    comm.future.cancel()  # what daphne does to every application on SIGTERM
+    with pytest.raises(asyncio.CancelledError):
+        await comm.future
+    assert hub.members == set()
+
+
+async def test_hub_is_the_only_group_member_and_sockets_have_no_layer_channel(cookie):
+    comms = [(await connect(cookie))[0] for _ in range(3)]
+    layer = channel_layers["default"]
+    hub = get_hub()
+    assert list(layer.groups["dashboard.stream"]) == [hub.channel]
+    assert len(hub.members) == 3
+    assert all(getattr(member, "channel_name", None) is None for member in hub.members)
+    for comm in comms:
+        await comm.disconnect()
+    assert hub.members == set()
+
+
+async def test_hub_shutdown_closes_every_socket_with_1012(cookie):
+    comms = [(await connect(cookie))[0] for _ in range(3)]
+    for comm in comms:
+        await subscribe(comm)
+    hub = get_hub()
+    await hub.shutdown()
+    for comm in comms:
+        assert await closed_with(comm) == 1012
+    assert hub.members == set()
+
+
+# The strongest test: sync at any moment plus the events after it equals a fresh fetch -----------
+
+
+async def test_sync_plus_events_equals_a_fresh_fetch_end_to_end(cookie):
+    from tests.support.stream import StreamClient
+
+    client = StreamClient("", "", "")
+    comm, _, _ = await connect(cookie)
+
+    def writes():
+        agent = Agent.objects.create(name="w")
+        tasks = Task.objects.bulk_create([Task(title=f"w{i}") for i in range(10)])
+        for task in tasks[:5]:
+            task.status, task.agent = "running", agent
+            task.save()
+        tasks[9].delete()
+        agent.delete()
+        Task.objects.filter(status="queued").update(status="cancelled")
+
+    writer = asyncio.ensure_future(sync_to_async(writes, thread_sensitive=False)())
+    await comm.send_json_to({"type": "subscribe", "since": None, "epoch": None})
+    await writer
+    expected = await database_sync_to_async(database_rows)()
+    while client.syncs == 0 or (client.tasks, client.agents) != expected:
+        frame = await comm.receive_json_from(5)
+        if frame["type"] == "sync":
+            client.apply_sync(frame)
+        else:
+            assert all(client.apply_event(e) for e in frame.get("items", [frame])), "gap"
+    assert client.syncs == 1 and client.gaps == 0
+    await comm.disconnect()

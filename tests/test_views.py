@@ -1,0 +1,254 @@
+"""The dashboard page, sign-in, /healthz and /metrics."""
+import pytest
+from channels.layers import InMemoryChannelLayer
+from django.contrib.auth.models import Permission
+from django.db import OperationalError, connections
+
+from tasks import views
+from tasks.models import Agent, Task
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def fleet():
+    atlas = Agent.objects.create(name="atlas-agent", status="busy")
+    Agent.objects.create(name="borealis-agent", status="offline")
+    Agent.objects.create(name="cobalt-agent")
+    Task.objects.create(title="Build web-frontend on main", status="running", agent=atlas, progress=61)
+    for i in range(3):
+        Task.objects.create(title=f"Queued job {i}")
+    Task.objects.create(title="Nightly backup of users", status="succeeded", progress=100)
+    Task.objects.create(title="Transcode video 88", status="failed", error="oom")
+    return atlas
+
+
+# The dashboard ---------------------------------------------------------------------------------
+
+
+def test_anonymous_users_are_redirected_to_login(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/"
+
+
+def test_staff_user_sees_counts_titles_and_agents_from_the_database(client, staff_user, fleet):
+    client.force_login(staff_user)
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    counts = {value: n for value, _, n in response.context["task_counts"]}
+    assert counts == {"queued": 3, "running": 1, "succeeded": 1, "failed": 1, "cancelled": 0}
+    assert response.context["total_tasks"] == 6
+    assert '<span class="count-n" data-count="queued">3</span>' in html
+    assert '<span class="count-n" data-count="total">6</span>' in html
+    assert '<span data-agent-count="offline">1</span>' in html
+    for title in ("Build web-frontend on main", "Queued job 2", "Nightly backup of users", "Transcode video 88"):
+        assert title in html
+    for name in ("atlas-agent", "borealis-agent", "cobalt-agent"):
+        assert name in html
+    # The busy agent's row shows what it runs.
+    agent_row = html.split(f'data-id="{fleet.pk}"', 1)[1].split("</li>", 1)[0]
+    assert "Build web-frontend on main" in agent_row
+    assert '<progress max="100" value="61"></progress>' in html
+    assert response["Cache-Control"].startswith("max-age=0")
+
+
+def test_the_page_follows_the_database(client, staff_user, fleet):
+    client.force_login(staff_user)
+    Task.objects.filter(status="queued").update(status="cancelled")
+    Task.objects.create(title="Brand new task")
+    response = client.get("/")
+    counts = {value: n for value, _, n in response.context["task_counts"]}
+    assert (counts["queued"], counts["cancelled"]) == (0, 3)
+    assert "Brand new task" in response.content.decode()
+
+
+def test_empty_database_renders(client, staff_user):
+    client.force_login(staff_user)
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "No tasks yet." in html and "No agents yet." in html
+
+
+def test_a_user_without_view_task_permission_gets_403(client, django_user_model):
+    user = django_user_model.objects.create_user("viewer", password="pw-viewer-123")
+    client.force_login(user)
+    assert client.get("/").status_code == 403
+
+
+def test_a_user_with_view_task_permission_sees_the_page(client, django_user_model, fleet):
+    user = django_user_model.objects.create_user("viewer", password="pw-viewer-123")
+    user.user_permissions.add(Permission.objects.get(codename="view_task", content_type__app_label="tasks"))
+    client.force_login(user)
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "Transcode video 88" in response.content.decode()
+
+
+def test_a_hostile_title_is_escaped(client, staff_user):
+    hostile = "<img src=x onerror=alert(1)>"
+    agent = Agent.objects.create(name="<script>alert('agent')</script>")
+    Task.objects.create(title=hostile, status="running", agent=agent)
+    client.force_login(staff_user)
+    html = client.get("/").content.decode()
+    assert hostile not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<script>alert(" not in html
+
+
+# Signing in -------------------------------------------------------------------------------------
+
+
+def test_login_page_renders_username_and_password_fields(client):
+    response = client.get("/accounts/login/?next=/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'name="username"' in html
+    assert 'name="password"' in html and 'type="password"' in html
+    assert 'name="csrfmiddlewaretoken"' in html
+    assert 'name="next" value="/"' in html
+
+
+def test_logging_in_through_the_form_reaches_the_dashboard(client, staff_user, fleet):
+    response = client.post("/accounts/login/", {"username": "operator", "password": "operator-pass-123", "next": "/"})
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "atlas-agent" in response.content.decode()
+
+
+def test_a_wrong_password_re_renders_with_an_error(client, staff_user):
+    response = client.post("/accounts/login/", {"username": "operator", "password": "wrong", "next": "/"})
+    assert response.status_code == 200
+    assert "didn&#x27;t match" in response.content.decode()
+    assert client.get("/").status_code == 302
+
+
+def test_the_login_form_enforces_csrf(staff_user):
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    response = strict.post("/accounts/login/", {"username": "operator", "password": "operator-pass-123"})
+    assert response.status_code == 403
+
+
+def test_logout_needs_a_post_and_signs_out(client, staff_user):
+    client.force_login(staff_user)
+    response = client.post("/accounts/logout/")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/"
+    assert client.get("/").status_code == 302
+
+
+# /healthz ---------------------------------------------------------------------------------------
+
+
+def test_healthz_is_ok_when_the_database_and_layer_answer(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"] == {"ok": True}
+    assert body["checks"]["channel_layer"] == {"ok": True, "backend": "InMemoryChannelLayer"}
+
+
+def test_healthz_needs_no_login_and_is_not_cached(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert "no-cache" in response["Cache-Control"]
+
+
+def test_healthz_is_503_naming_the_database_when_its_cursor_fails(client, monkeypatch):
+    def broken_cursor(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(connections["default"], "cursor", broken_cursor)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"] == {"ok": False, "error": "OperationalError: database is locked"}
+    assert body["checks"]["channel_layer"]["ok"] is True
+
+
+def test_healthz_is_503_naming_the_channel_layer_when_redis_cannot_be_reached(client, settings):
+    from tests.conftest import free_port
+
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                    "CONFIG": {"hosts": [f"redis://127.0.0.1:{free_port()}/0"]}}
+    }
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"]["database"] == {"ok": True}
+    assert body["checks"]["channel_layer"]["ok"] is False
+    assert "Error" in body["checks"]["channel_layer"]["error"]
+
+
+class SilentLayer(InMemoryChannelLayer):
+    """A layer that accepts messages and never delivers them."""
+
+    async def send(self, channel, message):
+        return None
+
+
+def test_healthz_is_503_when_the_channel_layer_never_answers(client, settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{__name__}.SilentLayer"}}
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    layer = response.json()["checks"]["channel_layer"]
+    assert layer["ok"] is False and layer["error"].startswith("TimeoutError")
+
+
+def test_healthz_is_503_when_no_channel_layer_is_configured(client, monkeypatch):
+    monkeypatch.setattr(views, "get_channel_layer", lambda: None)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["channel_layer"] == {
+        "ok": False, "error": "RuntimeError: no channel layer configured"
+    }
+
+
+def test_healthz_reports_both_failures(client, monkeypatch):
+    monkeypatch.setattr(connections["default"], "cursor", lambda *a, **k: (_ for _ in ()).throw(OperationalError("down")))
+    monkeypatch.setattr(views, "get_channel_layer", lambda: None)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["database"]["ok"] is False and checks["channel_layer"]["ok"] is False
+
+
+# /metrics ---------------------------------------------------------------------------------------
+
+
+def test_metrics_is_prometheus_text(client):
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = response.content.decode()
+    assert "# TYPE dashboard_changes_published_total counter" in text
+    assert "# TYPE dashboard_ws_open_connections gauge" in text
+
+
+def published_total(client):
+    for line in client.get("/metrics").content.decode().splitlines():
+        if line.startswith("dashboard_changes_published_total "):
+            return float(line.split()[1])
+    raise AssertionError("dashboard_changes_published_total missing")
+
+
+def test_metrics_count_published_changes(client, django_capture_on_commit_callbacks):
+    before = published_total(client)
+    with django_capture_on_commit_callbacks(execute=True):
+        Task.objects.bulk_create([Task(title=f"t{i}") for i in range(3)])
+    assert published_total(client) == before + 3

@@ -95,3 +95,50 @@ class TaskAdmin(admin.ModelAdmin):
         skipped = queryset.count() - count
         level = messages.SUCCESS if count else messages.WARNING
         self.message_user(request, f"{count} requeued." + (f" {skipped} not failed or cancelled, left as they were." if skipped else ""), level)
+
+
+# Agent API tokens (tasks/tokens.py) ---------------------------------------------------------
+
+from . import tokens as agent_tokens  # noqa: E402
+from .models import AgentToken  # noqa: E402
+
+
+@admin.register(AgentToken)
+class AgentTokenAdmin(admin.ModelAdmin):
+    """Issue tokens (the secret is shown once, in a message after saving) and revoke them."""
+
+    list_display = ("prefix", "agent", "name", "created_at", "last_used_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter), "agent")
+    search_fields = ("prefix", "name", "agent__name")
+    list_select_related = ("agent",)
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ("revoke_tokens",)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:  # adding: choose the agent; the secret is generated
+            return ("agent", "name")
+        return ("agent", "name", "prefix", "created_at", "last_used_at", "revoked_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        # A token never moves to another agent: issue a new one instead.
+        return self.readonly_fields + (("agent",) if obj is not None else ())
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        secret = agent_tokens.fill_new_token(obj)
+        super().save_model(request, obj, form, change)
+        self.message_user(
+            request,
+            format_html(
+                "Token for agent {}: <code style=\"user-select:all\">{}</code> Copy it now: it is not "
+                "stored and cannot be shown again. Agents send it as <code>Authorization: Bearer &lt;token&gt;</code>.",
+                obj.agent.name, secret,
+            ),
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke_tokens(self, request, queryset):
+        count = agent_tokens.revoke(queryset)
+        self.message_user(request, ngettext("%d token revoked.", "%d tokens revoked.", count) % count)

@@ -42,9 +42,15 @@ def sweep(now=None):
     cutoff = now - timedelta(seconds=limit)
     policy = settings.AGENT_OFFLINE_TASK_POLICY
     result = {"offline": [], "requeued": [], "failed": []}
+    # Agents with something to change: online ones, and offline ones still holding a task.
+    pending = Agent.objects.filter(_stale(cutoff)).filter(
+        ~Q(status=Agent.Status.OFFLINE) | Q(tasks__status=Task.Status.RUNNING)
+    )
+    if not pending.exists():  # the usual case: a read, no lock
+        return result
     with transaction.atomic():
-        lock_stream()  # read under the lock, so a heartbeat cannot slip in between
-        stale = dict(Agent.objects.filter(_stale(cutoff)).values_list("pk", "name"))
+        lock_stream()  # read again under the lock, so a heartbeat cannot slip in between
+        stale = dict(pending.distinct().values_list("pk", "name"))
         if not stale:
             return result
         going_offline = Agent.objects.filter(pk__in=stale).exclude(status=Agent.Status.OFFLINE)

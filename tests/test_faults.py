@@ -207,3 +207,320 @@ async def test_redis_outage(stack):
         f"came back ({gaps_after - gaps_before} gaps in 3 s): a hub did not rejoin the stream group")
     assert syncs_after == syncs_before
     stack.assert_no_crash()
+
+
+# 2. SIGKILL -----------------------------------------------------------------------------------
+
+
+async def test_server_killed_and_restarted(stack):
+    """One of two servers behind a balancer is SIGKILLed: its clients see 1006, come back
+    through the balancer to the survivor and resume; the killed server starts again and
+    serves new clients; nobody loses a change."""
+    a, b = stack.server(), stack.server()
+    lb = await stack.proxy(a, b)
+    clients = await stack.connect(40, lb.ws(), lb.http)
+    await stack.start_writing(rate=20)
+    await asyncio.sleep(3)
+    on_a = {id(l.down_writer) for l in lb.open_links(a.port)}
+    victims = len(on_a)
+
+    a.kill()
+    killed_at = time.monotonic()
+    head = await stack.head()
+    recovery = await catch_up(clients, head, timeout=20)
+    assert recovery is not None, "clients of the killed server did not come back"
+    reconnected = [c for c in clients if c.reconnected_after(killed_at)]
+
+    await asyncio.sleep(1)
+    a2 = stack.server(port=a.port)
+    restarted_at = time.monotonic()
+    late = await stack.connect(10, a2.ws, a2.http)  # straight to the restarted process
+    first_sync = max(c.synced_at for c in late) - restarted_at
+    await asyncio.sleep(3)
+
+    changes, settle_s = await stack.finish()
+    codes = [c.close_codes[0] for c in reconnected if c.close_codes]
+    report("sigkill", servers=2, clients=len(clients) + len(late), changes=changes,
+           clients_on_killed=victims, reconnected=len(reconnected), close_codes=sorted(set(map(str, codes))),
+           recovery_s=recovery, restarted_server_first_sync_s=first_sync, lost=0)
+    assert len(reconnected) >= victims
+    assert set(codes) <= {1006, "idle_timeout"}, codes
+    stack.assert_no_crash(b, a2)
+
+
+# 3. Half-open connection ----------------------------------------------------------------------
+
+
+async def test_half_open_connections(stack):
+    """A proxy silently stops forwarding for some connections (no FIN, no RST). The server
+    closes them within heartbeat interval + timeout (4008); the clients notice within their
+    idle deadline (interval + grace), reconnect and resume. The others are not disturbed."""
+    server = stack.server()
+    proxy = await stack.proxy(server)
+    clients = await stack.connect(40, proxy.ws(), proxy.http)
+    await stack.start_writing(rate=20)
+    await asyncio.sleep(2)
+    before = await sync_to_async(scrape_metrics)(server.http)
+
+    links = proxy.open_links()[:10]
+    victims_by_link = {}
+    silenced = set(id(l) for l in links)
+    proxy.silence(links)
+    silenced_at = time.monotonic()
+    # Which clients sat on the silenced links: those whose next event stops arriving.
+    await asyncio.sleep(0.5)
+
+    # The server side: heartbeat timeouts counted and sockets closed.
+    interval, timeout = FAST["REALTIME_HEARTBEAT_INTERVAL"], FAST["REALTIME_HEARTBEAT_TIMEOUT"]
+    server_limit = interval + timeout + 0.5  # + the hub's heartbeat tick and scheduling
+    detected = None
+    while time.monotonic() - silenced_at < server_limit + 5:
+        now_metrics = await sync_to_async(scrape_metrics)(server.http)
+        if (metric(now_metrics, "dashboard_ws_heartbeat_timeouts_total")
+                - metric(before, "dashboard_ws_heartbeat_timeouts_total")) >= len(links):
+            detected = time.monotonic() - silenced_at
+            break
+        await asyncio.sleep(0.1)
+    assert detected is not None, "the server did not time out the dead connections"
+    # TCP teardown: daphne waits autobahn's close-handshake timeout (1 s) and then aborts.
+    await asyncio.sleep(2)
+    tcp_closed = [l.server_closed_at - silenced_at for l in links if l.server_closed_at]
+    assert len(tcp_closed) == len(links), f"only {len(tcp_closed)} of {len(links)} dead sockets were closed"
+
+    # The client side: each victim gave up on its socket and came back.
+    victims = [c for c in clients if c.idle_timeouts]
+    assert len(victims) == len(links), [c.close_codes for c in clients if c.close_codes]
+    client_limit = interval + IDLE_GRACE
+    detect = [next(t for t, what, _ in c.timeline if what == "idle_timeout" and t > silenced_at) - silenced_at
+              for c in victims]
+    back = [c.reconnected_after(silenced_at) - silenced_at for c in victims if c.reconnected_after(silenced_at)]
+    assert len(back) == len(victims)
+    others = [c for c in clients if c not in victims]
+    assert all(c.connects == 1 for c in others), "a healthy connection was disturbed"
+
+    changes, settle_s = await stack.finish()
+    report("half_open", servers=1, clients=len(clients), changes=changes, silenced=len(links),
+           server_4008_after_s=detected, server_tcp_closed_max_s=max(tcp_closed),
+           client_idle_timeout_max_s=max(detect), client_resynced_max_s=max(back),
+           limit_server_s=interval + timeout, limit_client_s=client_limit, lost=0)
+    assert detected <= server_limit, f"server noticed after {detected:.2f} s (limit {server_limit})"
+    assert max(detect) <= client_limit + 0.5
+    stack.assert_no_crash()
+
+
+# 4. A client that stops reading ---------------------------------------------------------------
+
+
+async def test_slow_reader(stack):
+    """Two clients stop reading while a writer pushes big frames. The others keep their
+    latency; the server's memory stays bounded; the briefly paused client heals by reading,
+    the long-paused one is disconnected by the heartbeat (4008) and heals by resuming."""
+    server = stack.server(REALTIME_HEARTBEAT_INTERVAL=2, REALTIME_HEARTBEAT_TIMEOUT=2)
+    clients = await stack.connect(30, server.ws, server.http)
+    brief = stack.client(server.ws, server.http, max_queue=1, rcvbuf=4096)
+    stuck = stack.client(server.ws, server.http, max_queue=1, rcvbuf=4096)
+    assert await brief.wait_for(lambda c: c.last is not None) and await stuck.wait_for(lambda c: c.last is not None)
+
+    async def big_bursts(stop):
+        """Bulk updates of 40 rows: one `events` frame of about 15 KB per burst."""
+        from tasks.models import Task
+
+        def burst():
+            ids = list(Task.objects.order_by("id").values_list("id", flat=True)[:40])
+            Task.objects.filter(pk__in=ids).update(progress=int(time.time() * 10) % 100)
+
+        while not stop.is_set():
+            await sync_to_async(burst)()
+            await asyncio.sleep(0.1)
+
+    await stack.start_writing(rate=10)
+    await asyncio.sleep(2)
+    baseline_start = time.monotonic()
+    await asyncio.sleep(3)
+    base_p50, base_p95, _ = median_latency(clients, since=baseline_start)
+    rss_before = process_rss(server.proc.pid)
+
+    stop_bursts = asyncio.Event()
+    bursts = asyncio.ensure_future(big_bursts(stop_bursts))
+    paused_at = time.monotonic()
+    brief.pause_reading()
+    stuck.pause_reading()
+    await asyncio.sleep(1.5)  # shorter than interval + timeout: the server keeps it
+    brief.resume_reading()
+    rss_peak = rss_before
+    while time.monotonic() - paused_at < 12:
+        rss_peak = max(rss_peak, process_rss(server.proc.pid))
+        await asyncio.sleep(0.2)
+    slow_p50, slow_p95, n = median_latency(clients, since=paused_at)
+    stop_bursts.set()
+    await bursts
+    stuck.resume_reading()
+    resumed_at = time.monotonic()
+    head = await stack.head()
+    heal = await catch_up([stuck], head, timeout=20)
+    assert heal is not None, "the stuck client did not heal"
+    brief_head = await stack.head()
+    assert await catch_up([brief], brief_head, timeout=10) is not None
+
+    changes, settle_s = await stack.finish()
+    rss_after = process_rss(server.proc.pid)
+    report("slow_reader", servers=1, clients=len(clients) + 2, changes=changes,
+           base_p50_ms=base_p50 * 1000, base_p95_ms=base_p95 * 1000,
+           during_p50_ms=slow_p50 * 1000, during_p95_ms=slow_p95 * 1000,
+           rss_before_mb=rss_before / 2**20, rss_peak_mb=rss_peak / 2**20, rss_after_mb=rss_after / 2**20,
+           brief_connects=brief.connects, stuck_codes=stuck.close_codes, stuck_heal_s=heal, lost=0)
+    assert brief.connects == 1, f"the briefly paused client was disconnected: {brief.close_codes}"
+    assert stuck.connects >= 2 and stuck.close_codes, "the stuck client was never disconnected"
+    assert slow_p95 < max(0.5, 4 * base_p95), "the others' latency suffered"
+    assert rss_peak - rss_before < 64 * 2**20, "server memory grew without bound"
+    stack.assert_no_crash()
+
+
+# 5. SIGTERM ---------------------------------------------------------------------------------
+
+
+async def test_sigterm_closes_with_1012_and_clients_return(stack):
+    """SIGTERM on one of two servers: every client connected to it gets close code 1012,
+    the process exits by itself, and the clients come back (spread by jitter) through the
+    balancer; a restarted process serves again; nothing is lost."""
+    a, b = stack.server(), stack.server()
+    lb = await stack.proxy(a, b)
+    clients = await stack.connect(40, lb.ws(), lb.http, restart_base=0.5, restart_spread=2.0)
+    await stack.start_writing(rate=20)
+    await asyncio.sleep(2)
+    on_a = len(lb.open_links(a.port))
+
+    a.signal(signal.SIGTERM)
+    term_at = time.monotonic()
+    try:
+        exit_code = await asyncio.wait_for(asyncio.to_thread(a.proc.wait), 15)
+    except asyncio.TimeoutError:
+        exit_code = None
+    exited_s = time.monotonic() - term_at
+    head = await stack.head()
+    recovery = await catch_up(clients, head, timeout=20)
+    assert recovery is not None
+    closed = [c for c in clients if c.close_codes]
+    codes = [c.close_codes[0] for c in closed]
+    back = sorted(c.reconnected_after(term_at) - term_at for c in closed if c.reconnected_after(term_at))
+
+    a2 = stack.server(port=a.port)
+    late = await stack.connect(10, a2.ws, a2.http)
+    changes, settle_s = await stack.finish()
+    report("sigterm", servers=2, clients=len(clients) + len(late), changes=changes, clients_on_terminated=on_a,
+           got_1012=codes.count(1012), other_codes=[c for c in codes if c != 1012], exit_code=exit_code,
+           exited_s=exited_s, return_first_s=back[0] if back else None, return_last_s=back[-1] if back else None,
+           return_stdev_s=statistics.pstdev(back) if len(back) > 1 else 0.0, recovery_s=recovery, lost=0)
+    assert exit_code is not None, "the server did not exit after SIGTERM"
+    assert len(closed) == on_a and codes == [1012] * on_a, codes
+    assert len(back) == on_a
+    # Jitter: the returns spread over the restart window instead of arriving at once.
+    assert back[-1] - back[0] > 0.5, back
+    second = [c.close_codes[1] for c in closed if len(c.close_codes) > 1]
+    assert not second, f"clients that came back were closed again: {second}"
+    stack.assert_no_crash(b, a2)
+
+
+# 6. A flood of bad frames ---------------------------------------------------------------------
+
+BAD_FRAMES = [
+    "not json", "{", "[]", "42", '"text"', "null",
+    json.dumps({"type": "nope"}), json.dumps({"no": "type"}),
+    json.dumps({"type": "subscribe", "since": -1}), json.dumps({"type": "subscribe", "since": "x"}),
+    json.dumps({"type": "subscribe", "since": True}), json.dumps({"type": "subscribe", "epoch": 5}),
+    json.dumps({"type": "pong", "id": "x"}), json.dumps({"type": "ping", "id": [1]}),
+    b"\x00\x01binary",
+]
+
+
+async def flood(url, cookie, origin, stop, stats):
+    """A buggy client: sends bad frames as fast as it can and reconnects whenever it is
+    closed, even on terminal codes. Counts what the server answered."""
+    import websockets
+
+    headers = {"Cookie": cookie, "Origin": origin}
+    i = 0
+    while not stop.is_set():
+        try:
+            async with websockets.connect(url, additional_headers=headers, ping_interval=None,
+                                          close_timeout=1, open_timeout=5) as ws:
+                stats["connections"] += 1
+                reader = asyncio.ensure_future(_count_frames(ws, stats))
+                try:
+                    while not stop.is_set():
+                        frame = BAD_FRAMES[i % len(BAD_FRAMES)]
+                        if i % 97 == 0:
+                            frame = "x" * 70000  # over REALTIME_MAX_FRAME_BYTES
+                        i += 1
+                        await ws.send(frame)
+                        stats["sent"] += 1
+                        if i % 20 == 0:
+                            await asyncio.sleep(0)
+                finally:
+                    await asyncio.wait([reader], timeout=2)
+                    reader.cancel()
+        except websockets.ConnectionClosed as exc:
+            stats["closes"][exc.rcvd.code if exc.rcvd else 1006] += 1
+        except OSError:
+            stats["closes"]["oserror"] += 1
+        await asyncio.sleep(0.02)
+
+
+async def _count_frames(ws, stats):
+    try:
+        async for message in ws:
+            frame = json.loads(message)
+            if frame.get("type") == "error":
+                stats["errors"] += 1
+    except Exception:
+        pass
+
+
+async def test_bad_frame_flood(stack):
+    """One client floods a server with bad frames (reconnecting whenever it is closed) while
+    others stream from the same server: the flooder gets error frames and close codes that
+    say why (4509, 4029, 1009, never 1011), the others keep their latency and state."""
+    import collections
+
+    a, b = stack.server(), stack.server()
+    clients = await stack.connect(20, a.ws, a.http) + await stack.connect(20, b.ws, b.http)
+    await stack.start_writing(rate=20)
+    await asyncio.sleep(3)
+    base_p50, base_p95, _ = median_latency(clients)
+
+    stats = {"sent": 0, "errors": 0, "connections": 0, "closes": collections.Counter()}
+    stop = asyncio.Event()
+    flood_started = time.monotonic()
+    flooder = asyncio.ensure_future(flood(a.ws, stack.cookie, a.http, stop, stats))
+    await asyncio.sleep(8)
+    stop.set()
+    await flooder
+    p50_a, p95_a, _ = median_latency(clients[:20], since=flood_started)
+
+    changes, settle_s = await stack.finish()
+    report("bad_frame_flood", servers=2, clients=len(clients), changes=changes, bad_frames_sent=stats["sent"],
+           error_frames=stats["errors"], flood_connections=stats["connections"],
+           flood_close_codes=dict(stats["closes"]), base_p95_ms=base_p95 * 1000,
+           flooded_server_p50_ms=p50_a * 1000, flooded_server_p95_ms=p95_a * 1000, lost=0)
+    assert stats["errors"] > 0
+    assert 1011 not in stats["closes"], stats["closes"]
+    assert set(stats["closes"]) <= {4509, 4029, 1009}, stats["closes"]
+    assert all(c.connects == 1 for c in clients), "a well-behaved client was disconnected"
+    assert p95_a < max(0.5, 4 * base_p95), "the flood slowed the others down"
+    stack.assert_no_crash()
+
+
+@pytest.mark.xfail(strict=True, reason="realtime/consumers.py catches only ValueError from json.loads; "
+                   "deeply nested JSON raises RecursionError, the consumer crashes and daphne closes with 1011")
+async def test_deeply_nested_json_gets_an_error_frame(stack):
+    import websockets
+
+    server = stack.server()
+    headers = {"Cookie": stack.cookie, "Origin": server.http}
+    async with websockets.connect(server.ws, additional_headers=headers, ping_interval=None, close_timeout=1) as ws:
+        await ws.send("[" * 50000)  # under REALTIME_MAX_FRAME_BYTES
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        while reply.get("type") == "ping":
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert reply["type"] == "error" and reply["code"] == "bad_json", reply
+    stack.assert_no_crash()

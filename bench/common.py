@@ -105,10 +105,9 @@ def raise_nofile(limit=65536):
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = max(soft, limit)
     try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
-    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, limit), max(hard, limit)))
+    except (ValueError, OSError):  # no CAP_SYS_RESOURCE here: the hard limit is the ceiling
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
@@ -169,7 +168,7 @@ class Server:
     def start(self, timeout=60):
         command = shlex.join(["taskset", "-c", self.core, *SERVER_COMMANDS[self.kind](self.port)])
         self.proc = subprocess.Popen(
-            ["bash", "-c", f"ulimit -n {self.nofile}; exec {command}"],
+            ["bash", "-c", f"ulimit -n {self.nofile} 2>/dev/null || ulimit -n $(ulimit -Hn); exec {command}"],
             cwd=ROOT, env=self.env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
             start_new_session=True,
         )

@@ -212,6 +212,9 @@ REALTIME_REORDER_WINDOW = env_float("REALTIME_REORDER_WINDOW", 0.25)
 # How long clients are given to receive the 1012 close frames on SIGTERM.
 REALTIME_SHUTDOWN_GRACE = env_float("REALTIME_SHUTDOWN_GRACE", 0.5)
 
+# /metrics is open to loopback and staff; other scrapers send this bearer token.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+
 # Agents (see docs/api.md).
 AGENT_OFFLINE_AFTER = env_float("AGENT_OFFLINE_AFTER", 60.0)
 AGENT_OFFLINE_TASK_POLICY = os.environ.get("AGENT_OFFLINE_TASK_POLICY", "requeue")

@@ -4,10 +4,12 @@ import asyncio
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth.decorators import login_required, permission_required
+from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -35,7 +37,9 @@ def dashboard(request):
         "agent_counts": [(value, label, agent_counts.get(value, 0)) for value, label in Agent.Status.choices],
         "total_tasks": sum(counts.values()),
         "agents": agents,
-        "tasks": Task.objects.select_related("agent").order_by("-updated_at", "-id")[:INITIAL_TASK_ROWS],
+        # Newest first, the order the live client keeps (updates never move a row), so the
+        # first sync takes over these rows without any of them jumping.
+        "tasks": Task.objects.select_related("agent").order_by("-created_at", "-id")[:INITIAL_TASK_ROWS],
         "agent_names": {a.pk: a.name for a in agents},
     }
     return render(request, "dashboard/index.html", context)
@@ -77,5 +81,15 @@ def healthz(request):
 
 @never_cache
 def metrics(request):
-    """Prometheus metrics of the process that answers (scrape every process)."""
+    """Prometheus metrics of the process that answers (scrape every process).
+
+    Open to loopback, staff sessions, and `Authorization: Bearer $METRICS_TOKEN` when set."""
+    token = settings.METRICS_TOKEN
+    allowed = (
+        request.META.get("REMOTE_ADDR") in ("127.0.0.1", "::1")
+        or (request.user.is_authenticated and request.user.is_staff)
+        or (token and constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}"))
+    )
+    if not allowed:
+        return JsonResponse({"detail": "metrics need a staff session or the METRICS_TOKEN bearer token"}, status=403)
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)

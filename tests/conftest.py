@@ -210,3 +210,20 @@ def session_cookie(staff_user):
     client = Client()
     client.force_login(staff_user)
     return f"sessionid={client.cookies['sessionid'].value}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_stray_connections(django_db_setup, django_db_blocker):
+    """Worker threads and server processes keep PostgreSQL sessions open; end them so the
+    test database can be dropped."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )

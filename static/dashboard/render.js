@@ -1,0 +1,172 @@
+// DOM for one task row and one agent item, keyed by id and patched in place. Every piece
+// of text goes in through textContent; a property is written only when it differs, so an
+// unchanged row costs a few comparisons and no layout.
+import { adminUrl, agentBadge, ago, parseTime, taskLabel } from "./format.js";
+
+/** Set text only when it differs (no needless mutation, no flicker). */
+export function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+function setAttr(el, name, value) {
+  if (el.getAttribute(name) !== value) el.setAttribute(name, value);
+}
+
+function setData(el, name, value) {
+  if (el.dataset[name] !== value) el.dataset[name] = value;
+}
+
+/** Restart the highlight: two identical animations, alternated, restart without a reflow. */
+export function flash(el) {
+  el.dataset.flash = el.dataset.flash === "a" ? "b" : "a";
+}
+
+function el(doc, tag, className, ...children) {
+  const node = doc.createElement(tag);
+  if (className) node.className = className;
+  node.append(...children);
+  return node;
+}
+
+// ---- tasks ----
+
+/** A task row with the same structure as the server-rendered one (templates/dashboard/index.html). */
+export function createTaskRow(doc) {
+  const tr = el(doc, "tr", "task",
+    el(doc, "td", "c-title", el(doc, "a", "task-link")),
+    el(doc, "td", "c-status", el(doc, "span", "badge")),
+    el(doc, "td", "c-progress", el(doc, "span", "bar", el(doc, "span", "bar-fill")), el(doc, "span", "pct")),
+    el(doc, "td", "c-agent", el(doc, "a", "agent-link"), el(doc, "span", "none")),
+    el(doc, "td", "c-updated", el(doc, "span", "time")),
+  );
+  return tr;
+}
+
+const taskRefs = new WeakMap();
+
+function refsOf(tr) {
+  let refs = taskRefs.get(tr);
+  if (!refs) {
+    const q = (s) => tr.querySelector(s);
+    refs = {
+      link: q(".task-link"), badge: q(".badge"), bar: q(".bar"), fill: q(".bar-fill"), pct: q(".pct"),
+      agent: q(".agent-link"), none: q(".none"), time: q(".time"),
+    };
+    taskRefs.set(tr, refs);
+  }
+  return refs;
+}
+
+/**
+ * Bring a task row up to date with `row`.
+ * @param {object} ctx `taskUrl`, `agentUrl` (patterns), `agentName(id)`, `now`
+ */
+export function patchTaskRow(tr, row, ctx) {
+  const r = refsOf(tr);
+  const id = String(row.id);
+  setData(tr, "id", id);
+  setData(tr, "status", row.status);
+  const title = String(row.title ?? "");
+  setText(r.link, title);
+  setAttr(r.link, "href", adminUrl(ctx.taskUrl, row.id));
+  setAttr(r.link, "title", title);
+  setAttr(r.badge, "class", `badge status-${row.status}`);
+  setText(r.badge, taskLabel(row.status));
+  const progress = Math.max(0, Math.min(100, Number(row.progress) || 0));
+  setAttr(r.fill, "style", `width: ${progress}%`);
+  setAttr(r.bar, "role", "progressbar");
+  setAttr(r.bar, "aria-valuenow", String(progress));
+  setAttr(r.bar, "aria-label", `${title}: ${progress}% done`);
+  setText(r.pct, `${progress}%`);
+  const hasAgent = row.agent !== null && row.agent !== undefined;
+  r.agent.hidden = !hasAgent;
+  r.none.hidden = hasAgent;
+  setText(r.none, "—");
+  if (hasAgent) {
+    setText(r.agent, ctx.agentName(row.agent));
+    setAttr(r.agent, "href", adminUrl(ctx.agentUrl, row.agent));
+  }
+  setData(r.time, "time", row.updated_at ?? "");
+  setAttr(r.time, "title", row.updated_at ?? "");
+  setText(r.time, ago(parseTime(row.updated_at), ctx.now));
+}
+
+/** Tick: "updated 3 s ago" of a row already drawn. */
+export function tickTime(span, now) {
+  setText(span, ago(parseTime(span.dataset.time), now));
+}
+
+// ---- agents ----
+
+/** An agent item with the same structure as the server-rendered one. */
+export function createAgentItem(doc) {
+  return el(doc, "li", "agent",
+    el(doc, "div", "agent-line",
+      el(doc, "a", "agent-name"),
+      el(doc, "span", "badge"),
+    ),
+    el(doc, "div", "agent-line agent-sub",
+      el(doc, "span", "agent-task"),
+      el(doc, "span", "agent-seen"),
+    ),
+  );
+}
+
+const agentRefs = new WeakMap();
+
+function agentRefsOf(li) {
+  let refs = agentRefs.get(li);
+  if (!refs) {
+    const q = (s) => li.querySelector(s);
+    refs = { name: q(".agent-name"), badge: q(".badge"), task: q(".agent-task"), seen: q(".agent-seen") };
+    agentRefs.set(li, refs);
+  }
+  return refs;
+}
+
+/**
+ * Bring an agent item up to date.
+ * @param {object} ctx `agentUrl`, `taskUrl`, `now`, `liveness` (computed), `task` (its
+ *   running task row or null)
+ */
+export function patchAgentItem(li, agent, ctx) {
+  const r = agentRefsOf(li);
+  setData(li, "id", String(agent.id));
+  setData(li, "status", agent.status);
+  setData(li, "liveness", ctx.liveness);
+  setText(r.name, String(agent.name ?? ""));
+  setAttr(r.name, "href", adminUrl(ctx.agentUrl, agent.id));
+  const badgeState = ctx.liveness === "online" ? agent.status : ctx.liveness;
+  setAttr(r.badge, "class", `badge status-${badgeState}`);
+  setText(r.badge, agentBadge(agent, ctx.liveness));
+  patchAgentTask(r.task, ctx.task, ctx.taskUrl);
+  setData(r.seen, "time", agent.last_heartbeat ?? "");
+  tickSeen(r.seen, ctx.now);
+}
+
+function patchAgentTask(span, task, taskUrl) {
+  const key = task ? `${task.id}:${task.version}` : "";
+  if (span.dataset.key === key) return;
+  span.dataset.key = key;
+  if (!task) {
+    span.classList.add("idle");
+    span.replaceChildren("No task");
+    return;
+  }
+  span.classList.remove("idle");
+  const doc = span.ownerDocument;
+  const link = doc.createElement("a");
+  link.href = adminUrl(taskUrl, task.id);
+  link.textContent = String(task.title ?? "");
+  link.title = link.textContent;
+  const pct = doc.createElement("span");
+  pct.className = "agent-pct";
+  pct.textContent = `${Math.max(0, Math.min(100, Number(task.progress) || 0))}%`;
+  span.replaceChildren(link, pct);
+}
+
+/** Tick: "last seen 8 s ago". */
+export function tickSeen(span, now) {
+  const seen = parseTime(span.dataset.time);
+  setText(span, seen === null ? "never seen" : `seen ${ago(seen, now)}`);
+}

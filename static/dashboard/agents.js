@@ -111,7 +111,7 @@ export class AgentPanel {
     for (const agent of model.agents.values()) n[liveness(agent, now, interval)] += 1;
     const { summary, banner, offlineCount } = this.els;
     for (const key of Object.keys(n)) {
-      const span = summary.querySelector(`[data-liveness-count="${key}"]`);
+      const span = summary.querySelector(`[data-agent-count="${key}"]`);
       if (span) setText(span, count(n[key]));
     }
     setText(offlineCount, n.offline ? `(${count(n.offline)})` : "");

@@ -35,11 +35,17 @@ export function createTaskRow(doc) {
   const tr = el(doc, "tr", "task",
     el(doc, "td", "c-title", el(doc, "a", "task-link")),
     el(doc, "td", "c-status", el(doc, "span", "badge")),
-    el(doc, "td", "c-progress", el(doc, "span", "bar", el(doc, "span", "bar-fill")), el(doc, "span", "pct")),
+    el(doc, "td", "c-progress", progressBar(doc), el(doc, "span", "pct")),
     el(doc, "td", "c-agent", el(doc, "a", "agent-link"), el(doc, "span", "none")),
     el(doc, "td", "c-updated", el(doc, "span", "time")),
   );
   return tr;
+}
+
+function progressBar(doc) {
+  const bar = doc.createElement("progress");
+  bar.max = 100;
+  return bar;
 }
 
 const taskRefs = new WeakMap();
@@ -49,7 +55,7 @@ function refsOf(tr) {
   if (!refs) {
     const q = (s) => tr.querySelector(s);
     refs = {
-      link: q(".task-link"), badge: q(".badge"), bar: q(".bar"), fill: q(".bar-fill"), pct: q(".pct"),
+      link: q(".task-link"), badge: q(".badge"), bar: q("progress"), pct: q(".pct"),
       agent: q(".agent-link"), none: q(".none"), time: q(".time"),
     };
     taskRefs.set(tr, refs);
@@ -73,10 +79,7 @@ export function patchTaskRow(tr, row, ctx) {
   setAttr(r.badge, "class", `badge status-${row.status}`);
   setText(r.badge, taskLabel(row.status));
   const progress = Math.max(0, Math.min(100, Number(row.progress) || 0));
-  setAttr(r.fill, "style", `width: ${progress}%`);
-  setAttr(r.bar, "role", "progressbar");
-  setAttr(r.bar, "aria-valuenow", String(progress));
-  setAttr(r.bar, "aria-label", `${title}: ${progress}% done`);
+  if (r.bar.value !== progress) r.bar.value = progress;
   setText(r.pct, `${progress}%`);
   const hasAgent = row.agent !== null && row.agent !== undefined;
   r.agent.hidden = !hasAgent;

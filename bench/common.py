@@ -165,16 +165,41 @@ class Server:
     def ws_path(self):
         return "/ws/dashboard/"
 
-    def start(self, timeout=60):
+    def spawn(self):
         command = shlex.join(["taskset", "-c", self.core, *SERVER_COMMANDS[self.kind](self.port)])
         self.proc = subprocess.Popen(
             ["bash", "-c", f"ulimit -n {self.nofile} 2>/dev/null || ulimit -n $(ulimit -Hn); exec {command}"],
             cwd=ROOT, env=self.env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def start(self, timeout=60):
+        self.spawn()
         if not wait_port(self.port, self.proc, timeout):
             raise RuntimeError(f"{self.kind} did not start:\n{self.log()[-3000:]}")
         return self
+
+    async def astart(self, timeout=60):
+        """start() without blocking the event loop (the load client keeps running)."""
+        self.spawn()
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and self.proc.poll() is None:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                return self
+            except OSError:
+                await asyncio.sleep(0.02)
+        raise RuntimeError(f"{self.kind} did not start:\n{self.log()[-3000:]}")
+
+    async def aterminate(self, timeout=20):
+        """terminate() without blocking the event loop."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            end = time.monotonic() + timeout
+            while self.proc.poll() is None and time.monotonic() < end:
+                await asyncio.sleep(0.02)
+            self.kill()
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

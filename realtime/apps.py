@@ -5,3 +5,8 @@ class RealtimeConfig(AppConfig):
     name = "realtime"
     verbose_name = "Real-time stream"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from .daphne_compat import allow_registered_close_codes
+
+        allow_registered_close_codes()

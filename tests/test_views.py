@@ -1,4 +1,6 @@
 """The dashboard page, sign-in, /healthz and /metrics."""
+import re
+
 import pytest
 from channels.layers import InMemoryChannelLayer
 from django.contrib.auth.models import Permission
@@ -13,6 +15,20 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def shown_count(html, attribute, value):
+    """The number rendered in the element marked attribute="value"."""
+    match = re.search(rf'{attribute}="{value}"[^>]*>\s*(\d+)\s*<', html)
+    assert match, f"no {attribute}={value} count in the page"
+    return int(match.group(1))
+
+
+def agent_row(html, pk):
+    """The HTML of the agent list item of agent `pk`."""
+    match = re.search(rf'<li[^>]*data-id="{pk}"[^>]*>(.*?)</li>', html, re.S)
+    assert match, f"no agent row for {pk}"
+    return match.group(1)
 
 
 @pytest.fixture
@@ -45,17 +61,17 @@ def test_staff_user_sees_counts_titles_and_agents_from_the_database(client, staf
     counts = {value: n for value, _, n in response.context["task_counts"]}
     assert counts == {"queued": 3, "running": 1, "succeeded": 1, "failed": 1, "cancelled": 0}
     assert response.context["total_tasks"] == 6
-    assert '<span class="count-n" data-count="queued">3</span>' in html
-    assert '<span class="count-n" data-count="total">6</span>' in html
-    assert '<span data-agent-count="offline">1</span>' in html
+    assert shown_count(html, "data-count", "queued") == 3
+    assert shown_count(html, "data-count", "running") == 1
+    assert shown_count(html, "data-count", "total") == 6
+    assert shown_count(html, "data-agent-count", "offline") == 1
     for title in ("Build web-frontend on main", "Queued job 2", "Nightly backup of users", "Transcode video 88"):
         assert title in html
     for name in ("atlas-agent", "borealis-agent", "cobalt-agent"):
         assert name in html
     # The busy agent's row shows what it runs.
-    agent_row = html.split(f'data-id="{fleet.pk}"', 1)[1].split("</li>", 1)[0]
-    assert "Build web-frontend on main" in agent_row
-    assert '<progress max="100" value="61"></progress>' in html
+    assert "Build web-frontend on main" in agent_row(html, fleet.pk)
+    assert re.search(r'<progress[^>]*value="61"', html)
     assert response["Cache-Control"].startswith("max-age=0")
 
 
@@ -88,8 +104,7 @@ def test_an_agent_row_shows_the_same_task_as_agent_current_task(client, staff_us
     assert agent.current_task.title == "Newer running task"
     client.force_login(staff_user)
     html = client.get("/").content.decode()
-    agent_row = html.split(f'data-id="{agent.pk}"', 1)[1].split("</li>", 1)[0]
-    assert "Newer running task" in agent_row
+    assert "Newer running task" in agent_row(html, agent.pk)
 
 
 def test_empty_database_renders(client, staff_user):
@@ -261,6 +276,38 @@ def test_metrics_is_prometheus_text(client):
     text = response.content.decode()
     assert "# TYPE dashboard_changes_published_total counter" in text
     assert "# TYPE dashboard_ws_open_connections gauge" in text
+
+
+def test_metrics_are_refused_to_anonymous_remote_clients(client):
+    response = client.get("/metrics", REMOTE_ADDR="203.0.113.9")
+    assert response.status_code == 403
+    assert "dashboard_" not in response.content.decode()
+
+
+def test_metrics_are_open_to_staff_from_anywhere(client, staff_user):
+    client.force_login(staff_user)
+    response = client.get("/metrics", REMOTE_ADDR="203.0.113.9")
+    assert response.status_code == 200
+    assert "dashboard_changes_published_total" in response.content.decode()
+
+
+def test_metrics_are_refused_to_signed_in_non_staff_remote_users(client, django_user_model):
+    client.force_login(django_user_model.objects.create_user("viewer", password="pw-viewer-123"))
+    assert client.get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 403
+
+
+def test_metrics_accept_the_bearer_token(client, settings):
+    settings.METRICS_TOKEN = "scrape-token-123"
+    ok = client.get("/metrics", REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION="Bearer scrape-token-123")
+    assert ok.status_code == 200
+    wrong = client.get("/metrics", REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION="Bearer nope")
+    assert wrong.status_code == 403
+
+
+def test_metrics_without_a_configured_token_refuse_an_empty_bearer(client, settings):
+    settings.METRICS_TOKEN = ""
+    response = client.get("/metrics", REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION="Bearer ")
+    assert response.status_code == 403
 
 
 def published_total(client):

@@ -62,6 +62,10 @@ class Project:
         self.server = Server(self.kind, self.env, port=port or (self.server.port if self.server else None)).start()
         return self.server
 
+    async def astart(self, port=None):
+        self.server = Server(self.kind, self.env, port=port or (self.server.port if self.server else None))
+        return await self.server.astart()
+
     async def write(self, n, rate=0.0, rows=50, external=None, timeout=900.0):
         """n sequenced changes; in the server for the embedded default, else from a writer
         process. Returns {"stamps": [[seq, commit time], ...], "start", "elapsed"}."""

@@ -58,7 +58,11 @@ export class Badge {
    * @param {{setTimeout?: Function, clearTimeout?: Function, settle?: number}} [options]
    *   `settle`: ms a meaning must last before it is announced, so flapping is not read out
    */
-  constructor(els, { setTimeout = globalThis.setTimeout, clearTimeout = globalThis.clearTimeout, settle = 1000 } = {}) {
+  constructor(els, {
+    setTimeout = (fn, ms) => globalThis.setTimeout(fn, ms),
+    clearTimeout = (handle) => globalThis.clearTimeout(handle),
+    settle = 1000,
+  } = {}) {
     this.els = els;
     this.status = null;
     this.announced = "";

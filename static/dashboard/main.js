@@ -118,7 +118,7 @@ store.subscribe(() => {
 // as a data render.
 let scrollFrame = false;
 function drawWindow() {
-  if (scrollFrame) return;
+  if (scrollFrame || !model.hydrated) return; // before the first sync the server's rows stay
   scrollFrame = true;
   requestAnimationFrame(() => {
     scrollFrame = false;

@@ -39,7 +39,6 @@ export class VirtualTable {
     Object.assign(this, { scroller, tbody, createRow, patchRow, emptyText, margin });
     const doc = tbody.ownerDocument;
     this.table = tbody.closest("table");
-    this.head = this.table?.tHead ?? null;
     for (const tr of tbody.querySelectorAll("tr.task[data-id]")) {
       const id = parseId(tr.dataset.id);
       this.rows.set(id, tr);
@@ -64,7 +63,9 @@ export class VirtualTable {
   measure() {
     const css = getComputedStyle(this.scroller).getPropertyValue("--row-h");
     this.rowHeight = parseFloat(css) || 40;
-    this.offset = this.head?.offsetHeight ?? 0;
+    // Where the body starts inside the table: a sticky header's height, or 0 when the
+    // header is visually hidden (the narrow layout).
+    this.offset = this.table ? this.tbody.getBoundingClientRect().top - this.table.getBoundingClientRect().top : 0;
     this.viewport = this.scroller.clientHeight;
     this.scrollTop = this.scroller.scrollTop;
   }

@@ -2,7 +2,6 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import schema  # noqa: F401  (registers the bearer scheme with drf-spectacular)
 from . import views
 
 app_name = "api"

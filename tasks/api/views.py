@@ -9,7 +9,7 @@ from django.db.models import Q
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import NotAuthenticated, PermissionDenied
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,6 +20,7 @@ from .authentication import AgentTokenAuthentication
 from .errors import exception_handler
 from .pagination import BoundedLimitOffsetPagination
 from .permissions import IsAgent, IsOperator
+from .schema import OperatorSchema
 from .serializers import (
     AgentFilterSerializer, AgentHelloSerializer, AgentSerializer, ErrorSerializer, TaskCreateSerializer,
     TaskEditSerializer, TaskFilterSerializer, TaskReportSerializer, TaskSerializer, ValidationErrorSerializer,
@@ -38,13 +39,13 @@ ERROR_TEXT = {
 
 
 def agent_schema(**kwargs):
-    """extend_schema for agent endpoints: tagged, bearer token only."""
-    return extend_schema(tags=["agent"], auth=[{"agentToken": []}], **kwargs)
+    """extend_schema for agent endpoints."""
+    return extend_schema(tags=["agent"], **kwargs)
 
 
 def operator_schema(**kwargs):
-    """extend_schema for operator endpoints: tagged, session cookie only."""
-    return extend_schema(tags=["operator"], auth=[{"cookieAuth": []}], **kwargs)
+    """extend_schema for operator endpoints."""
+    return extend_schema(tags=["operator"], **kwargs)
 
 
 def errors(*codes):
@@ -74,6 +75,14 @@ class AgentApiView(_ApiView, APIView):
     def agent(self):
         return self.request.user.agent
 
+    def permission_denied(self, request, message=None, code=None):
+        if request.authenticators and not request.successful_authenticator:
+            raise NotAuthenticated(
+                "No agent token: send `Authorization: Bearer <token>` (issue one with "
+                "`manage.py issue_agent_token <agent name>` or in the admin)."
+            )
+        super().permission_denied(request, message, code)
+
 
 class OperatorMixin(_ApiView):
     """Base for operator endpoints: staff session (CSRF on writes), per-user throttle.
@@ -84,6 +93,7 @@ class OperatorMixin(_ApiView):
     permission_classes = [IsOperator]
     throttle_classes = [OperatorRateThrottle]
     permission_model = Task
+    schema = OperatorSchema()
 
 
 # Agents ----------------------------------------------------------------------------------

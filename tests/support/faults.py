@@ -299,3 +299,67 @@ def report(name, **numbers):
 
 
 REPORTS = []
+
+
+# A flooding client, run in its own process (python -m tests.support.faults flood ...) so
+# its CPU does not distort the latencies the test process measures ----------------------------
+
+BAD_FRAMES = [
+    "not json", "{", "[]", "42", '"text"', "null",
+    '{"type":"nope"}', '{"no":"type"}',
+    '{"type":"subscribe","since":-1}', '{"type":"subscribe","since":"x"}',
+    '{"type":"subscribe","since":true}', '{"type":"subscribe","epoch":5}',
+    '{"type":"pong","id":"x"}', '{"type":"ping","id":[1]}',
+    b"\x00\x01binary",
+]
+
+
+async def flood(url, cookie, origin, seconds):
+    """Send bad frames as fast as possible; reconnect whenever closed, even on terminal codes."""
+    import websockets
+
+    stats = {"sent": 0, "errors": 0, "connections": 0, "closes": collections.Counter()}
+    headers = {"Cookie": cookie, "Origin": origin}
+    end = time.monotonic() + seconds
+    i = 0
+
+    async def count(ws):
+        try:
+            async for message in ws:
+                if isinstance(message, str) and '"error"' in message:
+                    stats["errors"] += 1
+        except Exception:
+            pass
+
+    while time.monotonic() < end:
+        try:
+            async with websockets.connect(url, additional_headers=headers, ping_interval=None,
+                                          close_timeout=1, open_timeout=5) as ws:
+                stats["connections"] += 1
+                reader = asyncio.ensure_future(count(ws))
+                try:
+                    while time.monotonic() < end:
+                        await ws.send(BAD_FRAMES[i % len(BAD_FRAMES)])
+                        i += 1
+                        stats["sent"] += 1
+                        if i % 20 == 0:
+                            await asyncio.sleep(0)
+                finally:
+                    await asyncio.wait([reader], timeout=2)
+                    reader.cancel()
+        except websockets.ConnectionClosed as exc:
+            stats["closes"][str(exc.rcvd.code if exc.rcvd else 1006)] += 1
+        except OSError:
+            stats["closes"]["oserror"] += 1
+        await asyncio.sleep(0.02)
+    stats["closes"] = dict(stats["closes"])
+    return stats
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    if sys.argv[1] == "flood":
+        url, cookie, origin, seconds = sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
+        print(json.dumps(asyncio.run(flood(url, cookie, origin, seconds))), flush=True)

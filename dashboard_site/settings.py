@@ -222,6 +222,11 @@ if AGENT_OFFLINE_TASK_POLICY not in ("requeue", "fail"):
     raise ImproperlyConfigured("AGENT_OFFLINE_TASK_POLICY must be 'requeue' or 'fail'")
 AGENT_SWEEP_INTERVAL = env_float("AGENT_SWEEP_INTERVAL", 10.0)
 
+# Sync functions each server process runs periodically (realtime/hub.py), as
+# (dotted path, seconds). They run in whichever processes are up; a job that must run once
+# per interval across processes takes a database lease itself.
+REALTIME_PERIODIC_JOBS = [("tasks.liveness.run_due_sweep", AGENT_SWEEP_INTERVAL)]
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",

@@ -29,6 +29,7 @@ import weakref
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 from . import metrics
 from .protocol import CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SERVICE_RESTART, EVENTS, PING, STREAM_GROUP
@@ -77,7 +78,7 @@ class Hub:
 
     async def join(self, consumer):
         """Called by a consumer once its socket is accepted and authenticated."""
-        await self._ensure_started()
+        await self.ensure_started()
         loop = asyncio.get_running_loop()
         consumer.next_ping_at = loop.time() + settings.REALTIME_HEARTBEAT_INTERVAL
         self.members.add(consumer)
@@ -91,7 +92,8 @@ class Hub:
 
     # Start and stop ----------------------------------------------------------------------
 
-    async def _ensure_started(self):
+    async def ensure_started(self):
+        """Join the stream group and start the loops, once per hub."""
         if self._ready is None:
             self._ready = asyncio.get_running_loop().create_future()
             try:
@@ -192,14 +194,16 @@ class Hub:
 
     async def _head_loop(self, layer):
         loop = asyncio.get_running_loop()
-        next_refresh = next_prune = loop.time()
+        next_refresh = loop.time()
+        jobs = [PeriodicJob(prune_tombstones, PRUNE_SECONDS)] + [
+            PeriodicJob(import_string(path), every) for path, every in settings.REALTIME_PERIODIC_JOBS
+        ]
         while True:
             await asyncio.sleep(HEAD_POLL_SECONDS)
+            for job in jobs:
+                await job.run_if_due(loop.time())
             try:
                 epoch, head = await database_sync_to_async(stream_position)()
-                if loop.time() >= next_prune:
-                    next_prune = loop.time() + PRUNE_SECONDS
-                    await database_sync_to_async(prune_tombstones)()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -279,6 +283,25 @@ class Hub:
             consumer.ping_id = None
             return True
         return False
+
+
+class PeriodicJob:
+    """A sync function the hub runs every `every` seconds in a worker thread (no extra
+    service needed). Jobs that must run once across processes take a lease themselves."""
+
+    def __init__(self, func, every):
+        self.func, self.every, self.due = func, every, 0.0
+
+    async def run_if_due(self, now):
+        if now < self.due:
+            return
+        self.due = now + self.every
+        try:
+            await database_sync_to_async(self.func)()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("periodic job %s failed", self.func.__qualname__)
 
 
 _sigterm_installed = False

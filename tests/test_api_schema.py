@@ -8,7 +8,9 @@ import itertools
 import pytest
 import schemathesis
 from django.core.cache import cache
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -23,17 +25,24 @@ CSRF = "a" * 32  # any 32-character secret, sent as both the cookie and the head
 
 
 @pytest.fixture
-def api_schema(db, settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    return schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
+def in_process_requests(db):
+    """Let WSGI requests run inside the test's transaction, as Django's test client does:
+    the end-of-request handler would otherwise close the connection (and the transaction)."""
+    for signal in (request_started, request_finished):
+        signal.disconnect(close_old_connections)
+    yield
+    for signal in (request_started, request_finished):
+        signal.connect(close_old_connections)
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+# Loaded once at collection: serving the schema needs no database.
+schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
 
 
 @pytest.fixture
-def world(db, session_cookie):
+def world(in_process_requests, settings, session_cookie):
     """Credentials and a few rows in every state, for generated requests to land on."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     cache.clear()
     agent = Agent(name="fuzz-agent")
     agent.save()

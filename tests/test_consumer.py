@@ -25,6 +25,7 @@ def fresh_layer(settings):
     """Each test runs on its own event loop: give it its own in-process layer and hub."""
     settings.REALTIME_HEARTBEAT_INTERVAL = 30
     settings.REALTIME_HEARTBEAT_TIMEOUT = 10
+    settings.REALTIME_PERIODIC_JOBS = []  # no liveness sweep writing in the middle of a test
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()

@@ -1,5 +1,6 @@
 """Sequencing: every committed write gets the next number of the stream, gapless and in
 commit order, and is published (once, after commit) with exactly the stored row."""
+import asyncio
 import json
 import os
 import subprocess
@@ -412,7 +413,11 @@ class TestCommitAndRollback:
         async_to_sync(layer.group_add)(STREAM_GROUP, channel)
         try:
             task = Task.objects.create(title="over the layer")
-            message = async_to_sync(layer.receive)(channel)
+
+            async def receive():
+                return await asyncio.wait_for(layer.receive(channel), 5)
+
+            message = async_to_sync(receive)()
         finally:
             async_to_sync(layer.group_discard)(STREAM_GROUP, channel)
         assert message["type"] == LAYER_CHANGES

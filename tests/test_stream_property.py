@@ -112,7 +112,8 @@ async def scenario(cookie, before, during, resume):
 
 @hsettings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(before=operations, during=operations, resume=st.booleans())
-def test_sync_plus_events_equals_a_fresh_fetch(staff_user, before, during, resume):
+def test_sync_plus_events_equals_a_fresh_fetch(staff_user, settings, before, during, resume):
+    settings.REALTIME_PERIODIC_JOBS = []
     client = Client()
     client.force_login(staff_user)
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()

@@ -67,6 +67,8 @@ class Hub:
         self.known_head = 0  # newest sequence number known to exist
         self.channel = None
         self._pending = {}  # seq -> event that arrived before its predecessors
+        self._outbox = []  # released events waiting for the next flush
+        self._flusher = None
         self._gap_since = None
         self._behind_since = None
         self._ping_ids = itertools.count(1)
@@ -168,7 +170,7 @@ class Hub:
         if ready:
             self.known_head = max(self.known_head, self.last)
             metrics.HEAD.set(self.known_head)
-            await self._fanout(ready)
+            self._queue(ready)
 
     def _new_epoch(self, epoch, head):
         log.info("stream epoch changed to %s at %s", epoch, head)
@@ -182,7 +184,28 @@ class Hub:
         self.last = ready[-1]["seq"]
         self.known_head = max(self.known_head, self.last)
         self._gap_since = None
-        await self._fanout(ready)
+        self._queue(ready)
+
+    def _queue(self, events):
+        """Hold released events until the loop is idle, then send them as one frame.
+
+        Under a burst the layer hands over message after message without the loop waiting,
+        so everything released meanwhile goes out together: one frame and one encoding per
+        burst instead of one per change. A lone change goes out on the next loop turn."""
+        self._outbox.extend(events)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().call_soon(self._start_flush)
+
+    def _start_flush(self):
+        asyncio.ensure_future(self._flush())
+
+    async def _flush(self):
+        try:
+            while self._outbox:  # one flush at a time keeps every socket's frames in order
+                events, self._outbox = self._outbox, []
+                await self._fanout(events)
+        finally:
+            self._flusher = None
 
     async def _fanout(self, events):
         text = encode(events)

@@ -14,25 +14,33 @@ CHROMIUM_ARGS = [
 ]
 
 
+# Playwright's sync API keeps an event loop running in this thread, and Django refuses ORM
+# calls (the tests' and the fixtures') in a thread with a running loop. The flag lifts that for
+# this process while the browser is up; `server_env` below keeps it out of every daphne, so
+# the servers under test still get Django's check.
+ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
+
+
 @pytest.fixture(scope="module")
 def browser():
     """One headless Chromium for the module (starting one costs about a second)."""
     require(os.path.exists(CHROMIUM), "Chromium (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ASYNC_UNSAFE, "true")
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
 
 
 @pytest.fixture
-def orm_in_test(server_env, monkeypatch):
-    """Let the test use the ORM between Playwright calls.
-
-    Playwright's sync API keeps an event loop running in this thread, which makes Django
-    refuse ORM calls here. Set after `server_env` is built, so no daphne inherits it."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def server_env(server_env):
+    """The daphne environment from conftest, without the test process's ORM flag."""
+    env = dict(server_env)
+    env.pop(ASYNC_UNSAFE, None)
+    return env
 
 
 def signed_in_context(browser, server, session_cookie, **options):

@@ -57,6 +57,19 @@ async def receive(comm, kind=None, timeout=3):
             return frame
 
 
+async def next_events(comm, count, timeout=3):
+    """The next `count` events, whether they came one per frame or batched in `events`."""
+    events = []
+    while len(events) < count:
+        frame = await comm.receive_json_from(timeout)
+        if frame["type"] == "event":
+            events.append(frame)
+        elif frame["type"] == "events":
+            events.extend(frame["items"])
+    assert len(events) == count, events
+    return events
+
+
 async def subscribe(comm, since=None, epoch=None):
     await comm.send_json_to({"type": "subscribe", "since": since, "epoch": epoch})
     return await receive(comm, "sync")
@@ -209,7 +222,7 @@ async def test_committed_changes_arrive_in_order_with_version_equal_to_seq(cooki
         task.delete()
 
     await database_sync_to_async(writes)()
-    events = [await receive(comm, "event") for _ in range(3)]
+    events = await next_events(comm, 3)
     assert [e["seq"] for e in events] == [sync["seq"] + 1, sync["seq"] + 2, sync["seq"] + 3]
     assert [e["op"] for e in events] == ["upsert", "upsert", "delete"]
     assert events[0]["data"]["version"] == events[0]["seq"]
@@ -245,7 +258,7 @@ async def test_rolled_back_changes_are_never_sent(cookie):
         make_task("committed")
 
     await database_sync_to_async(rolled_back_then_committed)()
-    event = await receive(comm, "event")
+    [event] = await next_events(comm, 1)
     assert event["seq"] == sync["seq"] + 1 and event["data"]["title"] == "committed"
     await comm.disconnect()
 
@@ -265,6 +278,18 @@ async def test_a_dropped_layer_message_is_healed_through_the_head(cookie, monkey
     assert ping["seq"] == sync["seq"] + 1
     delta = await subscribe(comm, sync["seq"], sync["epoch"])
     assert [t["title"] for t in delta["tasks"]] == ["lost in transit"]
+    await comm.disconnect()
+
+
+async def test_a_burst_goes_out_as_one_frame(cookie):
+    comm, _, _ = await connect(cookie)
+    sync = await subscribe(comm)
+    hub = get_hub()
+    head = sync["seq"]
+    for seq in range(head + 1, head + 51):  # fifty separate layer messages, back to back
+        await hub.accept(hub.epoch, [{"type": "event", "seq": seq, "entity": "task", "op": "delete", "data": {"id": seq}}])
+    frame = await receive(comm, "events")
+    assert [e["seq"] for e in frame["items"]] == list(range(head + 1, head + 51))
     await comm.disconnect()
 
 
@@ -295,7 +320,7 @@ async def test_changes_committed_while_the_sync_is_built_are_not_lost(cookie, mo
     monkeypatch.setattr(consumers, "build_sync", slow_build)
     comm, _, _ = await connect(cookie)
     sync = await subscribe(comm)
-    event = await receive(comm, "event")
+    [event] = await next_events(comm, 1)
     assert event["seq"] == sync["seq"] + 1 and event["data"]["title"] == "during sync"
     await comm.disconnect()
 

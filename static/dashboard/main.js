@@ -39,7 +39,7 @@ const prefs = {
 const store = new Store();
 const model = new Model();
 const pending = new Pending();
-const stats = { renders: 0, notifications: 0 };
+const stats = { renders: 0, notifications: 0, lastRenderMs: null };
 let filters = parseFilters(location.search);
 let paused = prefs.get("paused", "0") === "1";
 let status = null;
@@ -82,6 +82,7 @@ function visibleIds() {
 function renderData() {
   if (store.last === null) return; // nothing synced yet: the server-rendered rows stay
   if (paused && model.hydrated) return showHeld();
+  const started = performance.now();
   const diff = model.merge(store, pending.take());
   stats.renders += 1;
   const now = Date.now();
@@ -96,6 +97,7 @@ function renderData() {
   renderCounts();
   if (!diff.first) feed.add(feedLines(diff, agentName), now);
   showHeld();
+  stats.lastRenderMs = performance.now() - started;
 }
 
 function renderCounts() {
@@ -270,5 +272,9 @@ window.dashboard = {
   },
   get notifications() {
     return stats.notifications;
+  },
+  /** ms the last data render took (merge plus DOM patches, before the browser's layout). */
+  get lastRenderMs() {
+    return stats.lastRenderMs;
   },
 };

@@ -1,5 +1,5 @@
 """URLs under /api/ (included from dashboard_site/urls.py). docs/api.md describes each one."""
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import views
@@ -24,4 +24,6 @@ urlpatterns = [
     # The contract: OpenAPI 3 schema and an interactive page for it
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # Anything else under /api/ gets a JSON 404 (not Django's HTML page), naming the fix.
+    re_path(r"^[\s\S]*\Z", views.not_found, name="not-found"),
 ]

@@ -6,6 +6,8 @@ sequencing and publishing path as the admin.
 """
 from django.conf import settings
 from django.db.models import Q
+from django.http import JsonResponse
+from django.urls import Resolver404, resolve
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.authentication import SessionAuthentication
@@ -94,6 +96,19 @@ class OperatorMixin(_ApiView):
     throttle_classes = [OperatorRateThrottle]
     permission_model = Task
     schema = OperatorSchema()
+
+
+def not_found(request, *args, **kwargs):
+    """JSON 404 for unknown URLs under /api/, so API clients never get an HTML page."""
+    path = request.path
+    hint = " Ids are positive integers."
+    if not path.endswith("/"):
+        try:
+            resolve(path + "/")
+            hint = f" Did you mean {path}/ (with the trailing slash)?"
+        except Resolver404:
+            pass
+    return JsonResponse({"detail": f"No API endpoint at {path}.{hint} The endpoints are listed at /api/docs/."}, status=404)
 
 
 # Agents ----------------------------------------------------------------------------------

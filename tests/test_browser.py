@@ -1,0 +1,319 @@
+"""The dashboard in a real Chromium against real daphne processes.
+
+Each test waits on the page's state (`data-connection`, `window.dashboard`) and compares
+what the browser holds with the database; none sleeps to let something happen."""
+import time
+from pathlib import Path
+
+import pytest
+from django.contrib.sessions.models import Session
+from django.core.management import call_command
+from django.db import transaction
+from django.utils import timezone
+
+from tasks.models import Agent, Task
+from tests.browser_support import Dashboard, browser, server_env, signed_in_context  # noqa: F401 (fixtures)
+from tests.support.stream import database_versions
+
+pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parent.parent
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def context(browser, session_cookie):
+    contexts = []
+
+    def make(server, **options):
+        ctx = signed_in_context(browser, server, session_cookie, **options)
+        contexts.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+# 1 -------------------------------------------------------------------------------------------
+
+
+def test_an_admin_edit_in_one_page_shows_in_the_dashboard_in_another(daphne, context):
+    task = Task.objects.create(title="Original title", status="queued")
+    server = daphne()
+    ctx = context(server)
+    board = Dashboard(ctx, server)
+    board.wait_open()
+    row = f'tr.task[data-id="{task.pk}"]'
+    assert board.page.get_attribute(f"{row} .task-link", "href") == f"/admin/tasks/task/{task.pk}/change/"
+    board.page.eval_on_selector(row, "tr => { tr.keep = 'same element' }")
+
+    admin = ctx.new_page()
+    admin.goto(f"{server.http}/admin/tasks/task/{task.pk}/change/")
+    admin.fill("#id_title", "Edited in the admin")
+    admin.select_option("#id_status", "cancelled")
+    admin.click("input[name=_save]")
+    admin.wait_for_url(f"{server.http}/admin/tasks/task/")
+
+    board.wait_row_text(task.pk, ".task-link", "Edited in the admin", timeout=5_000)
+    assert board.row_text(task.pk, ".badge") == "Cancelled"
+    assert board.page.eval_on_selector(row, "tr => tr.keep") == "same element", "the row was patched in place"
+    assert board.page.text_content('[data-count="cancelled"]') == "1"
+    assert "Queued → Cancelled" in board.page.text_content("#feed")
+
+    # Pause holds changes behind a banner; Show applies them; the choice is remembered.
+    board.page.click("#pause")
+    Task.objects.filter(pk=task.pk).update(title="Changed while paused")
+    board.page.wait_for_selector("#held-banner:not([hidden])")
+    assert board.page.text_content("#held-text") == "1 change held while paused."
+    assert board.row_text(task.pk, ".task-link") == "Edited in the admin"
+    board.page.click("#show-held")
+    board.wait_row_text(task.pk, ".task-link", "Changed while paused")
+    assert board.page.is_hidden("#held-banner")
+    board.page.reload()
+    board.wait_open()
+    assert board.page.get_attribute("#pause", "aria-pressed") == "true"
+    assert board.page.text_content("#pause") == "Resume"
+    board.page.click("#pause")
+    assert board.errors == []
+
+
+# 2 -------------------------------------------------------------------------------------------
+
+
+def test_after_a_server_restart_the_page_converges_to_the_database(daphne, context):
+    keep = Task.objects.create(title="Will be renamed")
+    doomed = Task.objects.create(title="Will be deleted")
+    agent = Agent.objects.create(name="atlas", status="idle", last_heartbeat=timezone.now())
+    server = daphne()
+    board = Dashboard(context(server), server)
+    board.wait_open()
+
+    server.kill()
+    board.wait_state("waiting", "connecting")
+    board.page.wait_for_function("document.getElementById('conn-text').textContent.startsWith('Reconnecting')")
+
+    keep.title, keep.status, keep.agent = "Renamed while the server was down", "running", agent
+    keep.save()
+    doomed.delete()
+    created = Task.objects.create(title="Created while the server was down", status="queued")
+    agent.status = "busy"
+    agent.save()
+
+    daphne(port=server.port)
+    board.wait_converged(database_versions(), timeout=40_000)
+    board.wait_state("open")
+    assert board.store_versions() == database_versions()
+    board.wait_row_text(keep.pk, ".task-link", "Renamed while the server was down")
+    assert board.row_text(keep.pk, ".badge") == "Running"
+    board.wait_row_text(created.pk, ".task-link", "Created while the server was down")
+    assert doomed.pk not in board.rendered_task_ids()
+    current = board.page.text_content(f'li.agent[data-id="{agent.pk}"] .agent-task')
+    assert current.startswith("Renamed while the server was down"), current
+    assert board.errors == []
+
+
+# 3 -------------------------------------------------------------------------------------------
+
+
+def test_a_signed_out_socket_stops_with_a_sign_in_link_and_never_retries(daphne, context):
+    server = daphne()
+    board = Dashboard(context(server), server)
+    board.wait_open()
+    Session.objects.all().delete()
+
+    server.kill()
+    board.wait_state("waiting", "connecting")
+    daphne(port=server.port)
+    board.wait_state("waiting")
+    board.page.click("#retry-now")  # the person does not wait for the backoff
+    board.wait_state("stopped")
+    assert board.page.text_content("#conn-text") == "Signed out"
+    link = board.page.get_attribute("#sign-in", "href")
+    assert link.startswith("/accounts/login/?next=")
+    assert board.page.is_visible("#sign-in") and board.page.is_hidden("#retry-now")
+    board.page.wait_for_function("document.getElementById('conn-status').textContent.startsWith('Signed out')")
+
+    sockets = len(board.sockets)
+    started = time.monotonic()
+    board.page.wait_for_timeout(4_000)  # proving an absence needs a window of time
+    assert time.monotonic() - started >= 4
+    assert len(board.sockets) == sockets, board.sockets
+    assert board.state() == "stopped"
+
+    # The link leads back: sign in and the page is live again.
+    board.page.click("#sign-in")
+    board.page.fill("#id_username", "operator")
+    board.page.fill("#id_password", "operator-pass-123")
+    board.page.click("button[type=submit]")
+    board.page.wait_for_url(f"{server.http}/")
+    board.wait_open()
+
+
+# 4 -------------------------------------------------------------------------------------------
+
+
+def test_markup_in_titles_and_names_is_shown_as_text(daphne, context):
+    agent = Agent.objects.create(name="<b>bold agent</b>", status="busy", last_heartbeat=timezone.now())
+    task = Task.objects.create(title=XSS, status="running", agent=agent, progress=40)
+    server = daphne()
+    board = Dashboard(context(server), server)
+    html = board.response.text()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html and XSS not in html
+    board.wait_open()
+
+    def no_markup():
+        return board.page.evaluate(
+            "() => document.querySelectorAll('#task-rows img, #agent-list img, #feed img, #agent-list b, script:not([type=module])').length"
+        )
+
+    assert board.row_text(task.pk, ".task-link") == XSS
+    assert board.row_text(task.pk, ".agent-link") == "<b>bold agent</b>"
+    assert board.page.text_content(f'li.agent[data-id="{agent.pk}"] .agent-task a') == XSS
+    assert no_markup() == 0
+
+    Task.objects.filter(pk=task.pk).update(title="<img src=y onerror=alert(2)>")
+    fresh = Task.objects.create(title="<script>alert(3)</script>", status="queued")
+    board.wait_row_text(task.pk, ".task-link", "<img src=y onerror=alert(2)>")
+    board.wait_row_text(fresh.pk, ".task-link", "<script>alert(3)</script>")
+    board.page.wait_for_function("document.getElementById('feed').textContent.includes('<script>alert(3)</script>')")
+    assert no_markup() == 0
+    assert board.dialogs == []
+    assert board.errors == []
+
+
+# 5 -------------------------------------------------------------------------------------------
+
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def big_fleet(n_agents=200, n_tasks=10_000):
+    now = timezone.now()
+    agents = Agent.objects.bulk_create(
+        [Agent(name=f"worker-{i:03d}", status="offline" if i % 10 == 0 else "idle", last_heartbeat=now) for i in range(n_agents)]
+    )
+    tasks = []
+    for i in range(n_tasks):
+        status = STATUSES[i % 5]
+        tasks.append(Task(
+            title=f"Job {i:05d} {WORDS[i % len(WORDS)]}", status=status,
+            progress=100 if status == "succeeded" else (i * 7) % 100,
+            agent=None if status == "queued" else agents[i % n_agents],
+            created_at=now - timezone.timedelta(seconds=n_tasks - i),
+        ))
+    Task.objects.bulk_create(tasks, batch_size=2000)
+
+
+def test_ten_thousand_tasks_render_a_window_and_a_burst_costs_few_renders(daphne, context):
+    big_fleet()
+    server = daphne()
+    board = Dashboard(context(server), server)
+    page = board.page
+    board.wait_open(timeout=30_000)
+    board.wait_converged(database_versions())
+    assert page.evaluate("window.dashboard.store.tasks.size") == 10_000
+
+    rows = len(board.rendered_task_ids())
+    assert 10 < rows < 200, rows
+    assert page.evaluate("window.dashboard.table.ids.length") == 10_000
+    newest = Task.objects.order_by("-created_at", "-id").values_list("id", flat=True)[0]
+    assert board.rendered_task_ids()[0] == newest
+
+    # Scrolling shows other rows, still only a window of them.
+    first_window = set(board.rendered_task_ids())
+    page.eval_on_selector("#table-wrap", "el => { el.scrollTop = el.scrollHeight / 2 }")
+    page.wait_for_function(
+        "ids => ![...document.querySelectorAll('tr.task')].some(tr => ids.includes(Number(tr.dataset.id)))",
+        arg=list(first_window),
+    )
+    middle = board.rendered_task_ids()
+    assert len(middle) < 200
+    order = page.evaluate("window.dashboard.model.order")
+    assert middle == order[order.index(middle[0]):order.index(middle[0]) + len(middle)], "rows follow the order"
+
+    # Filter by status (chip) and by text (search, focused with "/"): the rows narrow.
+    page.click('.chip[data-status="failed"]')
+    page.wait_for_function("location.search === '?status=failed'")
+    assert page.evaluate("window.dashboard.table.ids.length") == Task.objects.filter(status="failed").count()
+    assert set(page.eval_on_selector_all("tr.task", "rows => rows.map(r => r.dataset.status)")) == {"failed"}
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "search"
+    page.keyboard.type("bravo")
+    page.wait_for_function("new URLSearchParams(location.search).get('q') === 'bravo'")
+    expected = Task.objects.filter(status="failed", title__icontains="bravo").count()
+    assert 0 < expected < 2000
+    assert page.evaluate("window.dashboard.table.ids.length") == expected
+    assert page.text_content("#task-footer") == f"{expected:,} of 10,000 tasks match"
+    titles = page.eval_on_selector_all("tr.task .task-link", "links => links.map(a => a.textContent)")
+    assert titles and all("bravo" in title for title in titles)
+    page.keyboard.press("Escape")
+    page.wait_for_function("location.search === '?status=failed'")
+    page.click("#clear-filters")
+    page.wait_for_function("location.search === ''")
+    assert page.evaluate("window.dashboard.table.ids.length") == 10_000
+
+    # A burst of 500 committed changes.
+    renders, notes = page.evaluate("[window.dashboard.renders, window.dashboard.notifications]")
+    with transaction.atomic():
+        for task in Task.objects.filter(status="queued").order_by("id")[:500]:
+            task.status, task.progress = "cancelled", 0
+            task.save()
+    board.wait_converged(database_versions())
+    board.page.wait_for_function("r => window.dashboard.renders > r", arg=renders)
+    after, notes_after = page.evaluate("[window.dashboard.renders, window.dashboard.notifications]")
+    timing = page.evaluate("window.dashboard.lastRenderMs")
+    print(f"\nburst of 500 updates: {after - renders} render(s) for {notes_after - notes} store change(s); "
+          f"last render {timing:.1f} ms; {len(board.rendered_task_ids())} rows in the DOM")
+    assert after - renders <= 5
+    assert page.text_content('[data-count="cancelled"]') == f"{Task.objects.filter(status='cancelled').count():,}"
+    assert board.errors == []
+
+
+# 6 -------------------------------------------------------------------------------------------
+
+
+def settle(board):
+    """Live, round trip measured, highlights faded."""
+    board.wait_open()
+    board.page.wait_for_function("window.dashboard.connection.status.rtt !== null")
+    board.page.wait_for_function(
+        "() => document.getAnimations().filter(a => String(a.animationName).startsWith('flash')).length === 0"
+    )
+
+
+def test_screenshots_of_the_demo_fleet(daphne, context):
+    call_command("seed_demo", seed=7, stdout=open("/dev/null", "w"))
+    server = daphne(REALTIME_HEARTBEAT_INTERVAL=25)  # agents count as stale after 2 x 25 s
+    board = Dashboard(context(server), server)
+    board.wait_open()
+
+    # A little live activity for the feed.
+    running = list(Task.objects.filter(status="running").order_by("id")[:3])
+    running[0].status, running[0].progress = "succeeded", 100
+    running[1].status, running[1].error = "failed", "exit status 137 (out of memory)"
+    running[2].progress = min(99, running[2].progress + 20)
+    for task in running:
+        task.save()
+    queued = Task.objects.filter(status="queued").order_by("-created_at").first()
+    queued.status, queued.agent = "running", running[0].agent
+    queued.save()
+    board.wait_converged(database_versions())
+    board.page.wait_for_function("document.querySelectorAll('#feed .feed-item').length >= 3")
+    settle(board)
+    assert board.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
+    board.page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))
+
+    narrow = Dashboard(context(server, viewport={"width": 420, "height": 800}), server)
+    settle(narrow)
+    assert narrow.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "no sideways scroll"
+    assert len(narrow.rendered_task_ids()) < 60
+    narrow.page.screenshot(path=str(ROOT / "docs" / "img" / "dashboard-narrow.png"))
+
+    dark = Dashboard(context(server, color_scheme="dark"), server)
+    settle(dark)
+    assert dark.page.evaluate("getComputedStyle(document.body).backgroundColor") != "rgb(244, 245, 248)"
+    dark.page.screenshot(path=str(ROOT / "docs" / "img" / "dashboard-dark.png"))
+    for path in ("screenshot.png", "img/dashboard-narrow.png", "img/dashboard-dark.png"):
+        assert (ROOT / "docs" / path).stat().st_size > 10_000

@@ -114,7 +114,9 @@ class Hub:
         self.last = self.known_head = head
         metrics.HEAD.set(head)
         if layer is not None:
-            self.channel = await layer.new_channel("hub.")
+            # The default prefix matters: channels-redis serves all of a process's channels from
+            # one list keyed by it, so a channel with another prefix would starve the rest.
+            self.channel = await layer.new_channel()
             # Join before anyone reads the database, so no committed change falls between.
             await layer.group_add(STREAM_GROUP, self.channel)
             self._tasks.append(asyncio.ensure_future(self._receive_loop(layer)))

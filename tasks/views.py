@@ -57,7 +57,7 @@ def _check_layer():
         raise RuntimeError("no channel layer configured")
 
     async def roundtrip():
-        channel = await layer.new_channel("health.")
+        channel = await layer.new_channel()  # default prefix: see realtime/hub.py
         await layer.send(channel, {"type": "health.check"})
         await asyncio.wait_for(layer.receive(channel), 2)
 

@@ -40,9 +40,13 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_app
 
 
 @pytest.fixture
-def world(in_process_requests, settings, session_cookie):
-    """Credentials and a few rows in every state, for generated requests to land on."""
+def fast_logins(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def world(in_process_requests, fast_logins, session_cookie):
+    """Credentials and a few rows in every state, for generated requests to land on."""
     cache.clear()
     agent = Agent(name="fuzz-agent")
     agent.save()
@@ -63,11 +67,12 @@ def world(in_process_requests, settings, session_cookie):
 
 
 @schema.parametrize()
-@hypothesis_settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@hypothesis_settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_api_conforms_to_its_schema(case, world, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"agent": "100000/min", "operator": "100000/min"}}
     ids = world["agent_ids"] if case.path.startswith("/api/agents/") else world["task_ids"]
     if "id" in (case.path_parameters or {}) and next(world["counter"]) % 4:
         # Three in four requests hit a real row; the rest keep the generated (mostly unknown) id.
         case.path_parameters["id"] = ids[case.path_parameters["id"] % len(ids)] if isinstance(case.path_parameters["id"], int) else case.path_parameters["id"]
-    case.call_and_validate(headers=world["headers"], cookies=world["cookies"], checks=CHECKS)
+    r = case.call_and_validate(headers=world["headers"], cookies=world["cookies"], checks=CHECKS)
+    open("/tmp/st.log","a").write(f"{case.method} {case.operation.path} {r.status_code}\n")

@@ -48,3 +48,23 @@ async def test_daphne_sends_the_registered_close_codes(daphne, session_cookie):
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+async def test_health_answers_while_the_hub_listens_on_redis(daphne, session_cookie, redis_server):
+    """The health check's round trip shares the process's Redis receive loop with the hub."""
+    import json
+    import urllib.request
+
+    server = daphne(REDIS_URL=redis_server.url)
+    client = StreamClient(server.ws, session_cookie, server.http).start()
+    try:
+        assert await client.wait_for(lambda c: c.last is not None)
+
+        def health():
+            with urllib.request.urlopen(server.http + "/healthz", timeout=10) as response:
+                return response.status, json.loads(response.read())
+
+        status, body = await asyncio.get_running_loop().run_in_executor(None, health)
+        assert status == 200 and body["checks"]["channel_layer"] == {"ok": True, "backend": "RedisChannelLayer"}
+    finally:
+        await client.stop()

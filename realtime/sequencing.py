@@ -113,6 +113,17 @@ class SequencedQuerySet(models.QuerySet):
 
     bulk_create.alters_data = True
 
+    def bulk_update(self, objs, fields, *args, **kwargs):
+        """Fill derived fields like save() does; update() then numbers each row."""
+        objs = list(objs)
+        now = timezone.now()
+        for obj in objs:
+            obj.prepare_for_write(now)
+        fields = list(dict.fromkeys([*fields, *self.model.derived_fields]))
+        return super().bulk_update(objs, fields, *args, **kwargs)
+
+    bulk_update.alters_data = True
+
 
 class SequencedModel(models.Model):
     """A model whose every committed change is numbered and published (see module docstring)."""
@@ -126,6 +137,9 @@ class SequencedModel(models.Model):
 
     class Meta:
         abstract = True
+        # Related managers (`agent.tasks.add(task)`) and deletion cascades write through the
+        # base manager: make it the sequenced one, so those paths are numbered too.
+        base_manager_name = "objects"
 
     def prepare_for_write(self, now):
         """Hook for subclasses: fill derived fields before a row is written."""
@@ -135,6 +149,10 @@ class SequencedModel(models.Model):
     def derived_updates(cls, values, now):
         """Hook for subclasses: what prepare_for_write() does, as QuerySet.update() values."""
         return {}
+
+    def validate_constraints(self, exclude=None):
+        """save() fills the derived fields, so constraints on them are checked by the database."""
+        return super().validate_constraints(exclude=set(exclude or ()) | set(self.derived_fields))
 
     def save(self, *args, **kwargs):
         using = kwargs.get("using") or self._state.db or "default"

@@ -23,7 +23,7 @@ class Agent(SequencedModel):
     last_heartbeat = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
-    class Meta:
+    class Meta(SequencedModel.Meta):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(
@@ -67,7 +67,7 @@ class Task(SequencedModel):
     started_at = models.DateTimeField(null=True, blank=True, editable=False)
     finished_at = models.DateTimeField(null=True, blank=True, editable=False)
 
-    class Meta:
+    class Meta(SequencedModel.Meta):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(

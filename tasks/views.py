@@ -27,7 +27,9 @@ def dashboard(request):
     counts = dict(Task.objects.values_list("status").annotate(n=Count("id")).order_by())
     agent_counts = dict(Agent.objects.values_list("status").annotate(n=Count("id")).order_by())
     running = {
-        t.agent_id: t for t in Task.objects.filter(status=Task.Status.RUNNING, agent__isnull=False).only("id", "title", "agent_id")
+        t.agent_id: t for t in Task.objects.filter(status=Task.Status.RUNNING, agent__isnull=False)
+        .order_by("started_at", "id")  # the latest start wins, as in Agent.current_task
+        .only("id", "title", "agent_id")
     }
     agents = list(Agent.objects.all())
     for agent in agents:

@@ -131,10 +131,6 @@ def test_full_clean_accepts_a_valid_queued_task():
     Task(title="t").full_clean()  # raises if anything is wrong
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "full_clean() validates task_running_has_started_at before save() fills started_at, so a "
-    "new running task that save() would store fine is reported as a constraint violation"
-))
 def test_full_clean_accepts_a_new_running_task_that_save_would_complete(agent):
     task = Task(title="t", status="running", agent=agent, progress=5)
     task.full_clean()

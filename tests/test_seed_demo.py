@@ -102,11 +102,6 @@ def test_force_adds_more_with_new_agent_names():
     assert len(names) == len(set(names))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the candidate names are only range(agents * 2), so after two default runs a third "
-    "--force run finds no free name, creates 0 agents and crashes in rng.choice(fleet) "
-    "with IndexError instead of adding agents"
-))
 def test_force_can_be_repeated():
     for n in range(3):
         seed("--force", seed=n)

@@ -85,11 +85,6 @@ def test_the_page_follows_the_database(client, staff_user, fleet):
     assert "Brand new task" in response.content.decode()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "dashboard() builds {agent_id: task} from running tasks in the default ordering "
-    "(-created_at), so the last one assigned, the OLDEST task, wins; Agent.current_task (and "
-    "the admin) say the latest started one"
-))
 def test_an_agent_row_shows_the_same_task_as_agent_current_task(client, staff_user):
     from datetime import timedelta
 

@@ -1,4 +1,5 @@
 """Fill a fresh database with a believable fleet: agents and a few hundred tasks."""
+import itertools
 import random
 from datetime import timedelta
 
@@ -25,6 +26,19 @@ ERRORS = [
     "AssertionError: 3 tests failed",
     "ConnectionResetError: peer closed the connection",
 ]
+
+
+def free_agent_names(count):
+    """`count` names not yet taken: atlas, borealis, ..., then atlas-1, borealis-1, ..."""
+    taken = set(Agent.objects.values_list("name", flat=True))
+    names = []
+    for i in itertools.count():
+        base = AGENT_NAMES[i % len(AGENT_NAMES)]
+        name = base if i < len(AGENT_NAMES) else f"{base}-{i // len(AGENT_NAMES)}"
+        if name not in taken:
+            names.append(name)
+            if len(names) == count:
+                return names
 
 
 def job_title(rng):
@@ -60,10 +74,7 @@ class Command(BaseCommand):
         rng = random.Random(seed)
         now = timezone.now()
         with transaction.atomic():
-            taken = set(Agent.objects.values_list("name", flat=True))
-            names = [n if i < len(AGENT_NAMES) else f"{n}-{i // len(AGENT_NAMES)}"
-                     for i, n in ((i, AGENT_NAMES[i % len(AGENT_NAMES)]) for i in range(agents * 2))]
-            names = [n for n in names if n not in taken][:agents]
+            names = free_agent_names(agents)
             fleet = Agent.objects.bulk_create([
                 Agent(name=name, hostname=f"{name}.workers.internal",
                       status=Agent.Status.OFFLINE if i % 6 == 5 else Agent.Status.IDLE,

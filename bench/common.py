@@ -135,9 +135,15 @@ def base_env(db_url=None, redis_url=None, **extra):
     return env
 
 
+def _daphne_extra():
+    patches = os.environ.get("BENCH_PATCHES", "")
+    return ["--websocket_connect_timeout", "30"] if ("connecttimeout" in patches or "all" in patches) else []
+
+
 SERVER_COMMANDS = {
     # The project, wrapped with the bench-only write endpoint (bench/bench_asgi.py).
-    "daphne": lambda port: [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "bench.bench_asgi:application"],
+    "daphne": lambda port: [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *_daphne_extra(),
+                            "bench.bench_asgi:application"],
     "uvicorn": lambda port: [PYTHON, "-m", "uvicorn", "bench.bench_asgi:application", "--host", "127.0.0.1",
                              "--port", str(port), "--lifespan", "off", "--log-level", "warning", "--no-access-log"],
     # References.

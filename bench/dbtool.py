@@ -43,7 +43,9 @@ def main():
     import django
 
     django.setup()
-    from bench import djwork
+    from bench import djwork, experiments
+
+    experiments.apply_writer()  # nothing unless BENCH_PATCHES is set
 
     if args.command == "setup":
         result = djwork.setup(args.tasks, args.agents)

@@ -244,8 +244,10 @@ class Client:
         try:
             await self.connect()
             self.fleet.open_count += 1
-        except (OSError, asyncio.TimeoutError, ConnectionError):
+        except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
             self.connect_errors += 1
+            kind = type(exc).__name__ if not str(exc).startswith("handshake refused") else str(exc)[:40]
+            self.fleet.error_kinds[kind] = self.fleet.error_kinds.get(kind, 0) + 1
             self.schedule_reconnect(1006)
 
     # Frames -----------------------------------------------------------------------------
@@ -378,6 +380,7 @@ class Fleet:
         self.open_count = 0
         self.errors = []
         self.connect_failures = 0
+        self.error_kinds = {}
         self.mark = None
         self.track_base = None
         self.track_size = 0

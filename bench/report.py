@@ -1,32 +1,39 @@
-"""Turns a results JSON into the console table, the plots and docs/performance.md."""
+"""Turns results JSON into the console table, the plots (docs/img/perf-*.png) and
+docs/performance.md. The measured parts are generated; the analysis (profiles, what made the
+difference, proposals) is bench/findings.md, included as written.
+
+    python bench/run.py --report-only bench/results/latest.json
+"""
+import json
 from pathlib import Path
 
 from bench.common import ROOT
 
 DOC = ROOT / "docs" / "performance.md"
 IMG = ROOT / "docs" / "img"
-
-
-def fmt_ratio(value):
-    return "" if value is None else f"{value:.2f}x"
+FINDINGS = ROOT / "bench" / "findings.md"
+RESULTS = ROOT / "bench" / "results"
 
 
 def rows(data):
     out = []
-    for name, scenario in data["scenarios"].items():
-        for row in scenario["summary"].get("rows", []):
-            out.append(row)
+    for scenario in data["scenarios"].values():
+        out.extend(scenario["summary"].get("rows", []))
     return out
+
+
+def _ratio(row):
+    text = "" if row.get("ratio") is None else f"{row['ratio']:.2f}x"
+    if row.get("ratio2") is not None:
+        text += f" / {row['ratio2']:.1f}x"
+    return text
 
 
 def table(data):
     header = ("scenario", "variant", "target", "measured (median)", "ratio", "result")
     lines = [header]
     for row in rows(data):
-        ratio = fmt_ratio(row.get("ratio"))
-        if row.get("ratio2") is not None:
-            ratio += f" / {row['ratio2']:.1f}x"
-        lines.append((row["scenario"], row["variant"], row["target"], row["measured"], ratio,
+        lines.append((row["scenario"], row["variant"], row["target"], row["measured"], _ratio(row),
                       "pass" if row["pass"] else "MISS"))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     text = []
@@ -37,5 +44,295 @@ def table(data):
     return "\n".join(text)
 
 
-def write(data):
+def markdown_table(data, other=None):
+    """The results table; with `other` (the prototype run) a column for its numbers."""
+    lookup = {}
+    if other:
+        for row in rows(other):
+            lookup[(row["scenario"], row["variant"])] = row
+    head = "| scenario | variant | target | measured (median) | ratio | result |"
+    sep = "|---|---|---|---|---|---|"
+    if other:
+        head += " with prototypes (bench/experiments.py) | result |"
+        sep += "---|---|"
+    out = [head, sep]
+    for row in rows(data):
+        line = (f"| {row['scenario']} | {row['variant']} | {row['target']} | {row['measured']} | "
+                f"{_ratio(row)} | {'pass' if row['pass'] else '**MISS**'} |")
+        if other:
+            o = lookup.get((row["scenario"], row["variant"]))
+            line += (f" {o['measured']} ({_ratio(o)}) | {'pass' if o['pass'] else '**MISS**'} |" if o else " not run | |")
+        out.append(line)
+    return "\n".join(out)
+
+
+# Plots -------------------------------------------------------------------------------------
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_fanout(data, suffix=""):
+    scenario = data["scenarios"].get("fanout")
+    if not scenario:
+        return []
+    plt = _plt()
+    import numpy as np
+
+    made = []
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    labels = list(scenario["runs"][0].keys())
+    for label in labels:
+        samples = np.concatenate([np.asarray(r[label]["latency_samples_ms"]) for r in scenario["runs"] if label in r])
+        if not samples.size:
+            continue
+        samples.sort()
+        y = np.arange(1, samples.size + 1) / samples.size
+        style = "-" if label.startswith("project") else "--"
+        ax.plot(samples, y, style, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("delivery latency, commit -> client (ms, log)")
+    ax.set_ylabel("fraction of deliveries")
+    ax.set_title("One change to 1,000 dashboards (all runs pooled)")
+    ax.axhline(0.99, color="grey", lw=0.5)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    path = IMG / f"perf-fanout-latency{suffix}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    made.append(path)
+
+    per = scenario["summary"]["per_variant"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    names = list(per.keys())
+    values = [per[n]["us_per_delivery"] for n in names]
+    colors = ["#888" if not n.startswith("project") else "#3a7" for n in names]
+    ax.barh(names, values, color=colors)
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.1f}", va="center", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("server CPU per delivered change (us, log; median of runs)")
+    ax.set_title("Burst of 100 changes to 500 dashboards")
+    ax.invert_yaxis()
+    ax.grid(alpha=0.3, axis="x")
+    path = IMG / f"perf-cpu-per-delivery{suffix}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    made.append(path)
+    return made
+
+
+def plot_sustained(data, suffix=""):
+    scenario = data["scenarios"].get("sustained")
+    if not scenario:
+        return []
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for label, r in scenario["runs"][0].items():
+        series = {int(k): v for k, v in r["p99_series"].items()}
+        xs = sorted(series)
+        ax1.plot(xs, [series[x] for x in xs], label=label)
+        ax2.plot(range(len(r["cpu_series"])), [100 * v for v in r["cpu_series"]], label=label)
+    ax1.axhline(250, color="red", lw=0.8, ls="--", label="target 250 ms")
+    ax1.set_yscale("log")
+    ax1.set_ylabel("p99 latency of changes\ncommitted in that second (ms)")
+    ax1.legend(fontsize=8)
+    ax1.grid(alpha=0.3)
+    ax2.set_ylabel("server CPU (% of a core)")
+    ax2.set_xlabel("seconds into the run")
+    ax2.grid(alpha=0.3)
+    ax1.set_title("Sustained 100 changes/s")
+    path = IMG / f"perf-sustained{suffix}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def plot_storm(data, suffix=""):
+    scenario = data["scenarios"].get("storm")
+    if not scenario:
+        return []
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for label, r in scenario["runs"][0].items():
+        xs = r["resync_samples"]
+        ax.plot(xs, [(i + 1) / r["clients"] for i in range(len(xs))], label=label)
+    ax.axvline(10, color="red", lw=0.8, ls="--", label="10 s")
+    ax.axhline(0.99, color="grey", lw=0.5)
+    ax.set_xlabel("seconds after SIGTERM")
+    ax.set_ylabel("fraction of clients resynchronised")
+    ax.set_title("Reconnect storm after a restart (run 1)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    path = IMG / f"perf-storm{suffix}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def plot_capacity(data, suffix=""):
+    scenario = data["scenarios"].get("capacity")
+    if not scenario:
+        return []
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for label, r in scenario["runs"][0].items():
+        steps = r["steps"]
+        ax.plot([s[0] for s in steps], [s[1] / 2**20 for s in steps], "o-", label=label)
+    ax.set_xlabel("open connections")
+    ax.set_ylabel("server RSS (MiB)")
+    ax.set_title("Idle connections: memory")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    path = IMG / f"perf-capacity{suffix}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+# The document ----------------------------------------------------------------------------
+
+def _details(data):
+    out = []
+    s = data["scenarios"]
+    if "fanout" in s:
+        out.append("### Fan-out: every variant (medians of runs)\n")
+        out.append("| variant | p50 ms | p99 ms | max ms | p99 / floor | CPU us per delivery | CPU / floor | tutorial / CPU | burst drain s | missing |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        for label, v in s["fanout"]["summary"]["per_variant"].items():
+            out.append(f"| {label} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | {v['max_ms']:.1f} | {v['p99_vs_floor']:.2f} | "
+                       f"{v['us_per_delivery']:.1f} | {v['cpu_vs_floor']:.2f} | {v['tutorial_vs_cpu']:.1f} | {v['drain_s']:.2f} | {v['missing']} |")
+        out.append("")
+    if "sustained" in s:
+        out.append("### Sustained\n")
+        out.append("| variant | clients x s | achieved writes/s | p50 ms | p99 ms | max ms | server CPU | client resyncs | all equal to DB |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for label, r in s["sustained"]["runs"][0].items():
+            lat = r["latency"]
+            out.append(f"| {label} | {r['clients']} x {r['seconds']} | {r['achieved_rate']:.0f} | {lat.get('p50_ms', 0):.0f} | "
+                       f"{lat.get('p99_ms', 0):.0f} | {lat.get('max_ms', 0):.0f} | {r['cpu_mean']:.0%} | {r['syncs']} | "
+                       f"{r['equal']}/{r['clients']} |")
+        out.append("")
+    if "storm" in s:
+        out.append("### Reconnect storm (medians of runs)\n")
+        out.append("| variant | clients | restart s | within 10 s of SIGTERM | within 10 s of ready | p50 s | p99 s | lost | all equal | extra resets |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        for label, v in s["storm"]["summary"]["per_variant"].items():
+            out.append(f"| {label} | {v['clients']} | {v['restart_s']:.1f} | {v['within_10s_of_kill']:.1%} | {v['within_10s_of_ready']:.1%} | "
+                       f"{v['p50_s']:.1f} | {v['p99_s']:.1f} | {v['lost']} | {v['all_equal']} | {v['resets']} |")
+        run1 = s["storm"]["runs"][0]
+        out.append("")
+        out.append("Run 1, what the clients saw: " + "; ".join(
+            f"{label}: close codes {r['close_codes']}, failed connection attempts {r['connect_errors']} {r.get('error_kinds', {})}"
+            for label, r in run1.items()))
+        out.append("")
+    if "capacity" in s:
+        out.append("### Idle capacity\n")
+        out.append("| variant | open | after idle | KiB per connection | RSS MiB | idle CPU | pings answered in window | connect time s |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for label, r in s["capacity"]["runs"][0].items():
+            out.append(f"| {label} | {r['connections']:,} | {r['still_open']:,} | {r['kib_per_connection']:.1f} | {r['rss_mib']:.0f} | "
+                       f"{r['idle_cpu']:.1%} | {r['pings']:,} in {r['window_s']} s | {r['connect_s']:.0f} |")
+        out.append("")
+    if "writes" in s:
+        out.append("### Writes (medians of runs)\n")
+        out.append("| variant | 1 writer /s | 4 writers /s | every change delivered, client equal to DB |")
+        out.append("|---|---|---|---|")
+        for label, v in s["writes"]["summary"]["per_variant"].items():
+            out.append(f"| {label} | {v['writers_1']:.0f} | {v['writers_4']:.0f} | {v['published_equal']} |")
+        out.append("")
+    if "resume" in s:
+        out.append("### Resume (medians of runs)\n")
+        out.append("| variant | missed changes | rows in sync | deletions | bytes | client-measured ms | build_sync ms | QuerySet.update fill rate /s |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for label, v in s["resume"]["summary"]["per_variant"].items():
+            out.append(f"| {label} | {v['missed']:,} | {v['rows']} | {v['deleted']} | {v['bytes']:,} | {v['client_ms']:.1f} | "
+                       f"{v['build_sync_ms']:.1f} | {v['fill_update_rate']:.0f} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def write(data, patched=None):
+    IMG.mkdir(parents=True, exist_ok=True)
+    if patched is None and not data.get("patches") and (RESULTS / "latest-patched.json").exists() and not data.get("quick"):
+        patched = json.loads((RESULTS / "latest-patched.json").read_text())
+    images = []
+    for fn in (plot_fanout, plot_sustained, plot_storm, plot_capacity):
+        images += fn(data)
+    patched_images = []
+    if patched:
+        for fn in (plot_fanout, plot_sustained, plot_storm):
+            patched_images += fn(patched, "-prototypes")
+    m = data["machine"]
+    parts = [
+        "# Performance",
+        "",
+        "Generated by `bench/run.py` (the numbers, tables and plots) from "
+        f"`bench/results/{'quick' if data.get('quick') else 'latest'}.json`; the analysis comes from `bench/findings.md`. "
+        "Benchmarks live in `bench/` and never run inside the test suite.",
+        "",
+        "## How it was measured",
+        "",
+        f"- Command: `{data['command']}` (started {data['started']}), "
+        + (f"prototype run: `{patched['command']}`" if patched else "no prototype run"),
+        f"- Machine: {m['cpus']} cores ({m['cpu']}), Python {m['python']}, channels {m['channels']}, daphne {m['daphne']}, "
+        f"uvicorn {m['uvicorn']}, websockets {m['websockets']}; load average at start {m['loadavg_start'][0]:.2f}, "
+        f"at end {data.get('loadavg_end', [0])[0]:.2f} (the machine is shared, so every scenario measures its references in "
+        "the same run and reports ratios and medians).",
+        "- One server process, pinned to core 0 (`taskset -c 0`); the driver, which is also the load client, pinned to core 1, "
+        "as are redis-server and the writer processes. PostgreSQL (shared server, unpinned) on 127.0.0.1:5432.",
+        "- Each benchmark makes its own database (a SQLite file in /tmp or a uniquely named PostgreSQL database, copied "
+        "from a migrated template) and its own redis-server on a free port, and removes them afterwards.",
+        "- Configurations: **embedded** = SQLite + in-process layer, writes inside the server process "
+        "(`bench/bench_asgi.py` wraps the project's ASGI app with a write endpoint, like the agents' HTTP API); "
+        "**pg-redis** = PostgreSQL + channels-redis, writes from a separate writer process (`bench/dbtool.py write`).",
+        "- A change is a real sequenced `Task.save()`; its commit time is `time.monotonic()` taken right after COMMIT "
+        "(an `on_commit` hook registered before the publish). Latency = arrival at the client minus that. The references "
+        "stamp the moment they start the broadcast.",
+        "- References in the same run: **floor** = `bench/reference_raw.py` (raw `websockets` broadcast of the same JSON "
+        "frames), **tutorial** = `bench/reference_tutorial.py` (every consumer in one group, `send_json` per consumer, "
+        "daphne, in-memory layer with capacity raised so a burst is delivered in full).",
+        "- The load client (`bench/loadclient.py`) speaks RFC 6455 on asyncio.Protocol so one client core stays cheaper per "
+        "frame than the servers it measures; it timestamps each chunk on arrival before parsing. In `apply` mode it follows "
+        "PROTOCOL.md's client rules and reconnects like the browser client (1012: 0.5 s + U(0, 5 s); else full-jitter backoff).",
+        "- Fan-out and CPU scenarios push heartbeats out of the window (`REALTIME_HEARTBEAT_INTERVAL=600`, "
+        "`REALTIME_HEARTBEAT_TIMEOUT=60`); sustained, storm and capacity run the defaults (25 s / 10 s). Logs: "
+        "`DJANGO_DEBUG=0`, `REALTIME_LOG_LEVEL=WARNING`, daphne's default access log on.",
+        "- Runs: fan-out, writes and resume 3 runs (medians), storm 2 runs, sustained and capacity one long run each "
+        "(6,000 changes x 1,000 clients; 10,000 sockets). CPU per delivered change = server utime+stime during the burst, "
+        "minus the idle rate measured just before, divided by changes x clients.",
+        "",
+        "## Results",
+        "",
+        markdown_table(data, patched),
+        "",
+        "Ratios: latency and CPU rows against the floor measured in the same run (second number for CPU: how many times "
+        "cheaper than the tutorial design); other rows against their target (below 1 is inside it).",
+        "",
+    ]
+    for path in images:
+        parts.append(f"![{path.stem}](img/{path.name})")
+        parts.append("")
+    parts.append("## Details\n")
+    parts.append(_details(data))
+    if patched:
+        parts.append("## Details with the prototypes\n")
+        parts.append(f"`{patched['command']}` with `BENCH_PATCHES={patched.get('patches')}`.\n")
+        parts.append(_details(patched))
+        for path in patched_images:
+            parts.append(f"![{path.stem}](img/{path.name})")
+            parts.append("")
+    if FINDINGS.exists():
+        parts.append(FINDINGS.read_text())
+    DOC.write_text("\n".join(parts) + "\n")
     return DOC

@@ -30,6 +30,7 @@ SCENARIOS = ["fanout", "sustained", "capacity", "storm", "writes", "resume"]
 # Long scenarios run once per invocation even in a multi-run: their one run already holds
 # thousands of samples (sustained: 6 million deliveries; capacity: 10,000 sockets).
 SINGLE_RUN = {"sustained", "capacity"}
+MAX_RUNS = {"storm": 2}  # a collapsing storm takes 90 s per run
 RESULTS = ROOT / "bench" / "results"
 
 
@@ -55,11 +56,11 @@ async def main(args):
     ctx = Context(quick=args.quick, configs=args.configs, servers=args.servers)
     report = {"command": " ".join(["python", "bench/run.py", *sys.argv[1:]]), "quick": args.quick,
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "nofile": nofile,
-              "configs": ctx.configs, "servers": ctx.servers, "scenarios": {}}
+              "configs": ctx.configs, "servers": ctx.servers, "patches": args.patches, "scenarios": {}}
     runs = 1 if args.quick else args.runs
     for name in args.scenarios:
         module = importlib.import_module(f"bench.scenarios.{name}")
-        n = 1 if name in SINGLE_RUN else runs
+        n = 1 if name in SINGLE_RUN else min(runs, MAX_RUNS.get(name, runs))
         results = []
         t0 = time.monotonic()
         for i in range(n):
@@ -76,7 +77,7 @@ async def main(args):
 
 def save(report, args):
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "quick.json" if args.quick else "latest.json"
+    name = ("quick" if args.quick else "latest") + (f"-patched" if args.patches else "") + ".json"
     path = RESULTS / name
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=1, default=float))
@@ -86,16 +87,22 @@ def save(report, args):
 
 def cli():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenarios", nargs="*", default=SCENARIOS, choices=SCENARIOS + [[]])
+    parser.add_argument("scenarios", nargs="*", metavar="scenario", help=" ".join(SCENARIOS) + " (default: all)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--configs", nargs="+", default=[EMBEDDED, SCALEOUT], choices=[EMBEDDED, SCALEOUT])
     parser.add_argument("--servers", nargs="+", default=["daphne", "uvicorn"], choices=["daphne", "uvicorn"])
+    parser.add_argument("--patches", default="", help="comma list of bench/experiments.py prototypes, or 'all'")
     parser.add_argument("--report-only", metavar="JSON", help="only render the report from a results file")
     parser.add_argument("--no-report", action="store_true", help="do not rewrite docs/performance.md")
     args = parser.parse_args()
     if not args.scenarios:
         args.scenarios = SCENARIOS
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario {sorted(unknown)}; choose from {SCENARIOS}")
+    if args.patches:
+        os.environ["BENCH_PATCHES"] = args.patches
     from bench import report as render
 
     if args.report_only:

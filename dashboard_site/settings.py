@@ -157,6 +157,11 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 5000, "expiry": 30}}}
 
+# Throttle counters must be shared between processes: Redis when there is one.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": os.environ.get("REDIS_PREFIX", "dashboard")}}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -205,6 +210,8 @@ REALTIME_HEARTBEAT_TIMEOUT = env_float("REALTIME_HEARTBEAT_TIMEOUT", 10.0)
 # Deletions are remembered this long; a client that last synced before that gets a reset.
 REALTIME_TOMBSTONE_RETENTION = env_float("REALTIME_TOMBSTONE_RETENTION", 7 * 24 * 3600.0)
 REALTIME_MAX_FRAME_BYTES = int(os.environ.get("REALTIME_MAX_FRAME_BYTES", "65536"))
+# Larger syncs go out in parts of about this size (daphne refuses to send messages > 1 MiB).
+REALTIME_SYNC_PART_BYTES = int(os.environ.get("REALTIME_SYNC_PART_BYTES", "262144"))
 REALTIME_RATE_LIMIT = env_float("REALTIME_RATE_LIMIT", 20.0)  # messages per second, sustained
 REALTIME_RATE_BURST = env_float("REALTIME_RATE_BURST", 60.0)
 # How long a process waits for a missing sequence number before passing the gap on.
@@ -225,11 +232,12 @@ AGENT_SWEEP_INTERVAL = env_float("AGENT_SWEEP_INTERVAL", 10.0)
 # Sync functions each server process runs periodically (realtime/hub.py), as
 # (dotted path, seconds). They run in whichever processes are up; a job that must run once
 # per interval across processes takes a database lease itself.
-REALTIME_PERIODIC_JOBS = [("tasks.liveness.run_due_sweep", AGENT_SWEEP_INTERVAL)]
+# The sweep is offered every second; its database lease lets one process run it per interval.
+REALTIME_PERIODIC_JOBS = [("tasks.liveness.run_due_sweep", 1.0)]
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "tasks.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_RATES": {
         "agent": os.environ.get("API_AGENT_RATE", "600/min"),

@@ -15,9 +15,9 @@ from django.conf import settings
 from . import metrics
 from .hub import encode, get_hub
 from .protocol import (
-    CLIENT_TYPES, CLOSE_FORBIDDEN, CLOSE_NOT_SIGNED_IN, CLOSE_PROTOCOL_VIOLATION,
+    CLIENT_TYPES, CLOSE_FORBIDDEN, CLOSE_SERVER_ERROR, CLOSE_NOT_SIGNED_IN, CLOSE_PROTOCOL_VIOLATION,
     CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE, ERR_BAD_FIELD, ERR_BAD_JSON, ERR_BINARY, ERR_NOT_OBJECT,
-    ERR_UNKNOWN_TYPE, ERROR, MAX_CONSECUTIVE_ERRORS, PING, PONG, SUBSCRIBE,
+    ERR_UNKNOWN_TYPE, ERROR, MAX_CONSECUTIVE_ERRORS, PING, PONG,
 )
 from .snapshot import build_sync
 
@@ -162,12 +162,13 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         sent, those newer than its `seq` follow, then the socket goes live."""
         self.state = "syncing"
         self.buffer = []
-        text, head, reset = await database_sync_to_async(build_sync)(since, epoch)
+        texts, head, reset = await database_sync_to_async(build_sync)(since, epoch)
         if self.hub is None:
             return
         metrics.SYNCS.labels(kind="reset" if reset else "delta").inc()
         log.info("resync channel=%s since=%s head=%s reset=%s", id(self), since, head, reset)
-        await self.send_text(text)
+        for text in texts:
+            await self.send_text(text)
         while self.buffer:
             events, self.buffer = [e for e in self.buffer if e["seq"] > head], []
             if events:
@@ -188,9 +189,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         if not self.closed:
             try:
                 await self.base_send({"type": "websocket.send", "text": text})
-            except Exception as exc:  # the socket is already gone
-                log.debug("send failed: %s", exc)
-                self._leave("send failed")
+            except Exception as exc:  # the frame was refused: never leave the socket half-alive
+                log.warning("send failed (%s); closing with 1011", exc)
+                await self.close_with(CLOSE_SERVER_ERROR)
 
     async def close_with(self, code):
         """Close the socket with `code` and leave the hub at once."""
@@ -199,4 +200,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         metrics.CLOSED.labels(code=str(code)).inc()
         self.closed = True
         self._leave(f"server closed code={code}")
-        await self.close(code)
+        try:
+            await self.close(code)
+        except Exception as exc:  # the connection is already gone
+            log.debug("close failed: %s", exc)

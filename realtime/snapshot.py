@@ -62,22 +62,43 @@ class ResetCache:
     def __init__(self):
         self._lock = threading.Lock()
         self._key = None
-        self._text = None
+        self._texts = None
 
     def get(self, key):
         with self._lock:
-            return self._text if self._key == key else None
+            return self._texts if self._key == key else None
 
-    def put(self, key, text):
+    def put(self, key, texts):
         with self._lock:
-            self._key, self._text = key, text
+            self._key, self._texts = key, texts
 
 
 reset_cache = ResetCache()
 
 
+def encode_parts(frame):
+    """Encode a sync as one frame, or as several when it is larger than
+    REALTIME_SYNC_PART_BYTES (servers cap the size of a message they send: daphne at 1 MiB).
+
+    The first part carries the reset flag and the deletions; every later part is a `sync`
+    with `reset: false` and more rows at the same `seq`. A client that applies each as a
+    sync ends equal to the database after the last one, and no event is sent in between.
+    `part` and `parts` let a client wait for the last part before showing the state."""
+    text = json.dumps(frame, separators=(",", ":"))
+    count = -(-len(text) // settings.REALTIME_SYNC_PART_BYTES)
+    if count <= 1:
+        return [text]
+    parts = []
+    for index in range(count):
+        part = dict(frame, tasks=frame["tasks"][index::count], agents=frame["agents"][index::count], part=index + 1, parts=count)
+        if index:
+            part.update(reset=False, deleted={"tasks": [], "agents": []})
+        parts.append(json.dumps(part, separators=(",", ":")))
+    return parts
+
+
 def build_sync(since, epoch):
-    """Return (text of the sync frame, head seq, whether it is a reset)."""
+    """Return (the encoded sync frames, head seq, whether it is a reset)."""
     extras = {"heartbeat_interval": settings.REALTIME_HEARTBEAT_INTERVAL}
     stream_position()  # a database emptied by `flush` gets its stream row back first
     with _snapshot_transaction():
@@ -99,10 +120,10 @@ def build_sync(since, epoch):
             }
             for entity, object_id in Tombstone.objects.filter(seq__gt=since).order_by("seq").values_list("entity", "object_id"):
                 frame["deleted"][entity + "s"].append(object_id)
-            return json.dumps(frame, separators=(",", ":")), head, False
+            return encode_parts(frame), head, False
         key = (stream["epoch"], head)
-        text = reset_cache.get(key)
-        if text is None:
+        texts = reset_cache.get(key)
+        if texts is None:
             frame = {
                 "type": SYNC, "epoch": stream["epoch"], "seq": head, "reset": True,
                 "tasks": [serialize(r) for r in models["task"].objects.order_by("id")],
@@ -110,9 +131,9 @@ def build_sync(since, epoch):
                 "deleted": {"tasks": [], "agents": []},
                 **extras,
             }
-            text = json.dumps(frame, separators=(",", ":"))
-            reset_cache.put(key, text)
-        return text, head, True
+            texts = encode_parts(frame)
+            reset_cache.put(key, texts)
+        return texts, head, True
 
 
 def prune_tombstones(now=None):

@@ -8,6 +8,7 @@ from django.utils.translation import ngettext
 
 from realtime.sequencing import lock_stream
 
+from .liveness import take_offline
 from .models import Agent, Task
 
 BADGE_COLOURS = {
@@ -42,10 +43,16 @@ class AgentAdmin(admin.ModelAdmin):
             return "-"
         return format_html('<a href="../task/{}/change/">{}</a>', task.pk, task.title)
 
-    @admin.action(description="Mark selected agents offline")
+    @admin.action(description="Mark selected agents offline (their running tasks follow the offline policy)")
     def mark_offline(self, request, queryset):
-        count = queryset.exclude(status=Agent.Status.OFFLINE).update(status=Agent.Status.OFFLINE)
-        self.message_user(request, ngettext("%d agent marked offline.", "%d agents marked offline.", count) % count)
+        with transaction.atomic():
+            lock_stream()
+            result = take_offline(dict(queryset.values_list("pk", "name")), f"marked offline by {request.user}")
+        count = len(result["offline"])
+        message = ngettext("%d agent marked offline.", "%d agents marked offline.", count) % count
+        if result["requeued"] or result["failed"]:
+            message += f" {len(result['requeued'])} running tasks requeued, {len(result['failed'])} failed."
+        self.message_user(request, message)
 
 
 @admin.register(Task)

@@ -1,6 +1,7 @@
 """Playwright helpers for the browser tests: one Chromium per module, a signed-in context per
 test, and waits on the page's own state (`data-connection`, `window.dashboard`), never sleeps."""
 import json
+import logging
 import os
 
 import pytest
@@ -29,6 +30,9 @@ def browser():
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ASYNC_UNSAFE, "true")
+        # The test process's own publishes cannot run under Playwright's loop and have no
+        # listener anyway: daphne finds the test's writes through the stream head.
+        patch.setattr(logging.getLogger("realtime.publish"), "disabled", True)
         with sync_playwright() as playwright:
             chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             yield chromium

@@ -197,9 +197,34 @@ def daphne(server_env):
         server.kill()
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    """The default hasher costs ~0.4 s per login on these machines; tests need no security."""
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
+
+
+_OPERATOR_PASSWORD_HASH = {}
+
+
+def operator_password_hash():
+    """The staff user's password hashed the way a server process checks it, computed once."""
+    if not _OPERATOR_PASSWORD_HASH:
+        from django.contrib.auth.hashers import make_password
+
+        _OPERATOR_PASSWORD_HASH["hash"] = make_password("operator-pass-123", hasher="pbkdf2_sha256")
+    return _OPERATOR_PASSWORD_HASH["hash"]
+
+
 @pytest.fixture
 def staff_user(django_user_model):
-    return django_user_model.objects.create_superuser("operator", "op@example.com", "operator-pass-123")
+    """A superuser who can also sign in through a daphne process (which uses the real hasher)."""
+    user = django_user_model.objects.create_superuser("operator", "op@example.com", None)
+    user.password = operator_password_hash()
+    user.save(update_fields=["password"])
+    return user
 
 
 @pytest.fixture

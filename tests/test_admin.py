@@ -268,19 +268,29 @@ def test_requeue_with_nothing_eligible_warns(admin, fleet):
     assert head() == start
 
 
-def test_mark_offline_marks_only_online_agents(admin, fleet):
+def test_mark_offline_marks_only_online_agents_and_requeues_their_work(admin, fleet):
     idle = Agent.objects.create(name="cobalt")
     offline_version = Agent.objects.get(pk=fleet["borealis"].pk).version
     start = head()
     response = action(admin, AGENTS, "mark_offline", [fleet["atlas"], fleet["borealis"], idle])
-    assert messages_of(response) == ["2 agents marked offline."]
+    assert messages_of(response) == ["2 agents marked offline. 1 running tasks requeued, 0 failed."]
     assert set(Agent.objects.values_list("status", flat=True)) == {"offline"}
     assert Agent.objects.get(pk=fleet["borealis"].pk).version == offline_version
-    assert head() == start + 2
+    running = Task.objects.get(pk=fleet["running"].pk)
+    assert (running.status, running.agent_id, running.progress) == ("queued", None, 0)
+    assert head() == start + 3
+
+
+def test_mark_offline_fails_running_work_under_the_fail_policy(admin, fleet, settings):
+    settings.AGENT_OFFLINE_TASK_POLICY = "fail"
+    action(admin, AGENTS, "mark_offline", [fleet["atlas"]])
+    running = Task.objects.get(pk=fleet["running"].pk)
+    assert running.status == "failed" and "marked offline by" in running.error
 
 
 def test_mark_offline_singular_message(admin, fleet):
-    response = action(admin, AGENTS, "mark_offline", [fleet["atlas"]])
+    idle = Agent.objects.create(name="cobalt")
+    response = action(admin, AGENTS, "mark_offline", [idle])
     assert messages_of(response) == ["1 agent marked offline."]
 
 

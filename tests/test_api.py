@@ -453,6 +453,17 @@ def test_schema_and_docs_are_served(client):
     assert client.get("/api/docs/").status_code == 200
 
 
+def test_the_browsable_pages_and_unknown_urls_never_fail(op, bot, agent):
+    task = running_on(agent)
+    for client, url in ((op, "/api/tasks/"), (op, f"/api/tasks/{task.pk}/"), (op, f"/api/tasks/{task.pk}/cancel/"),
+                        (op, "/api/agents/"), (bot, "/api/agent/me/"), (bot, "/api/agent/claim/"),
+                        (bot, f"/api/agent/tasks/{task.pk}/")):
+        assert client.get(url, HTTP_ACCEPT="text/html").status_code in (200, 405)
+    response = op.get("/api/tasks")
+    assert response.status_code == 404 and "/api/tasks/" in response.json()["detail"]  # the slash hint
+    assert op.get("/api/tasks/abc/").json()["detail"].startswith("No API endpoint")
+
+
 def test_the_transition_table():
     assert transitions.allowed("running", "succeeded", transitions.AGENT)
     assert not transitions.allowed("cancelled", "succeeded", transitions.AGENT)

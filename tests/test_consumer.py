@@ -172,6 +172,22 @@ async def test_many_missed_changes_to_few_rows_give_a_small_delta(cookie):
     await comm.disconnect()
 
 
+async def test_a_large_sync_goes_out_in_parts_that_add_up_to_the_state(cookie, settings):
+    settings.REALTIME_SYNC_PART_BYTES = 4000
+    await database_sync_to_async(lambda: Task.objects.bulk_create([Task(title=f"row {i:03}") for i in range(120)]))()
+    comm, _, _ = await connect(cookie)
+    await comm.send_json_to({"type": "subscribe", "since": None, "epoch": None})
+    first = await receive(comm, "sync")
+    parts = [first] + [await receive(comm, "sync") for _ in range(first["parts"] - 1)]
+    assert first["parts"] > 1 and [p["part"] for p in parts] == list(range(1, first["parts"] + 1))
+    assert first["reset"] is True and all(p["reset"] is False for p in parts[1:])
+    assert {p["seq"] for p in parts} == {first["seq"]}
+    assert all(len(json.dumps(p)) <= 4000 * 1.2 for p in parts)
+    titles = sorted(t["title"] for p in parts for t in p["tasks"])
+    assert titles == [f"row {i:03}" for i in range(120)]
+    await comm.disconnect()
+
+
 async def test_unknown_epoch_gets_a_reset(cookie):
     await database_sync_to_async(make_task)("x")
     comm, _, _ = await connect(cookie)

@@ -52,7 +52,9 @@ class Project:
     @property
     def writer_env(self):
         """Environment of an external writer process (scale-out: publishes through Redis)."""
-        return base_env(self.db.url, self.redis.url if self.redis else None)
+        from bench.experiments import database_url
+
+        return base_env(database_url(self.db.url), self.redis.url if self.redis else None)
 
     @property
     def cookie(self):
@@ -66,14 +68,15 @@ class Project:
         self.server = Server(self.kind, self.env, port=port or (self.server.port if self.server else None))
         return await self.server.astart()
 
-    async def write(self, n, rate=0.0, rows=50, external=None, timeout=900.0):
-        """n sequenced changes; in the server for the embedded default, else from a writer
-        process. Returns {"stamps": [[seq, commit time], ...], "start", "elapsed"}."""
+    async def write(self, n, rate=0.0, rows=50, external=None, timeout=900.0, threads=1):
+        """n sequenced changes; in the server for the embedded default (`threads` request
+        threads), else from a writer process. Returns {"stamps": [[seq, commit time], ...],
+        "start", "elapsed"}."""
         if external is None:
             external = self.config == SCALEOUT
         if external:
             return await run_tool(["write", "--n", n, "--rate", rate, "--rows", rows], self.writer_env, timeout)
-        return await http_get(self.server.port, f"/bench/write?n={n}&rate={rate}&rows={rows}", timeout)
+        return await http_get(self.server.port, f"/bench/write?n={n}&rate={rate}&rows={rows}&threads={threads}", timeout)
 
     async def state(self):
         return await http_get(self.server.port, "/bench/state")

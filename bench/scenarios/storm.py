@@ -73,6 +73,7 @@ async def measure(ctx, config):
             gaps=sum(c.gaps for c in fleet.clients),
             resets=sum(c.resets for c in fleet.clients) - clients,
             connect_errors=sum(c.connect_errors for c in fleet.clients), close_codes=codes,
+            error_kinds=fleet.error_kinds,
             resync_samples=sorted(resync),
         )
         await fleet.close()
@@ -89,7 +90,7 @@ async def run(ctx):
         r = await measure(ctx, config)
         ctx.log(f"    restart {r['restart_s']:.1f}s, resynced {r['resynced']}/{r['clients']}, "
                 f"{r['within_10s_of_kill']:.1%} within 10 s of SIGTERM (p99 {r['p99_s']:.1f}s), "
-                f"equal {r['equal']}, resets {r['resets']}, refused {r['connect_errors']}, codes {r['close_codes']}")
+                f"equal {r['equal']}, resets {r['resets']}, refused {r['connect_errors']} {r['error_kinds']}, codes {r['close_codes']}")
         results[label] = r
     return results
 

@@ -31,7 +31,8 @@ async def measure(ctx, config, kind="daphne"):
         head = (await project.state())["head"]
         fleet.track(head + 1, n + 50)
         async with cpu_sampler(server.pid) as cpu:
-            answer = await project.write(n, rate=RATE, timeout=seconds * 3 + 60)
+            # Embedded: 4 request threads at 25/s each, like agents posting to the HTTP API.
+            answer = await project.write(n, rate=RATE, timeout=seconds * 3 + 60, threads=4)
             final = answer["stamps"][-1][0]
             caught_up = await fleet.wait(lambda: all(c.last is not None and c.last >= final for c in fleet.clients), 60, 0.05)
             drained_at = time.monotonic()

@@ -9,7 +9,7 @@ import { Feed, feedLines } from "./feed.js";
 import { filtersToSearch, isFiltered, parseFilters, taskMatcher } from "./filters.js";
 import { TASK_STATUS, adminUrl, ago, count } from "./format.js";
 import { Model, Pending } from "./model.js";
-import { createTaskRow, flash, patchTaskRow, setText, tickTime } from "./render.js";
+import { createTaskRow, flash, patchTaskRow, setText, tickSeen, tickTime } from "./render.js";
 import { FrameScheduler } from "./schedule.js";
 import { VirtualTable } from "./virtual.js";
 
@@ -101,7 +101,7 @@ function renderData() {
 }
 
 function renderCounts() {
-  for (const status of Object.keys(TASK_STATUS)) setText(document.querySelector(`[data-count="${status}"]`), count(model.counts[status]));
+  for (const key of Object.keys(TASK_STATUS)) setText(document.querySelector(`[data-count="${key}"]`), count(model.counts[key]));
   setText(document.querySelector('[data-count="total"]'), count(model.tasks.size));
   const total = model.tasks.size;
   setText($("task-footer"), isFiltered(filters)
@@ -256,6 +256,7 @@ function tick() {
   tickUpdated(now);
   for (const span of $("task-rows").querySelectorAll("tr.task .time")) tickTime(span, now);
   if (model.hydrated) agents.tick(model, now, interval());
+  else for (const span of $("agent-list").querySelectorAll(".agent-seen")) tickSeen(span, now); // server's rows
 }
 setInterval(tick, 1000);
 

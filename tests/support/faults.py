@@ -283,10 +283,20 @@ def percentile(values, q):
     return ordered[index]
 
 
+CRASH_MARKERS = (
+    "Exception inside application",  # daphne: a consumer raised (the client got 1011)
+    "took too long to shut down",  # daphne: an application instance had to be killed
+    "Task exception was never retrieved",  # asyncio: a background task died silently
+    "Unhandled error in Deferred",  # twisted
+    "ERROR realtime", "CRITICAL", "Fatal Python error",
+)
+
+
 def crash_lines(log_text):
-    """Lines of a daphne log that show an application crash."""
-    needles = ("Traceback", "Exception inside application", "took too long to shut down")
-    return [line for line in log_text.splitlines() if any(n in line for n in needles)]
+    """Lines of a daphne log that show a crash. (Library tracebacks logged on purpose, such
+    as channels_redis.pubsub's "Unexpected exception in receive task" while Redis is down,
+    are not crashes.)"""
+    return [line for line in log_text.splitlines() if any(marker in line for marker in CRASH_MARKERS)]
 
 
 def report(name, **numbers):

@@ -271,6 +271,7 @@ class Command(BaseCommand):
         parser.add_argument("--queue", type=int, default=None, help="keep at least this many tasks queued (default 2 per agent)")
         parser.add_argument("--prefix", default="demo", help="agent name prefix (default demo)")
         parser.add_argument("--seed", type=int, default=None, help="random seed")
+        parser.add_argument("--provision", action="store_true", help="create the demo agents, their tokens and the demo operator's session in the database (always done: the fleet runs next to the server and shares its DATABASE_URL)")
         parser.add_argument("--no-sweep", action="store_true", help="do not run the liveness sweep from here (the server runs it too)")
         parser.add_argument("--wait", type=float, default=60, help="seconds to wait for the server to come up (default 60)")
 
@@ -287,10 +288,10 @@ class Command(BaseCommand):
         self.stop, self.stats = threading.Event(), Stats()
         rng = random.Random(o["seed"])
 
+        self.wait_for_server(o["wait"])
         fleet = provision_agents(o["agents"], o["prefix"])
         operator_headers = provision_operator()
         connection.close()  # threads open their own connections
-        self.wait_for_server(o["wait"])
         self.log(f"{len(fleet)} agents working against {self.url} at rate {self.rate:g} (Ctrl-C stops)")
 
         actors = [SimulatedAgent(self, name, token, random.Random(rng.random())) for name, token in fleet]

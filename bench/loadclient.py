@@ -422,6 +422,19 @@ class Fleet:
         await self.wait(lambda: all(c.synced or c.proto is None for c in new), 60)
         return monotonic() - t0
 
+    async def wait_progress(self, count, target, stall=5.0, timeout=120.0, step=0.01):
+        """Wait until count() >= target, or until it has not moved for `stall` seconds."""
+        end = monotonic() + timeout
+        last, moved = count(), monotonic()
+        while count() < target:
+            now = monotonic()
+            if now > end or now - moved > stall:
+                return False
+            await asyncio.sleep(step)
+            if count() != last:
+                last, moved = count(), monotonic()
+        return True
+
     async def wait(self, predicate, timeout, step=0.01):
         end = monotonic() + timeout
         while not predicate():

@@ -207,11 +207,13 @@ def _details(data):
     s = data["scenarios"]
     if "fanout" in s:
         out.append("### Fan-out: every variant (medians of runs)\n")
-        out.append("| variant | p50 ms | p99 ms | max ms | p99 / floor | CPU us per delivery | CPU / floor | tutorial / CPU | burst drain s | missing |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        out.append("| variant | p50 ms | p99 ms | max ms | p99 / floor | CPU us per delivery | CPU / floor | tutorial / CPU | burst drain s | changes per frame in bursts | missing |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for label, v in s["fanout"]["summary"]["per_variant"].items():
+            epf = f"{v['events_per_frame']:.1f}" if v.get("events_per_frame") else "n/a"
             out.append(f"| {label} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | {v['max_ms']:.1f} | {v['p99_vs_floor']:.2f} | "
-                       f"{v['us_per_delivery']:.1f} | {v['cpu_vs_floor']:.2f} | {v['tutorial_vs_cpu']:.1f} | {v['drain_s']:.2f} | {v['missing']} |")
+                       f"{v['us_per_delivery']:.1f} | {v['cpu_vs_floor']:.2f} | {v['tutorial_vs_cpu']:.1f} | "
+                       f"{v['drain_s']:.2f} | {epf} | {v['missing']} |")
         out.append("")
     if "sustained" in s:
         out.append("### Sustained\n")

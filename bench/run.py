@@ -105,6 +105,9 @@ def cli():
         os.environ["BENCH_PATCHES"] = args.patches
     from bench import report as render
 
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the cleanup below runs
     if args.report_only:
         data = json.loads(Path(args.report_only).read_text())
     else:

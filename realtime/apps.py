@@ -7,6 +7,6 @@ class RealtimeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from .daphne_compat import allow_registered_close_codes
+        from .daphne_compat import patch_daphne
 
-        allow_registered_close_codes()
+        patch_daphne()

@@ -15,7 +15,7 @@ from django.conf import settings
 from . import metrics
 from .hub import encode, get_hub
 from .protocol import (
-    CLIENT_TYPES, CLOSE_FORBIDDEN, CLOSE_SERVER_ERROR, CLOSE_NOT_SIGNED_IN, CLOSE_PROTOCOL_VIOLATION,
+    CLIENT_TYPES, CLOSE_FORBIDDEN, CLOSE_SERVER_ERROR, CLOSE_SERVICE_RESTART, CLOSE_NOT_SIGNED_IN, CLOSE_PROTOCOL_VIOLATION,
     CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE, ERR_BAD_FIELD, ERR_BAD_JSON, ERR_BINARY, ERR_NOT_OBJECT,
     ERR_UNKNOWN_TYPE, ERROR, MAX_CONSECUTIVE_ERRORS, PING, PONG,
 )
@@ -81,7 +81,10 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.buffer = []
         self.errors = 0
         self.bucket = TokenBucket(settings.REALTIME_RATE_LIMIT, settings.REALTIME_RATE_BURST)
-        self.hub = get_hub()
+        hub = get_hub()
+        if hub.closing:  # this process is shutting down: come back to another one
+            return await self._refuse(CLOSE_SERVICE_RESTART)
+        self.hub = hub
         await self.hub.join(self)  # before accept: the socket is a member once the client sees it
         await self.accept()
         metrics.CONNECTIONS.inc()
@@ -117,7 +120,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             return await self.close_with(CLOSE_TOO_LARGE)
         try:
             content = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             return await self._reject(ERR_BAD_JSON, "frame is not valid JSON")
         if not isinstance(content, dict):
             return await self._reject(ERR_NOT_OBJECT, "frame must be a JSON object with a type")

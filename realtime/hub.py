@@ -32,6 +32,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from . import metrics
+from .daphne_compat import stop_listening
 from .protocol import CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SERVICE_RESTART, EVENTS, PING, STREAM_GROUP
 from .snapshot import prune_tombstones, stream_position
 
@@ -64,13 +65,16 @@ class Hub:
         self.members = set()
         self.epoch = None
         self.last = 0  # newest sequence number fanned out
-        self.known_head = 0  # newest sequence number known to exist
+        # Newest sequence number the clients should have: the last one sent, or the database
+        # head when the layer lost something. Pings carry it; it must never run ahead of
+        # what was sent, or every client would resync for nothing.
+        self.known_head = 0
         self.channel = None
         self._pending = {}  # seq -> event that arrived before its predecessors
         self._outbox = []  # released events waiting for the next flush
         self._flusher = None
         self._gap_since = None
-        self._behind_since = None
+        self._behind = None  # (a database head not yet received, when it was seen)
         self._ping_ids = itertools.count(1)
         self._ready = None
         self._tasks = []
@@ -170,8 +174,6 @@ class Hub:
             ready.append(self._pending.pop(self.last))
         self._gap_since = asyncio.get_running_loop().time() if self._pending else None
         if ready:
-            self.known_head = max(self.known_head, self.last)
-            metrics.HEAD.set(self.known_head)
             self._queue(ready)
 
     def _new_epoch(self, epoch, head):
@@ -184,7 +186,6 @@ class Hub:
         ready = [self._pending.pop(seq) for seq in sorted(self._pending)]
         metrics.GAPS.inc(ready[0]["seq"] - self.last - 1)
         self.last = ready[-1]["seq"]
-        self.known_head = max(self.known_head, self.last)
         self._gap_since = None
         self._queue(ready)
 
@@ -210,6 +211,8 @@ class Hub:
             self._flusher = None
 
     async def _fanout(self, events):
+        self.known_head = max(self.known_head, events[-1]["seq"])
+        metrics.HEAD.set(self.known_head)
         text = encode(events)
         metrics.FRAMES_SENT.labels(type="event").inc(len(self.members))
         for consumer in tuple(self.members):
@@ -247,19 +250,24 @@ class Hub:
             await self.announce_head()
             return
         if head <= self.last:
-            self._behind_since = None
+            self._behind = None
             return
-        if self._behind_since is None:
-            self._behind_since = now  # the events may still be on their way
+        if self._behind is None or self.last >= self._behind[0]:
+            # Under steady writes the head is always a little ahead: remember this head and
+            # only call it lost if it has still not arrived a reorder window from now.
+            self._behind = (head, now)
             return
-        if now - self._behind_since >= settings.REALTIME_REORDER_WINDOW:
-            metrics.GAPS.inc(head - self.last)
-            log.info("stream head %s is ahead of the events received (%s); clients resync", head, self.last)
-            self._pending = {s: e for s, e in self._pending.items() if s > head}
-            self.last = self.known_head = head
-            self._behind_since = None
-            metrics.HEAD.set(head)
+        target, seen_at = self._behind
+        if now - seen_at >= settings.REALTIME_REORDER_WINDOW:
+            metrics.GAPS.inc(target - self.last)
+            log.info("sequence %s committed but never arrived (last received %s); clients resync", target, self.last)
+            self._pending = {s: e for s, e in self._pending.items() if s > target}
+            self.last = self.known_head = target
+            self._behind = None
+            metrics.HEAD.set(target)
             await self.announce_head()
+            if self.last + 1 in self._pending:  # what waited behind the hole can go now
+                await self.accept(self.epoch, [])
 
     async def announce_head(self):
         """Ping every socket now, so a client behind the head resubscribes at once."""
@@ -274,13 +282,25 @@ class Hub:
         tick = min(1.0, settings.REALTIME_HEARTBEAT_INTERVAL / 4, settings.REALTIME_HEARTBEAT_TIMEOUT / 4)
         loop = asyncio.get_running_loop()
         while True:
+            expected = loop.time() + tick
             await asyncio.sleep(tick)
             try:
-                await self.heartbeat(loop.time())
+                now = loop.time()
+                if now - expected > tick:  # this process stalled: the pongs could not be read
+                    self.excuse_stall(now - expected)
+                await self.heartbeat(now)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("heartbeat round failed")
+
+    def excuse_stall(self, seconds):
+        """Move every pong deadline back by a stall of the process, so clients are not closed
+        for a delay that was the server's own."""
+        log.warning("event loop stalled for %.1f s; pong deadlines extended", seconds)
+        for consumer in self.members:
+            if consumer.ping_id is not None:
+                consumer.pong_deadline += seconds
 
     async def heartbeat(self, now):
         """One round: close sockets whose pong is late, ping those that are due."""
@@ -351,6 +371,7 @@ def install_sigterm_handler(hub):
             signal.raise_signal(signal.SIGTERM)
 
     async def close_then_chain(signum, frame):
+        stop_listening()
         try:
             await asyncio.wait_for(hub.shutdown(), settings.REALTIME_SHUTDOWN_GRACE * 4)
             await asyncio.sleep(settings.REALTIME_SHUTDOWN_GRACE)  # let the close frames go out

@@ -1,5 +1,7 @@
 """Server-rendered pages and the health check."""
 import asyncio
+import uuid
+import weakref
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -53,15 +55,26 @@ def _check_database():
         cursor.fetchone()
 
 
+_health_channels = weakref.WeakKeyDictionary()  # event loop -> this process's probe channel
+
+
 def _check_layer():
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
 
     async def roundtrip():
-        channel = await layer.new_channel()  # default prefix: see realtime/hub.py
-        await layer.send(channel, {"type": "health.check"})
-        await asyncio.wait_for(layer.receive(channel), 2)
+        # One probe channel per process, reused: with the pub/sub layer every new channel
+        # is a Redis subscription that would outlive the probe.
+        loop = asyncio.get_running_loop()
+        channel = _health_channels.get(loop)
+        if channel is None:
+            channel = _health_channels[loop] = await layer.new_channel()  # default prefix: see realtime/hub.py
+        nonce = uuid.uuid4().hex
+        await layer.send(channel, {"type": "health.check", "nonce": nonce})
+        async with asyncio.timeout(2):
+            while (await layer.receive(channel)).get("nonce") != nonce:
+                pass  # the answer to an earlier probe that timed out
 
     async_to_sync(roundtrip)()
     return type(layer).__name__

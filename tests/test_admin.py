@@ -25,7 +25,7 @@ def messages_of(response):
 @pytest.fixture(autouse=True)
 def fast_passwords(settings):
     """The default hasher costs ~0.4 s per user; these tests are not about hashing."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
 
 
 @pytest.fixture

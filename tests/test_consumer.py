@@ -309,6 +309,24 @@ async def test_a_burst_goes_out_as_one_frame(cookie):
     await comm.disconnect()
 
 
+async def test_a_head_always_a_little_ahead_under_steady_writes_is_not_a_gap(cookie, settings):
+    settings.REALTIME_REORDER_WINDOW = 0
+    comm, _, _ = await connect(cookie)
+    sync = await subscribe(comm)
+    hub = get_hub()
+    ev = lambda seq: {"type": "event", "seq": seq, "entity": "task", "op": "delete", "data": {"id": seq}}  # noqa: E731
+    seq = sync["seq"]
+    for _ in range(5):  # each poll sees two commits still in flight, which then arrive
+        await hub.check_head(hub.epoch, seq + 2)
+        await hub.accept(hub.epoch, [ev(seq + 1), ev(seq + 2)])
+        seq += 2
+    assert hub.last == seq and await next_events(comm, 10)
+    await hub.check_head(hub.epoch, seq + 1)  # this one never arrives
+    await hub.check_head(hub.epoch, seq + 1)
+    assert (await receive(comm, "ping"))["seq"] == seq + 1
+    await comm.disconnect()
+
+
 async def test_an_event_that_arrives_early_waits_for_its_predecessor(cookie):
     comm, _, _ = await connect(cookie)
     sync = await subscribe(comm)

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def fast_logins(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
 
 
 def fleet_summary():

@@ -250,8 +250,7 @@ async def test_server_killed_and_restarted(stack):
     clients = await stack.connect(40, lb.ws(), lb.http)
     await stack.start_writing(rate=20)
     await asyncio.sleep(3)
-    on_a = {id(l.down_writer) for l in lb.open_links(a.port)}
-    victims = len(on_a)
+    victims = len(lb.open_links(a.port))
 
     a.kill()
     killed_at = time.monotonic()
@@ -296,12 +295,8 @@ async def test_half_open_connections(stack):
     before = await sync_to_async(scrape_metrics)(server.http)
 
     links = proxy.open_links()[:10]
-    victims_by_link = {}
-    silenced = set(id(l) for l in links)
     proxy.silence(links)
     silenced_at = time.monotonic()
-    # Which clients sat on the silenced links: those whose next event stops arriving.
-    await asyncio.sleep(0.5)
 
     # The server side: heartbeat timeouts counted and sockets closed.
     interval, timeout = FAST["REALTIME_HEARTBEAT_INTERVAL"], FAST["REALTIME_HEARTBEAT_TIMEOUT"]
@@ -388,7 +383,6 @@ async def test_slow_reader(stack):
     stop_bursts.set()
     await bursts
     stuck.resume_reading()
-    resumed_at = time.monotonic()
     head = await stack.head()
     heal = await catch_up([stuck], head, timeout=20)
     assert heal is not None, "the stuck client did not heal"
@@ -459,10 +453,6 @@ async def test_sigterm_clients_return(stack):
     print(f"[fault] sigterm: clients whose first return hit the dying process: {len(retried)} {retried}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "after SIGTERM the process keeps its listening socket open until it exits (about 1.5 s) and the hub "
-    "accepts new sockets while closing: a client (or a balancer) that comes back early lands on the dying "
-    "process, gets synced and is then dropped with 1006 or a broken handshake"))
 async def test_sigterm_refuses_new_connections(stack):
     """Once SIGTERM arrived, a new connection must be refused (so a balancer moves on) or
     closed at once with 1012, never accepted into a process that is about to vanish."""
@@ -519,10 +509,6 @@ async def test_sigterm_sends_1012_to_every_socket(stack):
 # 6. A flood of bad frames ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a flooding client starves the server's event loop: daphne reads and parses its frames into an "
-    "unbounded per-connection queue faster than the consumer can reject them, the flooder is not closed "
-    "in time, and after the stall the hub's heartbeat closes every other socket on that server with 4008"))
 async def test_bad_frame_flood(stack):
     """A buggy client in another process floods a server with bad frames as fast as it can,
     reconnecting whenever it is closed (even on terminal codes), while others stream from
@@ -579,8 +565,6 @@ async def _one_bad_frame(stack, frame):
             return None, exc.rcvd.code if exc.rcvd else 1006, server
 
 
-@pytest.mark.xfail(strict=True, reason="realtime/consumers.py catches only ValueError from json.loads; "
-                   "deeply nested JSON raises RecursionError, the consumer crashes and daphne closes with 1011")
 async def test_deeply_nested_json_gets_an_error_frame(stack):
     reply, code, server = await _one_bad_frame(stack, "[" * 50000)  # under REALTIME_MAX_FRAME_BYTES
     assert reply is not None and reply["type"] == "error" and reply["code"] == "bad_json", (reply, code)

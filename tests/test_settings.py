@@ -166,7 +166,7 @@ def test_database_url_selects_an_sqlite_file(load, tmp_path):
 def test_redis_url_selects_channels_redis(load):
     s = load(REDIS_URL="redis://cache.internal:6380/2", REDIS_PREFIX="fleet")
     layer = s["CHANNEL_LAYERS"]["default"]
-    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert layer["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert layer["CONFIG"]["hosts"] == ["redis://cache.internal:6380/2"]
     assert layer["CONFIG"]["prefix"] == "fleet"
 

@@ -65,6 +65,6 @@ async def test_health_answers_while_the_hub_listens_on_redis(daphne, session_coo
                 return response.status, json.loads(response.read())
 
         status, body = await asyncio.get_running_loop().run_in_executor(None, health)
-        assert status == 200 and body["checks"]["channel_layer"] == {"ok": True, "backend": "RedisChannelLayer"}
+        assert status == 200 and body["checks"]["channel_layer"] == {"ok": True, "backend": "RedisPubSubChannelLayer"}
     finally:
         await client.stop()

@@ -47,11 +47,11 @@ async def measure(ctx, label, kind, config):
             warn(f"{label}: only {synced}/{n_latency} clients synced")
         # Warm-up (also starts an external writer's path once).
         await target.write(3, rate=10)
-        await fleet.wait(lambda: fleet.events_received >= 3 * synced, 20)
+        await fleet.wait_progress(lambda: fleet.events_received, 3 * synced, timeout=20)
         fleet.clear_frames()
         # Latency.
         answer = await target.write(changes, rate=rate)
-        await fleet.wait(lambda: fleet.events_received >= changes * synced, 30)
+        await fleet.wait_progress(lambda: fleet.events_received, changes * synced, timeout=changes / rate + 30)
         latencies, missing = fleet.stamp_latencies(answer["stamps"])
         result["latency"] = summary_ms(latencies)
         result["latency"]["missing"] = int(missing)
@@ -63,19 +63,18 @@ async def measure(ctx, label, kind, config):
         t0, c0 = time.monotonic(), cpu_seconds(server.pid)
         await asyncio.sleep(2.0)
         idle_rate = (cpu_seconds(server.pid) - c0) / (time.monotonic() - t0)
-        total_cpu, total_deliveries, drains = 0.0, 0, []
+        total_cpu, total_deliveries, drains, frames = 0.0, 0, [], 0
         for _ in range(bursts):
             fleet.clear_frames()
-            for client in fleet.clients[n_cpu:]:
-                client.frames = []
             c0, t0 = cpu_seconds(server.pid), time.monotonic()
             answer = await target.write(burst, rate=0)
-            done = await fleet.wait(lambda: fleet.events_received >= burst * len(kept), 120)
+            done = await fleet.wait_progress(lambda: fleet.events_received, burst * len(kept), timeout=120)
             t1, c1 = time.monotonic(), cpu_seconds(server.pid)
             if not done:
                 warn(f"{label}: burst delivered {fleet.events_received}/{burst * len(kept)}")
             total_cpu += max(0.0, (c1 - c0) - idle_rate * (t1 - t0))
             total_deliveries += fleet.events_received
+            frames += sum(len(c.frames) for c in kept)
             last_arrival = max((c.frames[-1][0] for c in kept if c.frames), default=t1)
             drains.append(last_arrival - answer["stamps"][0][1])
             await asyncio.sleep(0.5)
@@ -83,6 +82,8 @@ async def measure(ctx, label, kind, config):
             "us_per_delivery": total_cpu / total_deliveries * 1e6 if total_deliveries else None,
             "cpu_s": total_cpu, "deliveries": total_deliveries, "idle_rate": idle_rate,
             "clients": len(kept), "changes": burst * bursts, "drain_s": median(drains),
+            "events_per_frame": total_deliveries / frames if frames else None,
+            "missing": burst * bursts * len(kept) - total_deliveries,
         }
         await fleet.close()
     finally:
@@ -119,6 +120,8 @@ def summarize(runs):
             "missing": sum(r["latency"]["missing"] for r in rs),
             "us_per_delivery": median([r["cpu"]["us_per_delivery"] for r in rs]),
             "drain_s": median([r["cpu"]["drain_s"] for r in rs]),
+            "events_per_frame": median([r["cpu"].get("events_per_frame") for r in rs]),
+            "burst_missing": sum(r["cpu"].get("missing", 0) for r in rs),
             "p99_vs_floor": median([r["p99_vs_floor"] for r in rs]),
             "cpu_vs_floor": median([r["cpu_vs_floor"] for r in rs]),
             "tutorial_vs_cpu": median([r["tutorial_vs_cpu"] for r in rs]),

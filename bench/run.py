@@ -57,6 +57,10 @@ async def main(args):
     report = {"command": " ".join(["python", "bench/run.py", *sys.argv[1:]]), "quick": args.quick,
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "nofile": nofile,
               "configs": ctx.configs, "servers": ctx.servers, "patches": args.patches, "scenarios": {}}
+    if args.merge and (RESULTS / result_name(args)).exists():
+        previous = json.loads((RESULTS / result_name(args)).read_text())
+        report["scenarios"] = previous["scenarios"]
+        report["command"] = previous["command"] + " ; " + report["command"]
     runs = 1 if args.quick else args.runs
     for name in args.scenarios:
         module = importlib.import_module(f"bench.scenarios.{name}")
@@ -75,10 +79,13 @@ async def main(args):
     return report
 
 
+def result_name(args):
+    return ("quick" if args.quick else "latest") + ("-patched" if args.patches else "") + ".json"
+
+
 def save(report, args):
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = ("quick" if args.quick else "latest") + (f"-patched" if args.patches else "") + ".json"
-    path = RESULTS / name
+    path = RESULTS / result_name(args)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=1, default=float))
     tmp.replace(path)
@@ -94,6 +101,7 @@ def cli():
     parser.add_argument("--servers", nargs="+", default=["daphne", "uvicorn"], choices=["daphne", "uvicorn"])
     parser.add_argument("--patches", default="", help="comma list of bench/experiments.py prototypes, or 'all'")
     parser.add_argument("--report-only", metavar="JSON", help="only render the report from a results file")
+    parser.add_argument("--merge", action="store_true", help="keep the other scenarios of the existing results file")
     parser.add_argument("--no-report", action="store_true", help="do not rewrite docs/performance.md")
     args = parser.parse_args()
     if not args.scenarios:

@@ -29,7 +29,7 @@ async def measure(ctx, config, kind="daphne"):
         fleet = Fleet(server.port, project.cookie, "apply")
         result["connect_s"] = await fleet.connect(clients, concurrency=100)
         head = (await project.state())["head"]
-        fleet.track(head + 1, n + 50)
+        fleet.track(head + 1, n + 2000)  # other writers (the hub's liveness sweep) take numbers too
         async with cpu_sampler(server.pid) as cpu:
             # Embedded: 4 request threads at 25/s each, like agents posting to the HTTP API.
             answer = await project.write(n, rate=RATE, timeout=seconds * 3 + 60, threads=4)
@@ -47,7 +47,8 @@ async def measure(ctx, config, kind="daphne"):
         base = fleet.track_base
         commit = np.full(fleet.track_size, np.nan)
         for seq, t in answer["stamps"]:
-            commit[seq - base] = t
+            if 0 <= seq - base < fleet.track_size:
+                commit[seq - base] = t
         lat, missing = [], 0
         per_second = {}
         start = answer["stamps"][0][1]

@@ -127,15 +127,17 @@ def time_sync(since, epoch, repeat=20):
         t0 = time.perf_counter()
         text, head, reset = build_sync(since, epoch)
         times.append(time.perf_counter() - t0)
-    frame = json.loads(text)
+    texts = text if isinstance(text, list) else [text]  # a large sync may come in parts
+    frames = [json.loads(t) for t in texts]
     times.sort()
     return {
         "median_ms": times[len(times) // 2] * 1000,
         "min_ms": times[0] * 1000,
         "max_ms": times[-1] * 1000,
         "reset": reset,
-        "rows": len(frame["tasks"]) + len(frame["agents"]),
-        "deleted": len(frame["deleted"]["tasks"]) + len(frame["deleted"]["agents"]),
-        "bytes": len(text),
+        "rows": sum(len(f["tasks"]) + len(f["agents"]) for f in frames),
+        "deleted": sum(len(f["deleted"]["tasks"]) + len(f["deleted"]["agents"]) for f in frames),
+        "bytes": sum(len(t) for t in texts),
+        "frames": len(texts),
         "head": head,
     }

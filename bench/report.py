@@ -88,17 +88,18 @@ def plot_fanout(data, suffix=""):
     fig, ax = plt.subplots(figsize=(8, 4.5))
     labels = list(scenario["runs"][0].keys())
     for label in labels:
-        samples = np.concatenate([np.asarray(r[label]["latency_samples_ms"]) for r in scenario["runs"] if label in r])
-        if not samples.size:
+        runs = [r[label] for r in scenario["runs"] if label in r and r[label].get("latency_quantiles_ms")]
+        if not runs:
             continue
-        samples.sort()
-        y = np.arange(1, samples.size + 1) / samples.size
+        # Median over runs of each quantile.
+        samples = np.median(np.asarray([r["latency_quantiles_ms"] for r in runs]), axis=0)
+        y = np.linspace(0, 1, samples.size)
         style = "-" if label.startswith("project") else "--"
         ax.plot(samples, y, style, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("delivery latency, commit -> client (ms, log)")
     ax.set_ylabel("fraction of deliveries")
-    ax.set_title("One change to 1,000 dashboards (all runs pooled)")
+    ax.set_title("One change to 1,000 dashboards (median of runs per quantile)")
     ax.axhline(0.99, color="grey", lw=0.5)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -163,8 +164,8 @@ def plot_storm(data, suffix=""):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4))
     for label, r in scenario["runs"][0].items():
-        xs = r["resync_samples"]
-        ax.plot(xs, [(i + 1) / r["clients"] for i in range(len(xs))], label=label)
+        xs = [x for x in r.get("resync_quantiles", []) if x is not None]
+        ax.plot(xs, [i / (len(xs) - 1) * r["resynced"] / r["clients"] for i in range(len(xs))], label=label)
     ax.axvline(10, color="red", lw=0.8, ls="--", label="10 s")
     ax.axhline(0.99, color="grey", lw=0.5)
     ax.set_xlabel("seconds after SIGTERM")
@@ -285,6 +286,19 @@ def write(data, patched=None):
         "",
         "## How it was measured",
         "",
+        f"- Code measured: {data.get('revision', 'not recorded')}.",
+        "- Reproduce (the tree changes while others work, so the final numbers come from an export of one commit):",
+        "",
+        "  ```",
+        "  rm -rf /tmp/benchsnap && mkdir /tmp/benchsnap && git archive HEAD | tar -x -C /tmp/benchsnap",
+        "  git rev-parse --short HEAD > /tmp/benchsnap/REVISION   # bench/ of the export is the committed one",
+        "  cd /tmp/benchsnap && /work/main/.venv/bin/python bench/run.py --runs 3 --no-report",
+        "  /work/main/.venv/bin/python bench/run.py fanout sustained storm writes --runs 2 --patches all --no-report",
+        "  cp bench/results/latest*.json /work/main/bench/results/",
+        "  cd /work/main && .venv/bin/python bench/run.py --report-only bench/results/latest.json",
+        "  ```",
+        "",
+        "  In a plain checkout `.venv/bin/python bench/run.py --runs 3` does all of it in place.",
         f"- Command: `{data['command']}` (started {data['started']}), "
         + (f"prototype run: `{patched['command']}`" if patched else "no prototype run"),
         f"- Machine: {m['cpus']} cores ({m['cpu']}), Python {m['python']}, channels {m['channels']}, daphne {m['daphne']}, "

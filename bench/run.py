@@ -34,6 +34,22 @@ MAX_RUNS = {"storm": 2}  # a collapsing storm takes 90 s per run
 RESULTS = ROOT / "bench" / "results"
 
 
+def revision():
+    """The measured code: REVISION (written next to a `git archive` export) or git's HEAD."""
+    marker = ROOT / "REVISION"
+    if marker.exists():
+        return marker.read_text().strip()
+    try:
+        import subprocess
+
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "realtime", "dashboard_site", "tasks"],
+                               capture_output=True, text=True).stdout.strip()
+        return head + (" + uncommitted changes in realtime/dashboard_site/tasks" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
 def machine():
     try:
         model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
@@ -56,7 +72,8 @@ async def main(args):
     ctx = Context(quick=args.quick, configs=args.configs, servers=args.servers)
     report = {"command": " ".join(["python", "bench/run.py", *sys.argv[1:]]), "quick": args.quick,
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "nofile": nofile,
-              "configs": ctx.configs, "servers": ctx.servers, "patches": args.patches, "scenarios": {}}
+              "configs": ctx.configs, "servers": ctx.servers, "patches": args.patches, "revision": revision(),
+              "scenarios": {}}
     if args.merge and (RESULTS / result_name(args)).exists():
         previous = json.loads((RESULTS / result_name(args)).read_text())
         report["scenarios"] = previous["scenarios"]

@@ -8,7 +8,6 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard_site.settings")
 django_asgi_app = get_asgi_application()  # sets Django up before the consumer imports models
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
@@ -19,7 +18,8 @@ application = StartHub(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            # The consumer finds the session's user itself (realtime/auth.py).
+            "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
         }
     )
 )

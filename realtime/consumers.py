@@ -13,6 +13,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from . import metrics
+from .auth import authenticate
 from .hub import encode, get_hub
 from .protocol import (
     CLIENT_TYPES, CLOSE_FORBIDDEN, CLOSE_SERVER_ERROR, CLOSE_SERVICE_RESTART, CLOSE_NOT_SIGNED_IN, CLOSE_PROTOCOL_VIOLATION,
@@ -73,17 +74,18 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         """Called on the WebSocket handshake. Refusals are accepted and then closed with a
         code: a browser cannot see an HTTP refusal and would retry forever."""
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        user, may_watch = await database_sync_to_async(authenticate)(self.scope)
+        self.scope["user"] = user
+        if not user.is_authenticated:
             return await self._refuse(CLOSE_NOT_SIGNED_IN)
-        if not user.is_active or not await database_sync_to_async(user.has_perm)("tasks.view_task"):
+        if not may_watch:
             return await self._refuse(CLOSE_FORBIDDEN)
-        self.buffer = []
-        self.errors = 0
-        self.bucket = TokenBucket(settings.REALTIME_RATE_LIMIT, settings.REALTIME_RATE_BURST)
         hub = get_hub()
         if hub.closing:  # this process is shutting down: come back to another one
             return await self._refuse(CLOSE_SERVICE_RESTART)
+        self.buffer = []
+        self.errors = 0
+        self.bucket = TokenBucket(settings.REALTIME_RATE_LIMIT, settings.REALTIME_RATE_BURST)
         self.hub = hub
         await self.hub.join(self)  # before accept: the socket is a member once the client sees it
         await self.accept()

@@ -54,6 +54,14 @@ def get_hub():
     return hub
 
 
+def serving_loop():
+    """The running event loop whose hub is started (a server process), or None."""
+    for loop, hub in list(_hubs.items()):
+        if hub._ready is not None and loop.is_running() and not loop.is_closed():
+            return loop
+    return None
+
+
 def encode(events):
     """One frame for one or several contiguous events, encoded once for every socket."""
     frame = events[0] if len(events) == 1 else {"type": EVENTS, "items": events}

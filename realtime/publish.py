@@ -1,17 +1,28 @@
 """Publishing: the one place where changes leave a process.
 
 Every change to the stream goes through `after_commit()`: the sequencing code calls it with
-the events of one write, and it hands them to the Channels group layer only once the
-transaction has committed (never inside it, so no client sees a change that rolls back).
-Each process's hub (realtime/hub.py) is the group's member and fans the events out.
+the events of one write, and they are published only once the transaction has committed
+(never inside it, so no client sees a change that rolls back).
+
+Where they go:
+- In a server process (one whose hub is running), the writer thread hands them to the event
+  loop and returns at once: the local hub takes them directly (so this process's dashboards
+  see them even while Redis is away) and `group_send` tells the other processes. A writer
+  never waits for a busy loop.
+- In any other process (a management command, a shell, a worker), one long-lived publisher
+  thread with its own loop sends them, in order, over one Redis connection.
+A message lost on the way is healed by the sequence numbers: hubs compare with the
+database head every second and clients resubscribe.
 """
+import asyncio
 import logging
+import threading
 from functools import partial
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
+from . import hub as hubs
 from . import metrics
 from .protocol import LAYER_CHANGES, STREAM_GROUP
 
@@ -25,14 +36,64 @@ def after_commit(epoch, events, using="default"):
 
 
 def send_now(epoch, events):
-    """Send events to every process. A failure is logged, not raised: the change is committed,
-    and clients find the missing numbers through the heartbeat's `seq` and resynchronise."""
+    """Send committed events to every hub. Never raises: a change is committed whatever
+    happens to its message."""
     layer = get_channel_layer()
     if layer is None:
         return
-    try:
-        async_to_sync(layer.group_send)(STREAM_GROUP, {"type": LAYER_CHANGES, "epoch": epoch, "events": events})
+    message = {"type": LAYER_CHANGES, "epoch": epoch, "events": events}
+    loop = hubs.serving_loop()
+    if loop is not None:
+        loop.call_soon_threadsafe(_publish_in_server, layer, message)
+    elif not isinstance(layer, InMemoryChannelLayer):  # in-process layer: nobody else to tell
+        publisher.send(layer, message)
+
+
+def _publish_in_server(layer, message):
+    """On the server's loop: the local hub first, then the other processes."""
+    hub = hubs.get_hub()
+    asyncio.ensure_future(hub.accept(message["epoch"], message["events"]))
+    if isinstance(layer, InMemoryChannelLayer):
+        metrics.PUBLISHED.inc(len(message["events"]))
+        return
+    task = asyncio.ensure_future(layer.group_send(STREAM_GROUP, message))
+    task.add_done_callback(partial(_count, message["events"]))
+
+
+def _count(events, task):
+    exc = None if task.cancelled() else task.exception()
+    if exc is None:
         metrics.PUBLISHED.inc(len(events))
-    except Exception as exc:  # Redis down, layer full: the sequence numbers heal it
+    else:  # Redis down: the sequence numbers heal it
         metrics.PUBLISH_FAILURES.inc()
         log.warning("publish failed for seq %s-%s: %s", events[0]["seq"], events[-1]["seq"], exc)
+
+
+class Publisher:
+    """A loop thread for processes without one: one connection, messages in order."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._loop = None
+
+    def _running_loop(self):
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, name="publisher", daemon=True).start()
+            return self._loop
+
+    def send(self, layer, message):
+        """Send and wait (at most 10 s) so that the caller's changes go out in order."""
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(STREAM_GROUP, message), self._running_loop())
+        events = message["events"]
+        try:
+            future.result(timeout=10)
+            metrics.PUBLISHED.inc(len(events))
+        except Exception as exc:
+            future.cancel()
+            metrics.PUBLISH_FAILURES.inc()
+            log.warning("publish failed for seq %s-%s: %s", events[0]["seq"], events[-1]["seq"], exc)
+
+
+publisher = Publisher()

@@ -99,41 +99,45 @@ def encode_parts(frame):
 
 def build_sync(since, epoch):
     """Return (the encoded sync frames, head seq, whether it is a reset)."""
-    extras = {"heartbeat_interval": settings.REALTIME_HEARTBEAT_INTERVAL}
-    stream_position()  # a database emptied by `flush` gets its stream row back first
     with _snapshot_transaction():
-        stream = Stream.objects.filter(pk=1).values("epoch", "head", "pruned_through").get()
-        head = stream["head"]
-        known = (
-            since is not None
-            and epoch == stream["epoch"]
-            and stream["pruned_through"] <= since <= head
-        )
-        models = _sequenced_models()
-        if known:
-            frame = {
-                "type": SYNC, "epoch": stream["epoch"], "seq": head, "reset": False,
-                "tasks": [serialize(r) for r in models["task"].objects.filter(version__gt=since).order_by("version")],
-                "agents": [serialize(r) for r in models["agent"].objects.filter(version__gt=since).order_by("version")],
-                "deleted": {"tasks": [], "agents": []},
-                **extras,
-            }
-            for entity, object_id in Tombstone.objects.filter(seq__gt=since).order_by("seq").values_list("entity", "object_id"):
-                frame["deleted"][entity + "s"].append(object_id)
-            return encode_parts(frame), head, False
-        key = (stream["epoch"], head)
-        texts = reset_cache.get(key)
-        if texts is None:
-            frame = {
-                "type": SYNC, "epoch": stream["epoch"], "seq": head, "reset": True,
-                "tasks": [serialize(r) for r in models["task"].objects.order_by("id")],
-                "agents": [serialize(r) for r in models["agent"].objects.order_by("id")],
-                "deleted": {"tasks": [], "agents": []},
-                **extras,
-            }
-            texts = encode_parts(frame)
-            reset_cache.put(key, texts)
-        return texts, head, True
+        stream = Stream.objects.filter(pk=1).values("epoch", "head", "pruned_through").first()
+        if stream is not None:
+            return _answer(stream, since, epoch)
+    stream_position()  # a database emptied by `flush`: give it its stream row back first
+    return build_sync(since, epoch)
+
+
+def _answer(stream, since, epoch):
+    """The sync for a client at (since, epoch); runs inside the snapshot transaction."""
+    extras = {"heartbeat_interval": settings.REALTIME_HEARTBEAT_INTERVAL}
+    head = stream["head"]
+    known = since is not None and epoch == stream["epoch"] and stream["pruned_through"] <= since <= head
+    models = _sequenced_models()
+    if known:
+        frame = {
+            "type": SYNC, "epoch": stream["epoch"], "seq": head, "reset": False,
+            "tasks": [serialize(r) for r in models["task"].objects.filter(version__gt=since).order_by("version")],
+            "agents": [serialize(r) for r in models["agent"].objects.filter(version__gt=since).order_by("version")],
+            "deleted": {"tasks": [], "agents": []},
+            **extras,
+        }
+        tombstones = Tombstone.objects.filter(seq__gt=since).order_by("seq").values_list("entity", "object_id")
+        for entity, object_id in tombstones:
+            frame["deleted"][entity + "s"].append(object_id)
+        return encode_parts(frame), head, False
+    key = (stream["epoch"], head)
+    texts = reset_cache.get(key)
+    if texts is None:
+        frame = {
+            "type": SYNC, "epoch": stream["epoch"], "seq": head, "reset": True,
+            "tasks": [serialize(r) for r in models["task"].objects.order_by("id")],
+            "agents": [serialize(r) for r in models["agent"].objects.order_by("id")],
+            "deleted": {"tasks": [], "agents": []},
+            **extras,
+        }
+        texts = encode_parts(frame)
+        reset_cache.put(key, texts)
+    return texts, head, True
 
 
 def prune_tombstones(now=None):

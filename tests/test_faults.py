@@ -541,7 +541,9 @@ async def test_bad_frame_flood(stack):
            flood_close_codes=stats["closes"], base_p50_ms=base_p50 * 1000, base_p95_ms=base_p95 * 1000,
            flooded_server_p50_ms=p50_a * 1000, flooded_server_p95_ms=p95_a * 1000,
            other_server_p50_ms=p50_b * 1000, other_server_p95_ms=p95_b * 1000, lost=0)
-    assert stats["errors"] > 0
+    # It is told why: error frames, or (when its frames pile up faster than they can be
+    # answered) an immediate 4029 from the flood guard.
+    assert stats["errors"] > 0 or set(stats["closes"]) == {"4029"}, stats
     assert "1011" not in stats["closes"], stats["closes"]
     assert set(stats["closes"]) <= {"4509", "4029"}, stats["closes"]
     assert all(c.connects == 1 for c in clients), "a well-behaved client was disconnected"

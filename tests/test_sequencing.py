@@ -398,19 +398,26 @@ class TestCommitAndRollback:
         with pytest.raises(NotInTransaction):
             allocate(1)
 
-    def test_events_reach_the_stream_group_of_the_channel_layer(self):
-        layer = get_channel_layer()
-        channel = async_to_sync(layer.new_channel)("test.")
-        async_to_sync(layer.group_add)(STREAM_GROUP, channel)
+    def test_events_reach_the_stream_group_through_redis_from_a_process_without_a_server(self, redis_server, settings):
+        """A management command or shell has no event loop: its publisher thread sends."""
+        from asgiref.sync import sync_to_async
+        from channels.layers import channel_layers
+
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                                               "CONFIG": {"hosts": [redis_server.url]}}}
+        channel_layers.backends.clear()
         try:
-            task = Task.objects.create(title="over the layer")
+            layer = get_channel_layer()
 
-            async def receive():
-                return await asyncio.wait_for(layer.receive(channel), 5)
+            async def subscribe_write_receive():
+                channel = await layer.new_channel()
+                await layer.group_add(STREAM_GROUP, channel)
+                task = await sync_to_async(Task.objects.create, thread_sensitive=False)(title="over the layer")
+                return task, await asyncio.wait_for(layer.receive(channel), 5)
 
-            message = async_to_sync(receive)()
+            task, message = async_to_sync(subscribe_write_receive)()
         finally:
-            async_to_sync(layer.group_discard)(STREAM_GROUP, channel)
+            channel_layers.backends.clear()
         assert message["type"] == LAYER_CHANGES
         assert message["epoch"] == Stream.objects.get().epoch
         assert message["events"] == [upsert(task)]

@@ -74,7 +74,7 @@ async def measure(ctx, config):
             resets=sum(c.resets for c in fleet.clients) - clients,
             connect_errors=sum(c.connect_errors for c in fleet.clients), close_codes=codes,
             error_kinds=fleet.error_kinds,
-            resync_samples=sorted(resync),
+            resync_quantiles=[percentile(resync, q) for q in [i / 4 for i in range(401)]] if resync else [],
         )
         await fleet.close()
     finally:

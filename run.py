@@ -50,8 +50,10 @@ def serve():
         print("Starting the demo fleet (set DEMO_FLEET=0 to turn it off)", flush=True)
         fleet = subprocess.Popen([str(PY), "manage.py", "demo_fleet", "--provision", "--url", "http://127.0.0.1:8000"], cwd=ROOT)
     print("\nDashboard: http://127.0.0.1:8000  (admin: http://127.0.0.1:8000/admin/)\n", flush=True)
+    env = dict(os.environ)
+    env.setdefault("DJANGO_REQUEST_LOG_LEVEL", "ERROR")  # the fleet's expected 409s are not news
     try:
-        subprocess.run([str(PY), "manage.py", "runserver", "127.0.0.1:8000", "--noreload"], cwd=ROOT)
+        subprocess.run([str(PY), "manage.py", "runserver", "127.0.0.1:8000", "--noreload"], cwd=ROOT, env=env)
     except KeyboardInterrupt:
         pass
     finally:

@@ -251,6 +251,16 @@ LOGGING = {
     "loggers": {
         "realtime": {"level": os.environ.get("REALTIME_LOG_LEVEL", "INFO"), "propagate": True},
         "tasks": {"level": "INFO", "propagate": True},
+        # Request logs (the development server's, and Django's 4xx/5xx warnings) at
+        # DJANGO_REQUEST_LOG_LEVEL: run.py sets ERROR, since the demo fleet's expected 409s
+        # would flood the console; INFO shows every request. One handler each, no echo.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.request": {"level": os.environ.get("DJANGO_REQUEST_LOG_LEVEL", "WARNING")},
+        "django.channels.server": {
+            "level": os.environ.get("DJANGO_REQUEST_LOG_LEVEL", "WARNING"),
+            "handlers": ["console"],
+            "propagate": False,
+        },
     },
 }
 

@@ -312,8 +312,17 @@ def published_total(client):
     raise AssertionError("dashboard_changes_published_total missing")
 
 
-def test_metrics_count_published_changes(client, django_capture_on_commit_callbacks):
-    before = published_total(client)
-    with django_capture_on_commit_callbacks(execute=True):
-        Task.objects.bulk_create([Task(title=f"t{i}") for i in range(3)])
-    assert published_total(client) == before + 3
+def test_metrics_count_published_changes(client, django_capture_on_commit_callbacks, redis_server, settings):
+    """A process without a server (this test) publishes through Redis and counts it."""
+    from channels.layers import channel_layers
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                                           "CONFIG": {"hosts": [redis_server.url]}}}
+    channel_layers.backends.clear()
+    try:
+        before = published_total(client)
+        with django_capture_on_commit_callbacks(execute=True):
+            Task.objects.bulk_create([Task(title=f"t{i}") for i in range(3)])
+        assert published_total(client) == before + 3
+    finally:
+        channel_layers.backends.clear()

@@ -44,22 +44,21 @@ def table(data):
     return "\n".join(text)
 
 
-def markdown_table(data, other=None):
-    """The results table; with `other` (the prototype run) a column for its numbers."""
-    lookup = {}
-    if other:
-        for row in rows(other):
-            lookup[(row["scenario"], row["variant"])] = row
+def markdown_table(data, others=()):
+    """The results table; one extra pair of columns per (title, results) in `others`."""
+    lookups = []
+    for _, other in others:
+        lookups.append({(row["scenario"], row["variant"]): row for row in rows(other)})
     head = "| scenario | variant | target | measured (median) | ratio | result |"
     sep = "|---|---|---|---|---|---|"
-    if other:
-        head += " with prototypes (bench/experiments.py) | result |"
+    for title, _ in others:
+        head += f" {title} | result |"
         sep += "---|---|"
     out = [head, sep]
     for row in rows(data):
         line = (f"| {row['scenario']} | {row['variant']} | {row['target']} | {row['measured']} | "
                 f"{_ratio(row)} | {'pass' if row['pass'] else '**MISS**'} |")
-        if other:
+        for lookup in lookups:
             o = lookup.get((row["scenario"], row["variant"]))
             line += (f" {o['measured']} ({_ratio(o)}) | {'pass' if o['pass'] else '**MISS**'} |" if o else " not run | |")
         out.append(line)
@@ -265,17 +264,31 @@ def _details(data):
     return "\n".join(out)
 
 
-def write(data, patched=None):
+COMPARISONS = (("before", "before.json"), ("prototypes", "prototypes.json"))
+
+
+def write(data, others=None):
+    """docs/performance.md for `data`; bench/results/before.json and prototypes.json, when
+    present, are shown beside it (the same scenarios on the earlier revision, without and with
+    the bench/experiments.py prototypes)."""
     IMG.mkdir(parents=True, exist_ok=True)
-    if patched is None and not data.get("patches") and (RESULTS / "latest-patched.json").exists() and not data.get("quick"):
-        patched = json.loads((RESULTS / "latest-patched.json").read_text())
+    if others is None:
+        others = []
+        if not data.get("quick"):
+            for name, filename in COMPARISONS:
+                path = RESULTS / filename
+                if path.exists():
+                    other = json.loads(path.read_text())
+                    title = f"{name}: {other.get('revision', '?').split(' ')[0]}" + (
+                        f" + `--patches {other['patches']}`" if other.get("patches") else "")
+                    others.append((title, other))
     images = []
     for fn in (plot_fanout, plot_sustained, plot_storm, plot_capacity):
         images += fn(data)
-    patched_images = []
-    if patched:
-        for fn in (plot_fanout, plot_sustained, plot_storm):
-            patched_images += fn(patched, "-prototypes")
+    other_images = []
+    for k, (title, other) in enumerate(others):
+        suffix = "-" + COMPARISONS[k][0] if k < len(COMPARISONS) else f"-other{k}"
+        other_images.append((title, plot_fanout(other, suffix) + plot_storm(other, suffix)))
     m = data["machine"]
     parts = [
         "# Performance",
@@ -299,8 +312,8 @@ def write(data, patched=None):
         "  ```",
         "",
         "  In a plain checkout `.venv/bin/python bench/run.py --runs 3` does all of it in place.",
-        f"- Command: `{data['command']}` (started {data['started']}), "
-        + (f"prototype run: `{patched['command']}`" if patched else "no prototype run"),
+        f"- Command: `{data['command']}` (started {data['started']})"
+        + "".join(f"; {title}: `{other['command']}` (started {other['started']})" for title, other in others) + ".",
         f"- Machine: {m['cpus']} cores ({m['cpu']}), Python {m['python']}, channels {m['channels']}, daphne {m['daphne']}, "
         f"uvicorn {m['uvicorn']}, websockets {m['websockets']}; load average at start {m['loadavg_start'][0]:.2f}, "
         f"at end {data.get('loadavg_end', [0])[0]:.2f} (the machine is shared, so every scenario measures its references in "
@@ -330,7 +343,7 @@ def write(data, patched=None):
         "",
         "## Results",
         "",
-        markdown_table(data, patched),
+        markdown_table(data, others),
         "",
         "Ratios: latency and CPU rows against the floor measured in the same run (second number for CPU: how many times "
         "cheaper than the tutorial design); other rows against their target (below 1 is inside it).",
@@ -341,11 +354,11 @@ def write(data, patched=None):
         parts.append("")
     parts.append("## Details\n")
     parts.append(_details(data))
-    if patched:
-        parts.append("## Details with the prototypes\n")
-        parts.append(f"`{patched['command']}` with `BENCH_PATCHES={patched.get('patches')}`.\n")
-        parts.append(_details(patched))
-        for path in patched_images:
+    for (title, other), (_, paths) in zip(others, other_images):
+        parts.append(f"## Details, {title}\n")
+        parts.append(f"Code: {other.get('revision', '?')}. Command: `{other['command']}`.\n")
+        parts.append(_details(other))
+        for path in paths:
             parts.append(f"![{path.stem}](img/{path.name})")
             parts.append("")
     if FINDINGS.exists():

@@ -33,7 +33,7 @@ from django.utils.module_loading import import_string
 
 from . import metrics
 from .daphne_compat import stop_listening
-from .protocol import CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SERVICE_RESTART, EVENTS, PING, STREAM_GROUP
+from .protocol import CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SERVICE_RESTART, EVENTS, LAYER_CHANGES, PING, STREAM_GROUP
 from .snapshot import prune_tombstones, stream_position
 
 log = logging.getLogger("realtime.hub")
@@ -99,7 +99,7 @@ class Hub:
         metrics.OPEN_CONNECTIONS.inc()
 
     def leave(self, consumer):
-        """Called on every way out of a consumer (see RealtimeConsumer.__call__)."""
+        """Called on every way out of a consumer (see DashboardConsumer.__call__)."""
         if consumer in self.members:
             self.members.discard(consumer)
             metrics.OPEN_CONNECTIONS.dec()
@@ -126,11 +126,9 @@ class Hub:
         self.last = self.known_head = head
         metrics.HEAD.set(head)
         if layer is not None:
-            # The default prefix matters: channels-redis serves all of a process's channels from
-            # one list keyed by it, so a channel with another prefix would starve the rest.
-            self.channel = await layer.new_channel()
             # Join before anyone reads the database, so no committed change falls between.
-            await layer.group_add(STREAM_GROUP, self.channel)
+            # If the layer is down, start anyway: the head check keeps clients correct.
+            await self._join(layer)
             self._tasks.append(asyncio.ensure_future(self._receive_loop(layer)))
         self._tasks.append(asyncio.ensure_future(self._heartbeat_loop()))
         self._tasks.append(asyncio.ensure_future(self._head_loop(layer)))
@@ -144,10 +142,24 @@ class Hub:
 
     # Incoming changes --------------------------------------------------------------------
 
+    async def _join(self, layer):
+        try:
+            if self.channel is None:
+                # The default prefix matters: channels-redis serves all of a process's
+                # channels from one list keyed by it; another prefix would starve the rest.
+                self.channel = await layer.new_channel()
+            await layer.group_add(STREAM_GROUP, self.channel)
+            return True
+        except Exception as exc:
+            log.warning("could not join the stream group yet: %s", exc)
+            return False
+
     async def _receive_loop(self, layer):
         failures = 0
         while True:
             try:
+                if self.channel is None and not await self._join(layer):
+                    raise ConnectionError("the channel layer is unreachable")
                 message = await layer.receive(self.channel)
             except asyncio.CancelledError:
                 raise
@@ -155,17 +167,11 @@ class Hub:
                 failures += 1
                 log.warning("channel layer receive failed (%s); retrying", exc)
                 await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
-                await self._rejoin(layer)
+                await self._join(layer)
                 continue
             failures = 0
-            if message.get("type") == "stream.changes":
+            if message.get("type") == LAYER_CHANGES:
                 await self.accept(message.get("epoch"), message["events"])
-
-    async def _rejoin(self, layer):
-        try:
-            await layer.group_add(STREAM_GROUP, self.channel)
-        except Exception as exc:
-            log.warning("could not join the stream group yet: %s", exc)
 
     async def accept(self, epoch, events):
         """Take events from the layer: put them in order and fan out what is ready."""
@@ -248,7 +254,7 @@ class Hub:
             await self.check_head(epoch, head)
             if layer is not None and loop.time() >= next_refresh:
                 next_refresh = loop.time() + GROUP_REFRESH_SECONDS
-                await self._rejoin(layer)
+                await self._join(layer)
 
     async def check_head(self, epoch, head):
         """Compare the database head with what arrived; tell clients if they are behind."""

@@ -68,3 +68,18 @@ async def test_health_answers_while_the_hub_listens_on_redis(daphne, session_coo
         assert status == 200 and body["checks"]["channel_layer"] == {"ok": True, "backend": "RedisPubSubChannelLayer"}
     finally:
         await client.stop()
+
+
+async def test_a_server_started_while_redis_is_down_serves_and_catches_up(daphne, session_cookie, redis_server):
+    """The hub starts without the layer (the database keeps clients right) and joins later."""
+    redis_server.stop()
+    server = daphne(REDIS_URL=redis_server.url)
+    client = StreamClient(server.ws, session_cookie, server.http).start()
+    try:
+        assert await client.wait_for(lambda c: c.last is not None), server.log()[-2000:]
+        await asyncio.get_running_loop().run_in_executor(None, redis_server.start)
+        await sync_to_async(write_burst)(5)
+        expected = await sync_to_async(database_versions)()
+        assert await client.wait_for(lambda c: c.versions() == expected, timeout=20), server.log()[-2000:]
+    finally:
+        await client.stop()

@@ -304,10 +304,11 @@ def write(data, others=None):
         "",
         "  ```",
         "  rm -rf /tmp/benchsnap && mkdir /tmp/benchsnap && git archive HEAD | tar -x -C /tmp/benchsnap",
-        "  git rev-parse --short HEAD > /tmp/benchsnap/REVISION   # bench/ of the export is the committed one",
-        "  cd /tmp/benchsnap && /work/main/.venv/bin/python bench/run.py --runs 3 --no-report",
+        "  git rev-parse --short HEAD > /tmp/benchsnap/REVISION",
+        "  cd /tmp/benchsnap && /work/main/.venv/bin/python bench/run.py --runs 2 --no-report     # -> bench/results/latest.json",
+        "  # optional: the prototypes (bench/experiments.py) -> bench/results/latest-patched.json",
         "  /work/main/.venv/bin/python bench/run.py fanout sustained storm writes --runs 2 --patches all --no-report",
-        "  cp bench/results/latest*.json /work/main/bench/results/",
+        "  cp bench/results/latest.json /work/main/bench/results/   # before.json / prototypes.json: earlier runs to compare",
         "  cd /work/main && .venv/bin/python bench/run.py --report-only bench/results/latest.json",
         "  ```",
         "",
@@ -324,7 +325,8 @@ def write(data, others=None):
         "from a migrated template) and its own redis-server on a free port, and removes them afterwards.",
         "- Configurations: **embedded** = SQLite + in-process layer, writes inside the server process "
         "(`bench/bench_asgi.py` wraps the project's ASGI app with a write endpoint, like the agents' HTTP API); "
-        "**pg-redis** = PostgreSQL + channels-redis, writes from a separate writer process (`bench/dbtool.py write`).",
+        "**pg-redis** = PostgreSQL + channels-redis (the layer `dashboard_site/settings.py` picks: the pub/sub layer "
+        "since a1586c3), writes from a separate writer process (`bench/dbtool.py write`).",
         "- A change is a real sequenced `Task.save()`; its commit time is `time.monotonic()` taken right after COMMIT "
         "(an `on_commit` hook registered before the publish). Latency = arrival at the client minus that. The references "
         "stamp the moment they start the broadcast.",
@@ -337,9 +339,10 @@ def write(data, others=None):
         "- Fan-out and CPU scenarios push heartbeats out of the window (`REALTIME_HEARTBEAT_INTERVAL=600`, "
         "`REALTIME_HEARTBEAT_TIMEOUT=60`); sustained, storm and capacity run the defaults (25 s / 10 s). Logs: "
         "`DJANGO_DEBUG=0`, `REALTIME_LOG_LEVEL=WARNING`, daphne's default access log on.",
-        "- Runs: fan-out, writes and resume 3 runs (medians), storm 2 runs, sustained and capacity one long run each "
-        "(6,000 changes x 1,000 clients; 10,000 sockets). CPU per delivered change = server utime+stime during the burst, "
-        "minus the idle rate measured just before, divided by changes x clients.",
+        "- Runs (medians over them): " + ", ".join(f"{name} {len(sc['runs'])}" for name, sc in data["scenarios"].items())
+        + " (sustained and capacity are one long run each: 6,000 changes x 1,000 clients; 10,000 sockets). "
+        "CPU per delivered change = server utime+stime during the burst, minus the idle rate measured just before, "
+        "divided by changes x clients.",
         "",
         "## Results",
         "",
@@ -349,6 +352,12 @@ def write(data, others=None):
         "cheaper than the tutorial design); other rows against their target (below 1 is inside it).",
         "",
     ]
+    findings = FINDINGS.read_text() if FINDINGS.exists() else ""
+    marker = "## Where the time goes"
+    closing, _, rest = findings.partition(marker)
+    if rest:
+        parts.append(closing.strip() + "\n")
+        findings = marker + rest
     for path in images:
         parts.append(f"![{path.stem}](img/{path.name})")
         parts.append("")
@@ -361,7 +370,6 @@ def write(data, others=None):
         for path in paths:
             parts.append(f"![{path.stem}](img/{path.name})")
             parts.append("")
-    if FINDINGS.exists():
-        parts.append(FINDINGS.read_text())
+    parts.append(findings)
     DOC.write_text("\n".join(parts) + "\n")
     return DOC

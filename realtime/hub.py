@@ -387,7 +387,8 @@ def install_sigterm_handler(hub):
     async def close_then_chain(signum, frame):
         stop_listening()
         try:
-            await asyncio.wait_for(hub.shutdown(), settings.REALTIME_SHUTDOWN_GRACE * 4)
+            # Closing thousands of sockets takes a while on a busy process: give it up to 10 s.
+            await asyncio.wait_for(hub.shutdown(), max(10.0, settings.REALTIME_SHUTDOWN_GRACE * 4))
             await asyncio.sleep(settings.REALTIME_SHUTDOWN_GRACE)  # let the close frames go out
         finally:
             chain(signum, frame)

@@ -77,6 +77,12 @@ class AgentApiView(_ApiView, APIView):
     def agent(self):
         return self.request.user.agent
 
+    def record_hello(self, request):
+        """Register and heartbeat share this: validate the hello, record that the agent is alive."""
+        hello = AgentHelloSerializer(data=request.data)
+        hello.is_valid(raise_exception=True)
+        return services.heartbeat(self.agent.pk, hostname=hello.validated_data.get("hostname"))
+
     def permission_denied(self, request, message=None, code=None):
         if request.authenticators and not request.successful_authenticator:
             raise NotAuthenticated(
@@ -137,10 +143,7 @@ class RegisterView(AgentApiView):
         summary="Say hello (at start-up): records the hostname, marks the agent idle or busy.",
     )
     def post(self, request):
-        hello = AgentHelloSerializer(data=request.data)
-        hello.is_valid(raise_exception=True)
-        agent = services.heartbeat(self.agent.pk, hostname=hello.validated_data.get("hostname"))
-        return Response(AgentRegistrationSerializer(agent).data)
+        return Response(AgentRegistrationSerializer(self.record_hello(request)).data)
 
 
 class HeartbeatView(AgentApiView):
@@ -150,10 +153,7 @@ class HeartbeatView(AgentApiView):
         summary="I am alive. An offline agent comes back idle (or busy if it runs a task).",
     )
     def post(self, request):
-        hello = AgentHelloSerializer(data=request.data)
-        hello.is_valid(raise_exception=True)
-        agent = services.heartbeat(self.agent.pk, hostname=hello.validated_data.get("hostname"))
-        return Response(AgentSerializer(agent).data)
+        return Response(AgentSerializer(self.record_hello(request)).data)
 
 
 class MeView(AgentApiView):

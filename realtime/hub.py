@@ -228,7 +228,7 @@ class Hub:
         self.known_head = max(self.known_head, events[-1]["seq"])
         metrics.HEAD.set(self.known_head)
         text = encode(events)
-        metrics.FRAMES_SENT.labels(type="event").inc(len(self.members))
+        metrics.EVENT_FRAMES_SENT.inc(len(self.members))
         for consumer in tuple(self.members):
             await consumer.deliver(text, events)
 
@@ -333,7 +333,7 @@ class Hub:
         consumer.pong_deadline = now + settings.REALTIME_HEARTBEAT_TIMEOUT
         consumer.next_ping_at = now + settings.REALTIME_HEARTBEAT_INTERVAL
         frame = {"type": PING, "id": consumer.ping_id, "seq": self.known_head, "epoch": self.epoch}
-        metrics.FRAMES_SENT.labels(type="ping").inc()
+        metrics.PING_FRAMES_SENT.inc()
         await consumer.send_text(json.dumps(frame, separators=(",", ":")))
 
     def pong(self, consumer, ping_id):

@@ -6,6 +6,9 @@ CONNECTIONS = Counter("dashboard_ws_connections_total", "WebSocket connections a
 REFUSED = Counter("dashboard_ws_refused_total", "Connections closed at once, by close code", ["code"])
 CLOSED = Counter("dashboard_ws_closed_total", "Connections closed by the server, by close code", ["code"])
 FRAMES_SENT = Counter("dashboard_ws_frames_sent_total", "Frames sent to clients", ["type"])
+# Bound once: the fan-out and the heartbeat count on every frame, a label lookup each time is waste.
+EVENT_FRAMES_SENT = FRAMES_SENT.labels(type="event")
+PING_FRAMES_SENT = FRAMES_SENT.labels(type="ping")
 SYNCS = Counter("dashboard_ws_syncs_total", "sync answers, by kind", ["kind"])
 HEARTBEAT_TIMEOUTS = Counter("dashboard_ws_heartbeat_timeouts_total", "Connections closed for a late pong")
 BAD_FRAMES = Counter("dashboard_ws_bad_frames_total", "Frames answered with an error", ["code"])

@@ -25,7 +25,7 @@ def env_bool(name, default):
     raise ImproperlyConfigured(f"{name}={value!r} is not a boolean: use 1 or 0")
 
 
-def env_float(name, default):
+def env_float(name, default, allow_zero=False):
     value = os.environ.get(name)
     if value is None or value == "":
         return default
@@ -33,8 +33,21 @@ def env_float(name, default):
         number = float(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r} is not a number of seconds") from None
-    if number <= 0:
+    if number < 0 or (number == 0 and not allow_zero):
         raise ImproperlyConfigured(f"{name} must be greater than zero, got {value!r}")
+    return number
+
+
+def env_int(name, default, minimum=0):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a whole number") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value!r}")
     return number
 
 
@@ -201,8 +214,25 @@ REALTIME_HEARTBEAT_TIMEOUT = env_float("REALTIME_HEARTBEAT_TIMEOUT", 10.0)
 # Deletions are remembered this long; a client that last synced before that gets a reset.
 REALTIME_TOMBSTONE_RETENTION = env_float("REALTIME_TOMBSTONE_RETENTION", 7 * 24 * 3600.0)
 REALTIME_MAX_FRAME_BYTES = int(os.environ.get("REALTIME_MAX_FRAME_BYTES", "65536"))
-# Larger syncs go out in parts of about this size (daphne refuses to send messages > 1 MiB).
-REALTIME_SYNC_PART_BYTES = int(os.environ.get("REALTIME_SYNC_PART_BYTES", "262144"))
+# No frame the server sends is larger than this: `events` batches and `sync` parts are cut to
+# fit (daphne refuses to send a message over 1 MiB; proxies and browsers have limits too).
+REALTIME_MAX_SEND_BYTES = env_int(
+    "REALTIME_MAX_SEND_BYTES", int(os.environ.get("REALTIME_SYNC_PART_BYTES") or 262144), minimum=16384
+)
+# Long text fields (a task's error) travel as an excerpt of this many characters, with the
+# row's `truncated` list naming the cut fields; the full text is in the admin and the API.
+REALTIME_WIRE_TEXT_CHARS = env_int("REALTIME_WIRE_TEXT_CHARS", 2000, minimum=100)
+# Access is checked again on this interval for every open socket (expired sessions are
+# also closed on time, and logout, deactivation and permission changes at once).
+REALTIME_AUTH_RECHECK_INTERVAL = env_float("REALTIME_AUTH_RECHECK_INTERVAL", 5.0)
+# Syncs are built by at most this many threads per process; others wait their turn.
+REALTIME_MAX_CONCURRENT_SYNCS = env_int("REALTIME_MAX_CONCURRENT_SYNCS", 4, minimum=1)
+# A socket's subscribes closer together than this are answered once, at the end of the gap.
+REALTIME_MIN_SUBSCRIBE_INTERVAL = env_float("REALTIME_MIN_SUBSCRIBE_INTERVAL", 1.0, allow_zero=True)
+# Open sockets per user in one process; the next one is closed with 4030 (retry later).
+REALTIME_MAX_SOCKETS_PER_USER = env_int("REALTIME_MAX_SOCKETS_PER_USER", 30, minimum=1)
+# A writer waits at most this long for the stream lock, then fails with a clear error.
+REALTIME_STREAM_LOCK_TIMEOUT = env_float("REALTIME_STREAM_LOCK_TIMEOUT", 5.0)
 REALTIME_RATE_LIMIT = env_float("REALTIME_RATE_LIMIT", 20.0)  # messages per second, sustained
 REALTIME_RATE_BURST = env_float("REALTIME_RATE_BURST", 60.0)
 # How long a process waits for a missing sequence number before passing the gap on.

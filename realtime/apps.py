@@ -7,6 +7,27 @@ class RealtimeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        """Wire the receivers; the handlers live in their own modules."""
+        from django.db.backends.signals import connection_created
+        from django.db.models.signals import post_migrate, post_save
+
+        from . import history, revocation
         from .daphne_compat import patch_daphne
 
         patch_daphne()
+        revocation.connect()
+        for model in history.sequenced_models():
+            post_save.connect(history.raw_save, sender=model, dispatch_uid=f"realtime.raw_save.{model._meta.label}")
+        post_migrate.connect(history.after_migrate, sender=self, dispatch_uid="realtime.after_migrate")
+        connection_created.connect(set_lock_timeout, dispatch_uid="realtime.lock_timeout")
+
+
+def set_lock_timeout(sender, connection, **kwargs):
+    """PostgreSQL: no statement waits for a lock longer than REALTIME_STREAM_LOCK_TIMEOUT
+    (realtime/sequencing.py turns the error into StreamLockTimeout). SQLite's equivalent is
+    its busy timeout (settings.py)."""
+    from django.conf import settings
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, false)", [f"{int(settings.REALTIME_STREAM_LOCK_TIMEOUT * 1000)}ms"])

@@ -2,23 +2,32 @@
 
 A consumer authenticates, registers with its process's hub, answers `subscribe` with a
 `sync` and then forwards the hub's events. Per-socket state is a handful of attributes; the
-hub does the heartbeat and the fan-out for all sockets at once.
+hub does the heartbeat, the access re-checks and the fan-out for all sockets at once.
+
+Nothing on the path of a frame from the client waits for the database: Channels' own
+dispatch would close old database connections on its single database thread before every
+handler (so a pong would queue behind any slow query), and a `subscribe` is answered by a
+task of its own, so pongs keep flowing while its sync is built (realtime/dbwork.py).
 """
+import asyncio
 import json
 import logging
 import time
 
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 
-from . import metrics
-from .auth import authenticate
-from .hub import encode, get_hub
+from . import dbwork, metrics
+from .access import check_session, fingerprint, session_key
+from .frames import dumps, event_frames
+from .hub import get_hub
 from .protocol import (
-    CLIENT_TYPES, CLOSE_FORBIDDEN, CLOSE_SERVER_ERROR, CLOSE_SERVICE_RESTART, CLOSE_NOT_SIGNED_IN, CLOSE_PROTOCOL_VIOLATION,
-    CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE, ERR_BAD_FIELD, ERR_BAD_JSON, ERR_BINARY, ERR_NOT_OBJECT,
-    ERR_UNKNOWN_TYPE, ERROR, MAX_CONSECUTIVE_ERRORS, PING, PONG,
+    CLIENT_TYPES, CLOSE_PROTOCOL_VIOLATION, CLOSE_RATE_LIMITED, CLOSE_SERVER_ERROR,
+    CLOSE_SERVICE_RESTART, CLOSE_TOO_LARGE, CLOSE_TOO_MANY_SOCKETS, CLOSE_TRY_LATER, ERR_BAD_FIELD, ERR_BAD_JSON,
+    ERR_BINARY, ERR_CLOSING, ERR_NOT_OBJECT, ERR_UNAVAILABLE, ERR_UNKNOWN_TYPE, ERROR, MAX_CONSECUTIVE_ERRORS, PING,
+    PONG,
 )
 from .snapshot import build_sync
 
@@ -26,6 +35,9 @@ log = logging.getLogger("realtime.consumer")
 
 # Each socket is a member of its hub, not of a layer group: no per-socket layer channel.
 NO_LAYER = "no-per-socket-channel-layer"
+# A sync the database cannot answer is retried this long, then the socket is told to come back.
+SYNC_RETRY_SECONDS = 30.0
+BUFFER_LIMIT = 100_000
 
 
 class TokenBucket:
@@ -50,16 +62,30 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def checked_sync(key, since, epoch):
+    """In a database thread: check the socket's access again, then build its sync.
+    Returns (access, frames, head, reset); frames are None when access ended."""
+    access = check_session(key)
+    if access.code is not None:
+        return access, None, None, None
+    return (access, *build_sync(since, epoch))
+
+
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
     channel_layer_alias = NO_LAYER
 
     # Sync state: "new" (no subscribe yet), "syncing" (events are buffered), "live".
     state = "new"
-    ping_id = None
-    pong_deadline = 0.0
-    next_ping_at = 0.0
     hub = None
     closed = False
+    user_id = None
+    username = ""
+    session_key = None
+    session_fingerprint = None
+    expires_at = None  # wall-clock seconds when the session expires, if known
+    _sync_task = None
+    _wanted = None  # the newest (since, epoch) asked for and not yet answered
+    _synced_at = float("-inf")
 
     async def __call__(self, scope, receive, send):
         """Run the connection; leave the hub on every way out.
@@ -71,31 +97,54 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         finally:
             self._leave("ended")
 
+    async def dispatch(self, message):
+        """Called with every ASGI message. Unlike Channels' dispatch, it does not first close
+        old database connections on the shared database thread: the consumer's database
+        work runs in realtime/dbwork.py's pools, which do that themselves."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self):
         """Called on the WebSocket handshake. Refusals are accepted and then closed with a
         code: a browser cannot see an HTTP refusal and would retry forever."""
-        user, may_watch = await database_sync_to_async(authenticate)(self.scope)
-        self.scope["user"] = user
-        if not user.is_authenticated:
-            return await self._refuse(CLOSE_NOT_SIGNED_IN)
-        if not may_watch:
-            return await self._refuse(CLOSE_FORBIDDEN)
+        key = session_key(self.scope)
+        try:
+            access = await dbwork.run("access", check_session, key)
+        except Exception as exc:
+            log.warning("could not authenticate a socket (%s); told to come back", exc)
+            return await self._refuse(CLOSE_TRY_LATER, "the database is not answering; try again shortly")
+        if access.code is not None:
+            return await self._refuse(access.code, access.reason)
         hub = get_hub()
         if hub.closing:  # this process is shutting down: come back to another one
-            return await self._refuse(CLOSE_SERVICE_RESTART)
+            return await self._refuse(CLOSE_SERVICE_RESTART, "the server is restarting")
+        limit = settings.REALTIME_MAX_SOCKETS_PER_USER
+        if hub.sockets_of(access.user_id) >= limit:
+            return await self._refuse(
+                CLOSE_TOO_MANY_SOCKETS, f"{access.username} has {limit} dashboards open already; close some and retry"
+            )
+        self.user_id, self.username, self.expires_at = access.user_id, access.username, access.expires_at
+        self.session_key, self.session_fingerprint = key, fingerprint(key)
         self.buffer = []
         self.errors = 0
         self.bucket = TokenBucket(settings.REALTIME_RATE_LIMIT, settings.REALTIME_RATE_BURST)
+        try:
+            await hub.join(self)  # before accept: the socket is a member once the client sees it
+        except Exception as exc:
+            log.warning("the hub could not start (%s); socket told to come back", exc)
+            return await self._refuse(CLOSE_TRY_LATER, "the server is starting; try again shortly")
         self.hub = hub
-        await self.hub.join(self)  # before accept: the socket is a member once the client sees it
         await self.accept()
         metrics.CONNECTIONS.inc()
-        log.info("connect user=%s channel=%s", user.get_username(), id(self))
+        log.info("connect user=%s channel=%s", self.username, id(self))
 
-    async def _refuse(self, code):
+    async def _refuse(self, code, reason):
         metrics.REFUSED.labels(code=str(code)).inc()
-        log.info("refused code=%s", code)
+        log.info("refused code=%s reason=%s", code, reason)
         await self.accept()
+        await self._send_closing(code, reason)
         await self.close(code)
 
     async def disconnect(self, code):
@@ -103,6 +152,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self._leave(f"client closed code={code}")
 
     def _leave(self, reason):
+        task = self._sync_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
         if self.hub is not None:
             self.hub.leave(self)
             self.hub = None
@@ -136,19 +188,19 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         if kind == PONG:
             if not _is_int(content.get("id")):
                 return await self._reject(ERR_BAD_FIELD, "pong.id must be an integer")
-            self.hub.pong(self, content["id"])
+            self.hub.heartbeat.pong(self, content["id"])
         elif kind == PING:
             ping_id = content.get("id")
             if isinstance(ping_id, bool) or not isinstance(ping_id, (int, str, type(None))):
                 return await self._reject(ERR_BAD_FIELD, "ping.id must be an integer or a string")
-            await self.send_text(json.dumps({"type": PONG, "id": ping_id}))
+            await self.send_text(dumps({"type": PONG, "id": ping_id}))
         else:
             since, epoch = content.get("since"), content.get("epoch")
             if since is not None and (not _is_int(since) or since < 0):
                 return await self._reject(ERR_BAD_FIELD, "subscribe.since must be null or a non-negative integer")
             if epoch is not None and not isinstance(epoch, str):
                 return await self._reject(ERR_BAD_FIELD, "subscribe.epoch must be null or a string")
-            await self.subscribe(since, epoch)
+            self.request_sync(since, epoch)
         self.errors = 0
 
     async def _reject(self, code, message):
@@ -156,9 +208,34 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.errors += 1
         if self.errors >= MAX_CONSECUTIVE_ERRORS:
             return await self.close_with(CLOSE_PROTOCOL_VIOLATION)
-        await self.send_text(json.dumps({"type": ERROR, "code": code, "message": message}))
+        await self.send_text(dumps({"type": ERROR, "code": code, "message": message}))
 
     # Sync and events -----------------------------------------------------------------------
+
+    def request_sync(self, since, epoch):
+        """A `subscribe` arrived: answer it from the socket's sync task (one per socket).
+
+        Subscribes closer together than REALTIME_MIN_SUBSCRIBE_INTERVAL, or arriving while a
+        sync is being built, are answered once, for the newest position asked for."""
+        self._wanted = (since, epoch)
+        if self._sync_task is None or self._sync_task.done():
+            self._sync_task = asyncio.ensure_future(self._sync_loop())
+
+    async def _sync_loop(self):
+        loop = asyncio.get_running_loop()
+        while self._wanted is not None and not self.closed:
+            wait = self._synced_at + settings.REALTIME_MIN_SUBSCRIBE_INTERVAL - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            (since, epoch), self._wanted = self._wanted, None
+            self._synced_at = loop.time()
+            try:
+                await self.subscribe(since, epoch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug, not the database: say so rather than retry forever
+                log.exception("sync failed; closing with 1011")
+                await self.close_with(CLOSE_SERVER_ERROR)
 
     async def subscribe(self, since, epoch):
         """Answer with a sync, then switch to live events without losing or reordering any.
@@ -167,26 +244,56 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         sent, those newer than its `seq` follow, then the socket goes live."""
         self.state = "syncing"
         self.buffer = []
-        texts, head, reset = await database_sync_to_async(build_sync)(since, epoch)
-        if self.hub is None:
+        result = await self._build(since, epoch)
+        if result is None or self.hub is None:
             return
+        access, texts, head, reset = result
+        if access.code is not None:
+            return await self.close_with(access.code, access.reason)
+        self.expires_at = access.expires_at
         metrics.SYNCS.labels(kind="reset" if reset else "delta").inc()
-        log.info("resync channel=%s since=%s head=%s reset=%s", id(self), since, head, reset)
+        log.info("resync channel=%s since=%s head=%s reset=%s parts=%d", id(self), since, head, reset, len(texts))
         for text in texts:
             await self.send_text(text)
         while self.buffer:
             events, self.buffer = [e for e in self.buffer if e["seq"] > head], []
             if events:
                 head = events[-1]["seq"]
-                await self.send_text(encode(events))
+                for text, _ in event_frames(events):
+                    await self.send_text(text)
         self.state = "live"  # no await between the empty check and this line
 
+    async def _build(self, since, epoch):
+        """The access check and the sync, retried while the database does not answer (the
+        socket stays open and is told once); after SYNC_RETRY_SECONDS it is told to come back."""
+        loop = asyncio.get_running_loop()
+        delay, first_failure = 0.25, None
+        while not self.closed:
+            try:
+                return await dbwork.run("sync", checked_sync, self.session_key, since, epoch)
+            except DatabaseError as exc:
+                metrics.SYNC_WAITS.inc()
+                now = loop.time()
+                if first_failure is None:
+                    first_failure = now
+                    log.warning("could not build a sync (%s); retrying", exc)
+                    await self.send_text(dumps({
+                        "type": ERROR, "code": ERR_UNAVAILABLE,
+                        "message": "the database is not answering; the sync follows when it does",
+                    }))
+                elif now - first_failure > SYNC_RETRY_SECONDS:
+                    await self.close_with(CLOSE_TRY_LATER, "the database is not answering; try again shortly")
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+        return None
+
     async def deliver(self, text, events):
-        """Called by the hub with each fan-out: the encoded frame and its events."""
+        """Called by the hub with each fan-out: an encoded frame and its events."""
         if self.state == "live":
             await self.send_text(text)
         elif self.state == "syncing":
-            if len(self.buffer) < 100_000:
+            if len(self.buffer) < BUFFER_LIMIT:
                 self.buffer.extend(events)
             # Past that the gap is left open: the client notices it and resubscribes.
 
@@ -198,14 +305,24 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
                 log.warning("send failed (%s); closing with 1011", exc)
                 await self.close_with(CLOSE_SERVER_ERROR)
 
-    async def close_with(self, code):
-        """Close the socket with `code` and leave the hub at once."""
+    async def _send_closing(self, code, reason):
+        """Say why, just before a close (daphne drops a close frame's reason text)."""
+        if reason:
+            frame = {"type": ERROR, "code": ERR_CLOSING, "close": code, "message": reason}
+            try:
+                await self.base_send({"type": "websocket.send", "text": dumps(frame)})
+            except Exception as exc:
+                log.debug("could not send the closing reason: %s", exc)
+
+    async def close_with(self, code, reason=None):
+        """Close the socket with `code` (and say why, when `reason` is given); leave the hub at once."""
         if self.closed:
             return
         metrics.CLOSED.labels(code=str(code)).inc()
         self.closed = True
         self._leave(f"server closed code={code}")
         try:
-            await self.close(code)
+            await self._send_closing(code, reason)
+            await self.close(code, reason)
         except Exception as exc:  # the connection is already gone
             log.debug("close failed: %s", exc)

@@ -2,45 +2,40 @@
 
 Why a hub instead of every consumer joining the group itself: the layer then carries each
 change once per process instead of once per socket, the change is put in order and encoded
-to a frame once, and one heartbeat loop serves every socket. It is the only member of the
-stream group in its process; sockets register with it (`join`/`leave`).
+to frames once, and one heartbeat serves every socket. It is the only member of the stream
+group in its process; sockets register with it (`join`/`leave`).
+
+This module orders and fans out; the hub's other jobs each have a module of their own:
+realtime/heartbeat.py (pings, pongs, dead sockets), realtime/guard.py (access re-checks),
+realtime/jobs.py (periodic jobs) and realtime/lifecycle.py (SIGTERM, daphne's listener).
 
 What it guarantees:
 - Events go out in sequence order. An event that arrives early waits up to
   REALTIME_REORDER_WINDOW for the ones before it; then the gap is passed on and the clients
   heal it by resubscribing.
+- No frame is larger than REALTIME_MAX_SEND_BYTES (realtime/frames.py).
 - The database is the truth: once a second the hub reads the stream head. If the head is
   ahead of what arrived through the layer (a dropped message, Redis down, a write made in
   another process on the in-process layer), it pings every client with the head so they
-  resubscribe and get a delta.
-- Heartbeat: every socket gets a `ping` every REALTIME_HEARTBEAT_INTERVAL seconds and is
-  closed with 4008 if the `pong` is later than REALTIME_HEARTBEAT_TIMEOUT. This also bounds
-  how much a stuck reader can make the server buffer.
-- On SIGTERM every socket is closed with 1012 before the server's own handler runs.
+  resubscribe. If the head is behind what it has seen, history moved backwards
+  (realtime/history.py): the epoch is rotated and every client resets.
 """
 import asyncio
-import itertools
-import json
 import logging
-import signal
-import threading
 import weakref
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.utils.module_loading import import_string
 
-from . import metrics
-from .daphne_compat import stop_listening
-from .protocol import CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SERVICE_RESTART, EVENTS, LAYER_CHANGES, PING, STREAM_GROUP
-from .snapshot import prune_tombstones, stream_position
+from . import dbwork, metrics
+from .frames import event_frames
+from .protocol import CLOSE_SERVICE_RESTART, LAYER_ACCESS, LAYER_CHANGES, STREAM_GROUP
+from .snapshot import stream_position
 
 log = logging.getLogger("realtime.hub")
 
 HEAD_POLL_SECONDS = 1.0
 GROUP_REFRESH_SECONDS = 60.0
-PRUNE_SECONDS = 600.0
 
 _hubs = weakref.WeakKeyDictionary()
 
@@ -62,15 +57,14 @@ def serving_loop():
     return None
 
 
-def encode(events):
-    """One frame for one or several contiguous events, encoded once for every socket."""
-    frame = events[0] if len(events) == 1 else {"type": EVENTS, "items": events}
-    return json.dumps(frame, separators=(",", ":"))
-
-
 class Hub:
     def __init__(self):
+        from .guard import Guard
+        from .heartbeat import Heartbeat
+        from .jobs import PeriodicJobs
+
         self.members = set()
+        self.per_user = {}  # user id -> open sockets of that user in this process
         self.epoch = None
         self.last = 0  # newest sequence number fanned out
         # Newest sequence number the clients should have: the last one sent, or the database
@@ -78,30 +72,42 @@ class Hub:
         # what was sent, or every client would resync for nothing.
         self.known_head = 0
         self.channel = None
+        self.heartbeat = Heartbeat(self)
+        self.guard = Guard(self)
+        self.jobs = PeriodicJobs()
         self._pending = {}  # seq -> event that arrived before its predecessors
+        self._gap_timer = None
         self._outbox = []  # released events waiting for the next flush
         self._flusher = None
-        self._gap_since = None
         self._behind = None  # (a database head not yet received, when it was seen)
-        self._ping_ids = itertools.count(1)
         self._ready = None
         self._tasks = []
         self.closing = False
+        self.database_up = True
 
     # Membership --------------------------------------------------------------------------
 
+    def sockets_of(self, user_id):
+        return self.per_user.get(user_id, 0)
+
     async def join(self, consumer):
-        """Called by a consumer once its socket is accepted and authenticated."""
+        """Called by a consumer once its socket is authenticated, before it is accepted."""
         await self.ensure_started()
-        loop = asyncio.get_running_loop()
-        consumer.next_ping_at = loop.time() + settings.REALTIME_HEARTBEAT_INTERVAL
         self.members.add(consumer)
+        self.per_user[consumer.user_id] = self.per_user.get(consumer.user_id, 0) + 1
+        self.heartbeat.add(consumer)
         metrics.OPEN_CONNECTIONS.inc()
 
     def leave(self, consumer):
         """Called on every way out of a consumer (see DashboardConsumer.__call__)."""
         if consumer in self.members:
             self.members.discard(consumer)
+            self.heartbeat.remove(consumer)
+            left = self.per_user.get(consumer.user_id, 1) - 1
+            if left > 0:
+                self.per_user[consumer.user_id] = left
+            else:
+                self.per_user.pop(consumer.user_id, None)
             metrics.OPEN_CONNECTIONS.dec()
 
     # Start and stop ----------------------------------------------------------------------
@@ -121,16 +127,21 @@ class Hub:
         await asyncio.shield(self._ready)
 
     async def _start(self):
+        from .lifecycle import install_sigterm_handler
+
         layer = get_channel_layer()
-        self.epoch, head = await database_sync_to_async(stream_position)()
+        self.epoch, head = await dbwork.run("head", stream_position)
         self.last = self.known_head = head
         metrics.HEAD.set(head)
+        metrics.DATABASE_UP.set(1)
         if layer is not None:
             # Join before anyone reads the database, so no committed change falls between.
             # If the layer is down, start anyway: the head check keeps clients correct.
             await self._join(layer)
             self._tasks.append(asyncio.ensure_future(self._receive_loop(layer)))
-        self._tasks.append(asyncio.ensure_future(self._heartbeat_loop()))
+        self._tasks.append(asyncio.ensure_future(self.heartbeat.run()))
+        self._tasks.append(asyncio.ensure_future(self.guard.run()))
+        self._tasks.append(asyncio.ensure_future(self.jobs.run()))
         self._tasks.append(asyncio.ensure_future(self._head_loop(layer)))
         install_sigterm_handler(self)
 
@@ -140,7 +151,7 @@ class Hub:
         for consumer in tuple(self.members):
             await consumer.close_with(code)
 
-    # Incoming changes --------------------------------------------------------------------
+    # Incoming messages -------------------------------------------------------------------
 
     async def _join(self, layer):
         try:
@@ -170,12 +181,19 @@ class Hub:
                 await self._join(layer)
                 continue
             failures = 0
-            if message.get("type") == LAYER_CHANGES:
-                await self.accept(message.get("epoch"), message["events"])
+            await self.take(message)
+
+    async def take(self, message):
+        """A message from the layer (or from this process's own writers)."""
+        kind = message.get("type")
+        if kind == LAYER_CHANGES:
+            await self.accept(message.get("epoch"), message["events"])
+        elif kind == LAYER_ACCESS:
+            await self.guard.handle(message)
 
     async def accept(self, epoch, events):
-        """Take events from the layer: put them in order and fan out what is ready."""
-        if epoch is not None and epoch != self.epoch:
+        """Take events: put them in order and fan out what is ready."""
+        if epoch is not None and epoch != self.epoch and events:
             self._new_epoch(epoch, events[0]["seq"] - 1)
         ready = []
         for event in events:
@@ -186,29 +204,43 @@ class Hub:
         while self.last + 1 in self._pending:
             self.last += 1
             ready.append(self._pending.pop(self.last))
-        self._gap_since = asyncio.get_running_loop().time() if self._pending else None
+        self._watch_gap()
         if ready:
             self._queue(ready)
 
     def _new_epoch(self, epoch, head):
         log.info("stream epoch changed to %s at %s", epoch, head)
+        metrics.EPOCH_ROTATIONS.inc()
         self.epoch, self.last, self.known_head = epoch, head, head
         self._pending.clear()
+        self._watch_gap()
 
-    async def _give_up_gap(self):
+    def _watch_gap(self):
+        """Give up on missing events a reorder window after the first one waited for them."""
+        if not self._pending:
+            if self._gap_timer is not None:
+                self._gap_timer.cancel()
+                self._gap_timer = None
+        elif self._gap_timer is None:
+            loop = asyncio.get_running_loop()
+            self._gap_timer = loop.call_later(settings.REALTIME_REORDER_WINDOW, self._give_up_gap)
+
+    def _give_up_gap(self):
         """The missing events did not come: send what we have; clients heal the hole."""
+        self._gap_timer = None
+        if not self._pending:
+            return
         ready = [self._pending.pop(seq) for seq in sorted(self._pending)]
         metrics.GAPS.inc(ready[0]["seq"] - self.last - 1)
         self.last = ready[-1]["seq"]
-        self._gap_since = None
         self._queue(ready)
 
     def _queue(self, events):
-        """Hold released events until the loop is idle, then send them as one frame.
+        """Hold released events until the loop is idle, then send them as few frames.
 
         Under a burst the layer hands over message after message without the loop waiting,
-        so everything released meanwhile goes out together: one frame and one encoding per
-        burst instead of one per change. A lone change goes out on the next loop turn."""
+        so everything released meanwhile goes out together: one encoding per burst instead
+        of one per change. A lone change goes out on the next loop turn."""
         self._outbox.extend(events)
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().call_soon(self._start_flush)
@@ -227,41 +259,58 @@ class Hub:
     async def _fanout(self, events):
         self.known_head = max(self.known_head, events[-1]["seq"])
         metrics.HEAD.set(self.known_head)
-        text = encode(events)
-        metrics.EVENT_FRAMES_SENT.inc(len(self.members))
-        for consumer in tuple(self.members):
-            await consumer.deliver(text, events)
+        for text, part in event_frames(events):
+            metrics.EVENT_FRAMES_SENT.inc(len(self.members))
+            for consumer in tuple(self.members):
+                await consumer.deliver(text, part)
 
     # The database as the truth -----------------------------------------------------------
 
     async def _head_loop(self, layer):
         loop = asyncio.get_running_loop()
         next_refresh = loop.time()
-        jobs = [PeriodicJob(prune_tombstones, PRUNE_SECONDS)] + [
-            PeriodicJob(import_string(path), every) for path, every in settings.REALTIME_PERIODIC_JOBS
-        ]
         while True:
             await asyncio.sleep(HEAD_POLL_SECONDS)
-            for job in jobs:
-                await job.run_if_due(loop.time())
+            seen = self.last  # before the read: events may arrive while it runs
             try:
-                epoch, head = await database_sync_to_async(stream_position)()
+                epoch, head = await dbwork.run("head", stream_position)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("could not read the stream head: %s", exc)
+                if self.database_up:
+                    log.warning("could not read the stream head (the database is not answering): %s", exc)
+                self._database(False)
+                continue
+            self._database(True)
+            if epoch == self.epoch and head < seen:
+                await self._history_moved_back(epoch, head, seen)
                 continue
             await self.check_head(epoch, head)
             if layer is not None and loop.time() >= next_refresh:
                 next_refresh = loop.time() + GROUP_REFRESH_SECONDS
                 await self._join(layer)
 
+    def _database(self, up):
+        if up and not self.database_up:
+            log.info("the database answers again")
+        self.database_up = up
+        metrics.DATABASE_UP.set(1 if up else 0)
+
+    async def _history_moved_back(self, epoch, head, seen):
+        from .history import rotate_epoch
+
+        reason = f"the database head {head} is behind sequence {seen}, which this process has seen"
+        try:
+            await dbwork.run("head", rotate_epoch, reason, expected_epoch=epoch)
+        except Exception as exc:
+            log.warning("could not rotate the epoch: %s", exc)
+
     async def check_head(self, epoch, head):
         """Compare the database head with what arrived; tell clients if they are behind."""
         now = asyncio.get_running_loop().time()
         if epoch != self.epoch:
             self._new_epoch(epoch, head)
-            await self.announce_head()
+            await self.heartbeat.ping_all()
             return
         if head <= self.last:
             self._behind = None
@@ -279,125 +328,8 @@ class Hub:
             self.last = self.known_head = target
             self._behind = None
             metrics.HEAD.set(target)
-            await self.announce_head()
+            await self.heartbeat.ping_all()
             if self.last + 1 in self._pending:  # what waited behind the hole can go now
                 await self.accept(self.epoch, [])
-
-    async def announce_head(self):
-        """Ping every socket now, so a client behind the head resubscribes at once."""
-        now = asyncio.get_running_loop().time()
-        for consumer in tuple(self.members):
-            if consumer.ping_id is None:
-                await self._ping(consumer, now)
-
-    # Heartbeat ---------------------------------------------------------------------------
-
-    async def _heartbeat_loop(self):
-        tick = min(1.0, settings.REALTIME_HEARTBEAT_INTERVAL / 4, settings.REALTIME_HEARTBEAT_TIMEOUT / 4)
-        loop = asyncio.get_running_loop()
-        while True:
-            expected = loop.time() + tick
-            await asyncio.sleep(tick)
-            try:
-                now = loop.time()
-                if now - expected > tick:  # this process stalled: the pongs could not be read
-                    self.excuse_stall(now - expected)
-                await self.heartbeat(now)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("heartbeat round failed")
-
-    def excuse_stall(self, seconds):
-        """Move every pong deadline back by a stall of the process, so clients are not closed
-        for a delay that was the server's own."""
-        log.warning("event loop stalled for %.1f s; pong deadlines extended", seconds)
-        for consumer in self.members:
-            if consumer.ping_id is not None:
-                consumer.pong_deadline += seconds
-
-    async def heartbeat(self, now):
-        """One round: close sockets whose pong is late, ping those that are due."""
-        if self._pending and self._gap_since is not None and now - self._gap_since >= settings.REALTIME_REORDER_WINDOW:
-            await self._give_up_gap()
-        for consumer in tuple(self.members):
-            if consumer.ping_id is not None:
-                if now > consumer.pong_deadline:
-                    metrics.HEARTBEAT_TIMEOUTS.inc()
-                    await consumer.close_with(CLOSE_HEARTBEAT_TIMEOUT)
-            elif now >= consumer.next_ping_at:
-                await self._ping(consumer, now)
-
-    async def _ping(self, consumer, now):
-        consumer.ping_id = next(self._ping_ids)
-        consumer.pong_deadline = now + settings.REALTIME_HEARTBEAT_TIMEOUT
-        consumer.next_ping_at = now + settings.REALTIME_HEARTBEAT_INTERVAL
-        frame = {"type": PING, "id": consumer.ping_id, "seq": self.known_head, "epoch": self.epoch}
-        metrics.PING_FRAMES_SENT.inc()
-        await consumer.send_text(json.dumps(frame, separators=(",", ":")))
-
-    def pong(self, consumer, ping_id):
-        """A pong arrived; it counts only if it answers the outstanding ping."""
-        if consumer.ping_id is not None and ping_id == consumer.ping_id:
-            consumer.ping_id = None
-            return True
-        return False
-
-
-class PeriodicJob:
-    """A sync function the hub runs every `every` seconds in a worker thread (no extra
-    service needed). Jobs that must run once across processes take a lease themselves."""
-
-    def __init__(self, func, every):
-        self.func, self.every, self.due = func, every, 0.0
-
-    async def run_if_due(self, now):
-        if now < self.due:
-            return
-        self.due = now + self.every
-        try:
-            await database_sync_to_async(self.func)()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("periodic job %s failed", self.func.__qualname__)
-
-
-_sigterm_installed = False
-
-
-def install_sigterm_handler(hub):
-    """On SIGTERM, close every socket with 1012 first, then run the server's own handler.
-
-    Daphne sends no close frame when it stops, so without this clients see 1006 and cannot
-    tell a deploy from a crash."""
-    global _sigterm_installed
-    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-    loop = asyncio.get_running_loop()
-
-    def chain(signum, frame):
-        if callable(previous):
-            previous(signum, frame)
-        else:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.raise_signal(signal.SIGTERM)
-
-    async def close_then_chain(signum, frame):
-        stop_listening()
-        try:
-            # Closing thousands of sockets takes a while on a busy process: give it up to 10 s.
-            await asyncio.wait_for(hub.shutdown(), max(10.0, settings.REALTIME_SHUTDOWN_GRACE * 4))
-            await asyncio.sleep(settings.REALTIME_SHUTDOWN_GRACE)  # let the close frames go out
-        finally:
-            chain(signum, frame)
-
-    def on_sigterm(signum, frame):
-        if hub.closing:
-            return chain(signum, frame)
-        log.info("SIGTERM: closing %d sockets with 1012", len(hub.members))
-        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(close_then_chain(signum, frame)))
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    _sigterm_installed = True
+            else:
+                self._watch_gap()

@@ -12,7 +12,12 @@ Where they go:
 - In any other process (a management command, a shell, a worker), one long-lived publisher
   thread with its own loop sends them, in order, over one Redis connection.
 A message lost on the way is healed by the sequence numbers: hubs compare with the
-database head every second and clients resubscribe.
+database head every second and clients resubscribe. A write of many rows goes out as
+several layer messages of at most LAYER_CHUNK events (Redis disconnects a pub/sub reader
+whose output buffer grows past its limit, 32 MB by default).
+
+`send_control()` takes the other kind of message, access changes (realtime/access.py),
+down the same path.
 """
 import asyncio
 import logging
@@ -24,9 +29,11 @@ from django.db import transaction
 
 from . import hub as hubs
 from . import metrics
-from .protocol import LAYER_CHANGES, STREAM_GROUP
+from .protocol import LAYER_ACCESS, LAYER_CHANGES, STREAM_GROUP
 
 log = logging.getLogger("realtime.publish")
+
+LAYER_CHUNK = 2000
 
 
 def after_commit(epoch, events, using="default"):
@@ -38,10 +45,20 @@ def after_commit(epoch, events, using="default"):
 def send_now(epoch, events):
     """Send committed events to every hub. Never raises: a change is committed whatever
     happens to its message."""
+    for start in range(0, len(events), LAYER_CHUNK):
+        chunk = events[start:start + LAYER_CHUNK]
+        _send({"type": LAYER_CHANGES, "epoch": epoch, "events": chunk})
+
+
+def send_control(payload):
+    """Tell every hub about an access change (payload: see realtime/access.py). Never raises."""
+    _send({"type": LAYER_ACCESS, **payload})
+
+
+def _send(message):
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": LAYER_CHANGES, "epoch": epoch, "events": events}
     loop = hubs.serving_loop()
     if loop is not None:
         loop.call_soon_threadsafe(_publish_in_server, layer, message)
@@ -52,21 +69,34 @@ def send_now(epoch, events):
 def _publish_in_server(layer, message):
     """On the server's loop: the local hub first, then the other processes."""
     hub = hubs.get_hub()
-    asyncio.ensure_future(hub.accept(message["epoch"], message["events"]))
+    asyncio.ensure_future(hub.take(message))
     if isinstance(layer, InMemoryChannelLayer):
-        metrics.PUBLISHED.inc(len(message["events"]))
+        _count_sent(message)
         return
     task = asyncio.ensure_future(layer.group_send(STREAM_GROUP, message))
-    task.add_done_callback(partial(_count, message["events"]))
+    task.add_done_callback(partial(_count, message))
 
 
-def _count(events, task):
+def _count_sent(message):
+    if message["type"] == LAYER_CHANGES:
+        metrics.PUBLISHED.inc(len(message["events"]))
+
+
+def _count(message, task):
     exc = None if task.cancelled() else task.exception()
     if exc is None:
-        metrics.PUBLISHED.inc(len(events))
-    else:  # Redis down: the sequence numbers heal it
-        metrics.PUBLISH_FAILURES.inc()
+        _count_sent(message)
+    else:  # Redis down: the sequence numbers (and the access re-checks) heal it
+        _failed(message, exc)
+
+
+def _failed(message, exc):
+    metrics.PUBLISH_FAILURES.inc()
+    if message["type"] == LAYER_CHANGES:
+        events = message["events"]
         log.warning("publish failed for seq %s-%s: %s", events[0]["seq"], events[-1]["seq"], exc)
+    else:
+        log.warning("publish of an access change failed: %s", exc)
 
 
 class Publisher:
@@ -86,14 +116,12 @@ class Publisher:
     def send(self, layer, message):
         """Send and wait (at most 10 s) so that the caller's changes go out in order."""
         future = asyncio.run_coroutine_threadsafe(layer.group_send(STREAM_GROUP, message), self._running_loop())
-        events = message["events"]
         try:
             future.result(timeout=10)
-            metrics.PUBLISHED.inc(len(events))
+            _count_sent(message)
         except Exception as exc:
             future.cancel()
-            metrics.PUBLISH_FAILURES.inc()
-            log.warning("publish failed for seq %s-%s: %s", events[0]["seq"], events[-1]["seq"], exc)
+            _failed(message, exc)
 
 
 publisher = Publisher()

@@ -7,20 +7,56 @@ other, numbers are handed out in commit order, and a rollback gives its numbers 
 
 `SequencedModel` routes every write path through here: `save()`, `delete()` (through the
 pre_delete signal, which also covers `QuerySet.delete()` and cascades), `QuerySet.update()`,
-`bulk_create()` and `bulk_update()`. Raw SQL is the one way around it; don't.
-"""
-import uuid
+`bulk_create()` and `bulk_update()`. Writes that bypass it (raw SQL, `loaddata`'s raw saves,
+data migrations) cannot be numbered; realtime/history.py changes the epoch for the last two
+so that clients reset, and tests/test_sequencing.py tries every path.
 
-from django.db import connections, models, transaction
+A writer waits at most REALTIME_STREAM_LOCK_TIMEOUT for the stream lock (on PostgreSQL the
+session's `lock_timeout`, set in realtime/apps.py; on SQLite the busy timeout): a
+transaction left open in a shell then fails the others with `StreamLockTimeout`, a log line
+and a metric, instead of freezing every writer without a word.
+"""
+import logging
+import uuid
+from contextlib import contextmanager
+
+from django.db import OperationalError, connections, models, transaction
 from django.db.models.expressions import Combinable
 from django.utils import timezone
 
-from . import publish
+from . import metrics, publish
 from .rows import serialize
+
+log = logging.getLogger("realtime.sequencing")
+
+DELETE_CHUNK = 2000  # rows per Collector pass when a QuerySet deletes many (bounds memory)
 
 
 class NotInTransaction(RuntimeError):
     pass
+
+
+class StreamLockTimeout(OperationalError):
+    """The stream lock was not granted in time: another transaction holds it."""
+
+
+def lock_timed_out(exc):
+    """True when `exc` says a lock wait ran out (PostgreSQL lock_timeout, SQLite busy)."""
+    code = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+    return isinstance(exc, StreamLockTimeout) or code == "55P03" or "database is locked" in str(exc)
+
+
+def _lock_timeout_error(exc):
+    from django.conf import settings
+
+    metrics.STREAM_LOCK_TIMEOUTS.inc()
+    message = (
+        f"the stream lock was not granted within {settings.REALTIME_STREAM_LOCK_TIMEOUT:g} s: another "
+        "transaction holds it (a shell or job with an open transaction, or a very large bulk "
+        "change). Finish or roll back that transaction; see docs/operations.md."
+    )
+    log.error("stream lock timeout: %s", message)
+    return StreamLockTimeout(message)
 
 
 def allocate(count, using="default"):
@@ -31,9 +67,14 @@ def allocate(count, using="default"):
     if not connection.in_atomic_block:
         raise NotInTransaction("sequence numbers must be allocated inside transaction.atomic()")
     with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE realtime_stream SET head = head + %s WHERE id = 1 RETURNING head, epoch", [count]
-        )
+        try:
+            cursor.execute(
+                "UPDATE realtime_stream SET head = head + %s WHERE id = 1 RETURNING head, epoch", [count]
+            )
+        except OperationalError as exc:
+            if lock_timed_out(exc):
+                raise _lock_timeout_error(exc) from exc
+            raise
         row = cursor.fetchone()
         if row is None:
             # A database emptied by `flush` (or a test) has no stream row: start a new epoch,
@@ -77,7 +118,8 @@ class SequencedQuerySet(models.QuerySet):
         """Update each matched row under its own sequence number, then publish after commit."""
         with transaction.atomic(using=self.db):
             lock_stream(self.db)
-            pks = list(self.order_by("pk").values_list("pk", flat=True))
+            # distinct(): a filter across a relation may repeat a row; it gets one number.
+            pks = list(self.order_by("pk").values_list("pk", flat=True).distinct())
             if not pks:
                 return 0
             first, epoch = allocate(len(pks), self.db)
@@ -91,6 +133,23 @@ class SequencedQuerySet(models.QuerySet):
         return len(pks)
 
     update.alters_data = True
+
+    def delete(self):
+        """Delete the matched rows, numbering every deletion (one batch of numbers and
+        tombstones), a chunk of rows at a time so that 150,000 rows do not sit in memory."""
+        with transaction.atomic(using=self.db), deletion_batch(self.db):
+            pks = list(self.order_by("pk").values_list("pk", flat=True).distinct())
+            total, per_model = 0, {}
+            plain = models.QuerySet(self.model, using=self.db)
+            for start in range(0, len(pks), DELETE_CHUNK):
+                count, counts = plain.filter(pk__in=pks[start:start + DELETE_CHUNK]).delete()
+                total += count
+                for label, n in counts.items():
+                    per_model[label] = per_model.get(label, 0) + n
+        return total, per_model
+
+    delete.alters_data = True
+    delete.queryset_only = True
 
     def bulk_create(self, objs, *args, **kwargs):
         """Insert rows with consecutive sequence numbers, then publish after commit."""
@@ -169,17 +228,61 @@ class SequencedModel(models.Model):
             ]
             if expressions:  # F() values: read back what the database stored
                 self.refresh_from_db(fields=expressions)
-            publish.after_commit(epoch, [upsert_event(self)], using)
+            row = self
+            if update_fields is not None:
+                # The other fields of this instance may be out of date: publish the row as
+                # the database holds it, not as this instance remembers it.
+                row = type(self)._base_manager.using(using).get(pk=self.pk)
+            publish.after_commit(epoch, [upsert_event(row)], using)
 
     save.alters_data = True
 
+    def delete(self, *args, **kwargs):
+        using = kwargs.get("using") or self._state.db or "default"
+        with transaction.atomic(using=using), deletion_batch(using):
+            return super().delete(*args, **kwargs)
 
-def sequence_deletion(sender, instance, using, **kwargs):
-    """pre_delete receiver: number the deletion and leave a tombstone, in the same transaction."""
+    delete.alters_data = True
+
+
+@contextmanager
+def deletion_batch(using):
+    """Collect the deletions made inside the block and number them together at its end:
+    one allocation, one bulk insert of tombstones and one publish for any number of rows.
+    Takes the stream lock first, like every writer. Nested batches join the outer one."""
+    connection = connections[using]
+    batch = getattr(connection, "stream_deletions", None)
+    if batch is not None:
+        yield batch
+        return
+    lock_stream(using)
+    batch = connection.stream_deletions = []
+    try:
+        yield batch
+        _number_deletions(batch, using)
+    finally:
+        connection.stream_deletions = None
+
+
+def _number_deletions(batch, using):
     from .models import Tombstone
 
-    seq, epoch = allocate(1, using)
-    Tombstone.objects.using(using).create(
-        seq=seq, entity=sender.stream_entity, object_id=instance.pk
-    )
-    publish.after_commit(epoch, [delete_event(sender.stream_entity, instance.pk, seq)], using)
+    if not batch:
+        return
+    first, epoch = allocate(len(batch), using)
+    tombstones = [Tombstone(seq=first + i, entity=entity, object_id=pk) for i, (entity, pk) in enumerate(batch)]
+    Tombstone.objects.using(using).bulk_create(tombstones, batch_size=500)
+    publish.after_commit(epoch, [delete_event(t.entity, t.object_id, t.seq) for t in tombstones], using)
+
+
+def sequence_deletion(sender, instance, using, **kwargs):
+    """pre_delete receiver: number the deletion and leave a tombstone, in the same transaction.
+
+    Inside a deletion batch (every `delete()` of a sequenced model opens one) the deletion is
+    numbered with the rest of the batch; a cascade from elsewhere is numbered at once."""
+    batch = getattr(connections[using], "stream_deletions", None)
+    if batch is not None:
+        batch.append((sender.stream_entity, instance.pk))
+        return
+    with deletion_batch(using) as batch:
+        batch.append((sender.stream_entity, instance.pk))

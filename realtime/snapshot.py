@@ -4,7 +4,6 @@ Runs in a worker thread (it reads the database). The head, the rows and the tomb
 read in one transaction with a stable snapshot, so the answer is exactly the database at
 sequence `seq` and the events after `seq` apply cleanly on top.
 """
-import json
 import threading
 from contextlib import contextmanager
 from datetime import timedelta
@@ -14,7 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import Stream, Tombstone
-from .protocol import SYNC
+from .frames import dumps, sync_frames
 from .rows import serialize
 
 
@@ -76,66 +75,68 @@ class ResetCache:
 reset_cache = ResetCache()
 
 
-def encode_parts(frame):
-    """Encode a sync as one frame, or as several when it is larger than
-    REALTIME_SYNC_PART_BYTES (servers cap the size of a message they send: daphne at 1 MiB).
-
-    The first part carries the reset flag and the deletions; every later part is a `sync`
-    with `reset: false` and more rows at the same `seq`. A client that applies each as a
-    sync ends equal to the database after the last one, and no event is sent in between.
-    `part` and `parts` let a client wait for the last part before showing the state."""
-    text = json.dumps(frame, separators=(",", ":"))
-    count = -(-len(text) // settings.REALTIME_SYNC_PART_BYTES)
-    if count <= 1:
-        return [text]
-    parts = []
-    for index in range(count):
-        part = dict(frame, tasks=frame["tasks"][index::count], agents=frame["agents"][index::count], part=index + 1, parts=count)
-        if index:
-            part.update(reset=False, deleted={"tasks": [], "agents": []})
-        parts.append(json.dumps(part, separators=(",", ":")))
-    return parts
+class HistoryMovedBack(Exception):
+    """A client knows a later sequence number of this epoch than the database has: the
+    database lost or rewound history (a restore, lost commits). The epoch must change."""
 
 
 def build_sync(since, epoch):
-    """Return (the encoded sync frames, head seq, whether it is a reset)."""
+    """Return (the encoded sync frames, head seq, whether it is a reset).
+
+    A client ahead of the database in the same epoch proves that history moved backwards:
+    the epoch is rotated first (every client then resets), and this client gets a reset."""
+    try:
+        return _build(since, epoch)
+    except HistoryMovedBack:
+        from .history import rotate_epoch
+
+        rotate_epoch(f"a client had seen sequence {since} of epoch {epoch}, beyond the database head",
+                     expected_epoch=epoch)
+        return _build(since, epoch)
+
+
+def _build(since, epoch):
     with _snapshot_transaction():
         stream = Stream.objects.filter(pk=1).values("epoch", "head", "pruned_through").first()
         if stream is not None:
             return _answer(stream, since, epoch)
     stream_position()  # a database emptied by `flush`: give it its stream row back first
-    return build_sync(since, epoch)
+    return _build(since, epoch)
+
+
+def _rows(queryset):
+    return [dumps(serialize(row)) for row in queryset.iterator(chunk_size=2000)]
 
 
 def _answer(stream, since, epoch):
     """The sync for a client at (since, epoch); runs inside the snapshot transaction."""
     extras = {"heartbeat_interval": settings.REALTIME_HEARTBEAT_INTERVAL}
     head = stream["head"]
-    known = since is not None and epoch == stream["epoch"] and stream["pruned_through"] <= since <= head
+    same_epoch = since is not None and epoch == stream["epoch"]
+    if same_epoch and since > head:
+        raise HistoryMovedBack()
     models = _sequenced_models()
-    if known:
-        frame = {
-            "type": SYNC, "epoch": stream["epoch"], "seq": head, "reset": False,
-            "tasks": [serialize(r) for r in models["task"].objects.filter(version__gt=since).order_by("version")],
-            "agents": [serialize(r) for r in models["agent"].objects.filter(version__gt=since).order_by("version")],
-            "deleted": {"tasks": [], "agents": []},
-            **extras,
-        }
+    if same_epoch and stream["pruned_through"] <= since:
+        deleted = {"task": [], "agent": []}
         tombstones = Tombstone.objects.filter(seq__gt=since).order_by("seq").values_list("entity", "object_id")
-        for entity, object_id in tombstones:
-            frame["deleted"][entity + "s"].append(object_id)
-        return encode_parts(frame), head, False
-    key = (stream["epoch"], head)
+        for entity, object_id in tombstones.iterator(chunk_size=5000):
+            deleted.setdefault(entity, []).append(object_id)
+        texts = sync_frames(
+            epoch=stream["epoch"], seq=head, reset=False,
+            tasks=_rows(models["task"].objects.filter(version__gt=since).order_by("version")),
+            agents=_rows(models["agent"].objects.filter(version__gt=since).order_by("version")),
+            deleted_tasks=deleted["task"], deleted_agents=deleted["agent"], extras=extras,
+        )
+        return texts, head, False
+    key = (stream["epoch"], head, settings.REALTIME_MAX_SEND_BYTES)
     texts = reset_cache.get(key)
     if texts is None:
-        frame = {
-            "type": SYNC, "epoch": stream["epoch"], "seq": head, "reset": True,
-            "tasks": [serialize(r) for r in models["task"].objects.order_by("id")],
-            "agents": [serialize(r) for r in models["agent"].objects.order_by("id")],
-            "deleted": {"tasks": [], "agents": []},
-            **extras,
-        }
-        texts = encode_parts(frame)
+        texts = sync_frames(
+            epoch=stream["epoch"], seq=head, reset=True,
+            tasks=_rows(models["task"].objects.order_by("id")),
+            agents=_rows(models["agent"].objects.order_by("id")),
+            deleted_tasks=(), deleted_agents=(), extras=extras,
+        )
         reset_cache.put(key, texts)
     return texts, head, True
 

@@ -173,16 +173,16 @@ async def test_many_missed_changes_to_few_rows_give_a_small_delta(cookie):
 
 
 async def test_a_large_sync_goes_out_in_parts_that_add_up_to_the_state(cookie, settings):
-    settings.REALTIME_SYNC_PART_BYTES = 4000
+    settings.REALTIME_MAX_SEND_BYTES = 4000
     await database_sync_to_async(lambda: Task.objects.bulk_create([Task(title=f"row {i:03}") for i in range(120)]))()
     comm, _, _ = await connect(cookie)
     await comm.send_json_to({"type": "subscribe", "since": None, "epoch": None})
     first = await receive(comm, "sync")
     parts = [first] + [await receive(comm, "sync") for _ in range(first["parts"] - 1)]
     assert first["parts"] > 1 and [p["part"] for p in parts] == list(range(1, first["parts"] + 1))
-    assert first["reset"] is True and all(p["reset"] is False for p in parts[1:])
-    assert {p["seq"] for p in parts} == {first["seq"]}
-    assert all(len(json.dumps(p)) <= 4000 * 1.2 for p in parts)
+    assert all(p["reset"] is True for p in parts), "every part carries the same reset flag"
+    assert {p["seq"] for p in parts} == {first["seq"]} and {p["epoch"] for p in parts} == {first["epoch"]}
+    assert all(len(json.dumps(p, separators=(",", ":"))) <= 4000 for p in parts)
     titles = sorted(t["title"] for p in parts for t in p["tasks"])
     assert titles == [f"row {i:03}" for i in range(120)]
     await comm.disconnect()
@@ -471,18 +471,31 @@ async def test_normal_close_leaves_nothing_behind(cookie):
 
 
 async def test_an_exception_in_a_handler_leaves_nothing_behind(cookie, monkeypatch):
+    comm, _, _ = await connect(cookie)
+    hub = get_hub()
+    assert len(hub.members) == 1
+
+    def broken(consumer, ping_id):
+        raise RuntimeError("handler exploded")
+
+    monkeypatch.setattr(hub.heartbeat, "pong", broken)
+    await comm.send_json_to({"type": "pong", "id": 1})
+    with pytest.raises(RuntimeError, match="handler exploded"):
+        await comm.wait(3)
+    assert hub.members == set()
+
+
+async def test_a_sync_that_fails_with_a_bug_closes_1011_and_leaves_nothing_behind(cookie, monkeypatch):
     from realtime import consumers
 
     def broken(since, epoch):
-        raise RuntimeError("database exploded")
+        raise RuntimeError("sync exploded")
 
     monkeypatch.setattr(consumers, "build_sync", broken)
     comm, _, _ = await connect(cookie)
     hub = get_hub()
-    assert len(hub.members) == 1
     await comm.send_json_to({"type": "subscribe", "since": None, "epoch": None})
-    with pytest.raises(RuntimeError, match="database exploded"):
-        await comm.wait(3)
+    assert await closed_with(comm) == 1011
     assert hub.members == set()
 
 

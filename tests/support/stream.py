@@ -22,6 +22,9 @@ class StreamClient:
         self.syncs, self.resets, self.events, self.gaps, self.connects = 0, 0, 0, 0, 0
         self.close_codes, self.errors = [], []
         self.subscribing = False
+        self.staged = None  # (key, parts so far) of a sync arriving in parts
+        self.parts_received, self.bad_parts = 0, 0
+        self.largest_frame = 0
         self.ws = None
         self.stopped = False
         self._task = None
@@ -34,6 +37,32 @@ class StreamClient:
             old = table.get(row["id"])
             if old is None or old["version"] <= row["version"]:
                 table[row["id"]] = row
+
+    def take_sync_part(self, frame):
+        """Stage the parts of a multi-part sync; return the whole sync once the last part is
+        in (None before). A part that does not follow the staged ones starts over."""
+        parts = frame.get("parts")
+        if not parts:
+            self.staged = None
+            return frame
+        key = (frame["epoch"], frame["seq"], frame["reset"], parts)
+        if frame["part"] == 1 or self.staged is None or self.staged[0] != key or len(self.staged[1]) + 1 != frame["part"]:
+            self.staged = (key, []) if frame["part"] == 1 else None
+            if self.staged is None:
+                self.bad_parts += 1
+                return None
+        self.staged[1].append(frame)
+        self.parts_received += 1
+        if frame["part"] < parts:
+            return None
+        frames, self.staged = self.staged[1], None
+        whole = dict(frames[0], tasks=[], agents=[], deleted={"tasks": [], "agents": []})
+        for part in frames:
+            whole["tasks"] += part["tasks"]
+            whole["agents"] += part["agents"]
+            whole["deleted"]["tasks"] += part["deleted"]["tasks"]
+            whole["deleted"]["agents"] += part["deleted"]["agents"]
+        return whole
 
     def apply_sync(self, frame):
         if frame["reset"]:
@@ -76,7 +105,9 @@ class StreamClient:
     async def handle(self, frame):
         kind = frame.get("type")
         if kind == "sync":
-            self.apply_sync(frame)
+            whole = self.take_sync_part(frame)
+            if whole is not None:
+                self.apply_sync(whole)
         elif kind in ("event", "events"):
             for event in frame["items"] if kind == "events" else [frame]:
                 if not self.apply_event(event):
@@ -99,6 +130,7 @@ class StreamClient:
             self.connects += 1
             await self.subscribe()
             async for message in ws:
+                self.largest_frame = max(self.largest_frame, len(message))
                 await self.handle(json.loads(message))
 
     async def run(self):
@@ -112,6 +144,7 @@ class StreamClient:
                 self.close_codes.append(type(exc).__name__)
             self.ws = None
             self.subscribing = False
+            self.staged = None  # a sync cut off with the connection is dropped whole
             if not self.reconnect or self.stopped:
                 break
             if self.close_codes and isinstance(self.close_codes[-1], int) and 4500 <= self.close_codes[-1] < 5000:
@@ -285,6 +318,7 @@ class ResilientStreamClient(StreamClient):
                     self.mark("idle_timeout")
                     ws.transport.abort()
                     raise
+                self.largest_frame = max(self.largest_frame, len(message))
                 await self.handle(json.loads(message))
         finally:
             if ws.transport is not None and not ws.transport.is_closing():
@@ -313,6 +347,7 @@ class ResilientStreamClient(StreamClient):
             self.mark("closed", code)
             self.ws = None
             self.subscribing = False
+            self.staged = None
             if not self.reconnect or (isinstance(code, int) and 4500 <= code < 5000):
                 break
             # A connection that synced and stayed up resets the attempt counter.

@@ -1,0 +1,46 @@
+"""Periodic jobs of a server process: tombstone pruning and REALTIME_PERIODIC_JOBS (the agent
+liveness sweep), in a loop and a database thread of their own, so a slow job delays neither
+the head check nor any socket. Jobs that must run once across processes take a lease
+themselves (tasks/liveness.py)."""
+import asyncio
+import logging
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from . import dbwork
+from .snapshot import prune_tombstones
+
+log = logging.getLogger("realtime.jobs")
+
+PRUNE_SECONDS = 600.0
+
+
+class PeriodicJob:
+    """A sync function run every `every` seconds."""
+
+    def __init__(self, func, every):
+        self.func, self.every, self.due = func, every, 0.0
+
+    async def run_if_due(self, now):
+        if now < self.due:
+            return
+        self.due = now + self.every
+        try:
+            await dbwork.run("jobs", self.func)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("periodic job %s failed", self.func.__qualname__)
+
+
+class PeriodicJobs:
+    async def run(self):
+        loop = asyncio.get_running_loop()
+        jobs = [PeriodicJob(prune_tombstones, PRUNE_SECONDS)] + [
+            PeriodicJob(import_string(path), every) for path, every in settings.REALTIME_PERIODIC_JOBS
+        ]
+        while True:
+            await asyncio.sleep(1.0)
+            for job in jobs:
+                await job.run_if_due(loop.time())

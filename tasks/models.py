@@ -1,12 +1,16 @@
 """Tasks and the agents that run them. Every write is sequenced (realtime/sequencing.py)."""
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from realtime.sequencing import SequencedModel
+
+# Long text is bounded where it enters (forms, the admin and the API validate against it);
+# on the wire a row carries an excerpt whatever the database holds (realtime/rows.py).
+TEXT_LIMIT = 10_000
 
 
 class Agent(SequencedModel):
@@ -53,7 +57,7 @@ class Task(SequencedModel):
     derived_fields = ("started_at", "finished_at")
 
     title = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, validators=[MaxLengthValidator(TEXT_LIMIT)])
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     progress = models.PositiveSmallIntegerField(
         default=0, validators=[MinValueValidator(0), MaxValueValidator(100)],
@@ -62,7 +66,10 @@ class Task(SequencedModel):
     agent = models.ForeignKey(
         Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
     )
-    error = models.TextField(blank=True, help_text="Why the task failed.")
+    error = models.TextField(
+        blank=True, validators=[MaxLengthValidator(TEXT_LIMIT)],
+        help_text=f"Why the task failed (at most {TEXT_LIMIT:,} characters).",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True, editable=False)
     finished_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -569,3 +569,127 @@ def test_processes_writing_at_once_on_postgresql_get_gapless_ordered_numbers(pos
     finally:
         with psycopg.connect(postgres_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# Edges: joins that repeat rows, stale instances, mass deletions, bounded rows ------------------
+
+
+@pytest.mark.django_db
+class TestEdges:
+    def test_update_over_a_join_that_repeats_a_row_numbers_it_once(self, published, committed):
+        agent = Agent.objects.create(name="a")
+        Task.objects.bulk_create([Task(title=f"t{i}", status="running", agent=agent) for i in range(3)])
+        start = head()
+        with committed():
+            count = Agent.objects.filter(tasks__status="running").update(hostname="h")
+        assert count == 1 and head() == start + 1
+        assert [e["data"]["id"] for e in events_of(published)] == [agent.pk]
+        assert_stream_consistent()
+
+    def test_save_with_update_fields_on_a_stale_instance_publishes_the_database_row(self, published, committed):
+        task = Task.objects.create(title="old title")
+        stale = Task.objects.get(pk=task.pk)
+        Task.objects.filter(pk=task.pk).update(title="new title")
+        with committed():
+            stale.progress = 5
+            stale.save(update_fields=["progress"])
+        [event] = events_of(published)[-1:]
+        assert event["data"]["title"] == "new title" and event["data"]["progress"] == 5
+        assert event == upsert(task)
+
+    def test_queryset_delete_of_many_rows_is_one_batch_of_numbers_and_tombstones(self, published, committed):
+        from realtime import sequencing
+
+        Task.objects.bulk_create([Task(title=f"t{i}") for i in range(2 * sequencing.DELETE_CHUNK + 7)])
+        start = head()
+        with committed():
+            deleted, per_model = Task.objects.all().delete()
+        assert deleted == 2 * sequencing.DELETE_CHUNK + 7 == per_model["tasks.Task"]
+        assert head() == start + deleted and Tombstone.objects.filter(seq__gt=start).count() == deleted
+        seqs = [e["seq"] for e in events_of(published)]
+        assert seqs == list(range(start + 1, start + deleted + 1)), "one number per row, in order"
+        assert all(e["op"] == "delete" for e in events_of(published))
+        assert_stream_consistent()
+
+    def test_deleting_an_agent_numbers_the_detached_tasks_and_the_deletion(self, published, committed):
+        agent = Agent.objects.create(name="a")
+        task = Task.objects.create(title="t", agent=agent, status="running")
+        start = head()
+        with committed():
+            agent.delete()
+        ops = [(e["entity"], e["op"]) for e in events_of(published)]
+        assert ops == [("task", "upsert"), ("agent", "delete")]
+        assert Task.objects.get(pk=task.pk).agent_id is None and head() == start + 2
+        assert_stream_consistent()
+
+    def test_a_rolled_back_mass_deletion_gives_its_numbers_back(self, published):
+        Task.objects.bulk_create([Task(title=f"t{i}") for i in range(50)])
+        start = head()
+        with pytest.raises(RuntimeError):
+            with transaction.atomic():
+                Task.objects.all().delete()
+                raise RuntimeError("changed my mind")
+        assert head() == start and Task.objects.count() == 50 and not Tombstone.objects.filter(seq__gt=start).exists()
+
+    def test_a_row_with_megabytes_of_text_travels_as_a_bounded_excerpt(self, settings):
+        settings.REALTIME_WIRE_TEXT_CHARS = 2000
+        task = Task.objects.create(title="T" * 200, status="failed", error="E" * 1_500_000)
+        row = serialize(task)
+        assert row["error"] == "E" * 2000 and row["title"] == "T" * 200 and row["truncated"] == ["error"]
+        # SQLite does not enforce max_length: a longer title is cut on the wire too.
+        row = serialize(Task(pk=1, title="T" * 5000, error="E" * 1_500_000, version=1))
+        assert row["title"] == "T" * 200 and row["truncated"] == ["title", "error"]
+        assert len(json.dumps(row)) < 4000
+        assert "truncated" not in serialize(Task.objects.create(title="short"))
+
+    def test_model_validation_bounds_long_text(self):
+        from django.core.exceptions import ValidationError
+
+        from tasks.models import TEXT_LIMIT
+
+        task = Task(title="t", status="failed", error="E" * (TEXT_LIMIT + 1), finished_at=None)
+        with pytest.raises(ValidationError) as info:
+            task.full_clean()
+        assert "error" in info.value.message_dict
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_waiting_too_long_for_the_stream_lock_gets_a_clear_error(settings, caplog):
+    """A transaction left open (here: another thread holding the stream lock) fails other
+    writers after REALTIME_STREAM_LOCK_TIMEOUT with StreamLockTimeout, a log line and a metric."""
+    from django.db import OperationalError, connections
+
+    from realtime import metrics
+    from realtime.sequencing import StreamLockTimeout, lock_stream
+
+    Task.objects.create(title="t")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with transaction.atomic():
+            lock_stream()
+            holding.set()
+            release.wait(20)
+        connections.close_all()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    before = metrics.STREAM_LOCK_TIMEOUTS._value.get()
+    started = time.monotonic()
+    try:
+        with pytest.raises(OperationalError) as info:
+            with transaction.atomic():
+                Task.objects.create(title="blocked")
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join(20)
+    if connection.vendor == "postgresql":
+        assert isinstance(info.value, StreamLockTimeout) and "stream lock" in str(info.value)
+        assert metrics.STREAM_LOCK_TIMEOUTS._value.get() == before + 1
+        assert any("stream lock timeout" in r.getMessage() for r in caplog.records)
+    else:  # SQLite takes the lock at BEGIN IMMEDIATE: its busy timeout answers
+        assert "database is locked" in str(info.value)
+    assert waited < settings.REALTIME_STREAM_LOCK_TIMEOUT + 5
+    assert not Task.objects.filter(title="blocked").exists()

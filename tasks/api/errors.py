@@ -15,10 +15,27 @@ class Conflict(APIException):
         self.extra = extra  # more fields for the body, e.g. current_task
 
 
+class Busy(APIException):
+    """503: the stream lock was not granted in time (realtime/sequencing.py); retry shortly."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The task stream is locked by another transaction; retry in a few seconds."
+    default_code = "stream_locked"
+
+
 def exception_handler(exc, context):
-    """DRF's handler, plus the extra fields a Conflict carries."""
+    """DRF's handler, plus the extra fields a Conflict carries, and a 503 with Retry-After
+    (not a 500) when a writer gave up waiting for the stream lock."""
+    from django.db import OperationalError
     from rest_framework.views import exception_handler as drf_handler
 
+    from realtime.sequencing import lock_timed_out
+
+    if isinstance(exc, OperationalError) and lock_timed_out(exc):
+        exc = Busy(str(exc) if "stream lock" in str(exc) else None)
+        response = drf_handler(exc, context)
+        response["Retry-After"] = "2"
+        return response
     response = drf_handler(exc, context)
     if response is not None and isinstance(exc, Conflict) and exc.extra:
         response.data.update(exc.extra)

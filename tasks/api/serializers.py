@@ -2,7 +2,7 @@
 from django.db.models import OuterRef, Subquery
 from rest_framework import serializers
 
-from ..models import Agent, Task
+from ..models import TEXT_LIMIT, Agent, Task
 
 MAX_BIGINT = 2**63 - 1  # ids and offsets beyond this are not ids (and overflow SQLite)
 # The statuses an agent may report (the table in transitions.py decides which change is allowed).
@@ -50,14 +50,14 @@ class TaskCreateSerializer(serializers.Serializer):
     """An operator adds a task; it starts queued."""
 
     title = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=10000, default="")
+    description = serializers.CharField(required=False, allow_blank=True, max_length=TEXT_LIMIT, default="")
 
 
 class TaskEditSerializer(serializers.Serializer):
     """An operator edits a task's text; status changes go through cancel and requeue."""
 
     title = serializers.CharField(max_length=200, required=False)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=TEXT_LIMIT)
 
 
 class AgentHelloSerializer(serializers.Serializer):
@@ -71,7 +71,7 @@ class TaskReportSerializer(serializers.Serializer):
 
     progress = serializers.IntegerField(min_value=0, max_value=100, required=False)
     status = serializers.ChoiceField(choices=AGENT_STATUSES, required=False)
-    error = serializers.CharField(required=False, allow_blank=False, max_length=10000)
+    error = serializers.CharField(required=False, allow_blank=False, max_length=TEXT_LIMIT)
 
     def validate(self, data):
         if not data:

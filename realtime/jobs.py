@@ -6,9 +6,11 @@ import asyncio
 import logging
 
 from django.conf import settings
+from django.db import OperationalError
 from django.utils.module_loading import import_string
 
 from . import dbwork
+from .sequencing import lock_timed_out
 from .snapshot import prune_tombstones
 
 log = logging.getLogger("realtime.jobs")
@@ -30,8 +32,12 @@ class PeriodicJob:
             await dbwork.run("jobs", self.func)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("periodic job %s failed", self.func.__qualname__)
+        except Exception as exc:
+            if isinstance(exc, OperationalError) and lock_timed_out(exc):
+                # Another transaction held the stream lock (a long bulk change): the next run retries.
+                log.warning("periodic job %s skipped: %s", self.func.__qualname__, exc)
+            else:
+                log.exception("periodic job %s failed", self.func.__qualname__)
 
 
 class PeriodicJobs:

@@ -10,12 +10,21 @@ import { clockTime, secondsUntil } from "./format.js";
  * @property {boolean} retry show "Retry now"
  * @property {boolean} signIn show the sign-in link
  * @property {boolean} reload show "Reload"
+ * @property {string} detail the server's own words for the close, or ""
  * @property {string} announce what a screen reader hears (changes only when the meaning does)
  */
 
 /** @returns {BadgeView} */
 export function describeConnection(status, now) {
-  const view = { state: status.state, text: "", rtt: "", retry: false, signIn: false, reload: false, announce: "" };
+  const view = { state: status.state, text: "", rtt: "", retry: false, signIn: false, reload: false, detail: "", announce: "" };
+  const described = describeState(view, status, now);
+  const detail = described.state === "waiting" || described.state === "stopped" ? status.message ?? "" : "";
+  if (!detail) return described;
+  const announce = described.announce ? `${described.announce} The server said: ${detail}` : "";
+  return { ...described, detail, announce };
+}
+
+function describeState(view, status, now) {
   const asOf = status.lastMessageAt ? ` · data as of ${clockTime(status.lastMessageAt)}` : "";
   switch (status.state) {
     case "open":
@@ -26,6 +35,12 @@ export function describeConnection(status, now) {
       }
       return { ...view, text: "Connecting…", announce: "" };
     case "waiting":
+      if (status.reason === "too_many_dashboards") {
+        return {
+          ...view, text: `Too many open dashboards · retrying in ${secondsUntil(status.retryAt, now)} s`, retry: true,
+          announce: "Too many dashboards are open for this account. Close some; this one keeps retrying.",
+        };
+      }
       return {
         ...view, text: `Reconnecting in ${secondsUntil(status.retryAt, now)} s`, retry: true,
         announce: "Connection lost. Reconnecting.",
@@ -42,7 +57,12 @@ function stopped(view, reason) {
     case "signed_out":
       return { ...view, text: "Signed out", signIn: true, announce: "Signed out. Sign in again to see live updates." };
     case "forbidden":
-      return { ...view, text: "No access", signIn: true, announce: "This account may not see the dashboard. Sign in with another account." };
+      return {
+        ...view, text: "No longer allowed to view this dashboard", signIn: true,
+        announce: "This account is not allowed to view this dashboard. Sign in with another account.",
+      };
+    case "closed_by_operator":
+      return { ...view, text: "Closed by an operator", reload: true, announce: "An operator closed this dashboard. Reload the page to continue." };
     case "user":
       return { ...view, text: "Disconnected", retry: true, announce: "Disconnected." };
     default:
@@ -54,7 +74,8 @@ function stopped(view, reason) {
 export class Badge {
   /**
    * @param {object} els `root` (#conn), `text`, `rtt`, `retry`, `signIn`, `reload`, `status`
-   *   (the role="status" region) and `body` (gets data-connection too)
+   *   (the role="status" region), `body` (gets data-connection too) and, optionally,
+   *   `detail` (the server's words for a close; also the pill's tooltip)
    * @param {{setTimeout?: Function, clearTimeout?: Function, settle?: number}} [options]
    *   `settle`: ms a meaning must last before it is announced, so flapping is not read out
    */
@@ -87,10 +108,15 @@ export class Badge {
   /** @private */
   #draw(now) {
     const view = describeConnection(this.status, now);
-    const { root, text, rtt, retry, signIn, reload, body } = this.els;
+    const { root, text, rtt, retry, signIn, reload, body, detail } = this.els;
     root.dataset.connection = view.state;
     if (body) body.dataset.connection = view.state;
     if (text.textContent !== view.text) text.textContent = view.text;
+    if (root.title !== view.detail) root.title = view.detail;
+    if (detail) {
+      if (detail.textContent !== view.detail) detail.textContent = view.detail;
+      detail.hidden = !view.detail;
+    }
     if (rtt.textContent !== view.rtt) rtt.textContent = view.rtt;
     rtt.hidden = !view.rtt;
     retry.hidden = !view.retry;

@@ -1,8 +1,9 @@
 // The activity feed: a short, readable line per meaningful change (progress ticks are not
 // news), newest first, in a role="log" list. Text only ever goes in through textContent.
-import { agentLabel, clockTime, taskLabel } from "./format.js";
+import { agentLabel, clockTime, shownText, taskLabel } from "./format.js";
 
 const quote = (text) => `“${text}”`;
+const titleOf = (row) => quote(shownText(row, "title")); // an excerpt ends with "…"
 
 /**
  * A feed line for one task change, or null when it is not worth one.
@@ -13,15 +14,15 @@ const quote = (text) => `“${text}”`;
 export function describeTask({ before, after }, agentName) {
   const row = after ?? before;
   const line = (tone, text) => ({ entity: "task", id: row.id, tone, text, gone: !after });
-  if (!before) return line(after.status, `New task ${quote(after.title)} (${taskLabel(after.status)})`);
-  if (!after) return line("deleted", `Task ${quote(before.title)} was deleted`);
+  if (!before) return line(after.status, `New task ${titleOf(after)} (${taskLabel(after.status)})`);
+  if (!after) return line("deleted", `Task ${titleOf(before)} was deleted`);
   if (before.status !== after.status) {
     const who = after.agent !== null && after.agent !== undefined ? ` on ${agentName(after.agent)}` : "";
-    return line(after.status, `${quote(after.title)}: ${taskLabel(before.status)} → ${taskLabel(after.status)}${who}`);
+    return line(after.status, `${titleOf(after)}: ${taskLabel(before.status)} → ${taskLabel(after.status)}${who}`);
   }
-  if (before.title !== after.title) return line("renamed", `${quote(before.title)} renamed to ${quote(after.title)}`);
+  if (before.title !== after.title) return line("renamed", `${titleOf(before)} renamed to ${titleOf(after)}`);
   if (before.agent !== after.agent && after.agent !== null && after.agent !== undefined) {
-    return line(after.status, `${quote(after.title)} assigned to ${agentName(after.agent)}`);
+    return line(after.status, `${titleOf(after)} assigned to ${agentName(after.agent)}`);
   }
   return null;
 }

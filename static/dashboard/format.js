@@ -74,5 +74,20 @@ export function agentBadge(agent, live) {
   return live === "online" ? agentLabel(agent.status) : LIVENESS[live];
 }
 
+/** Was `field` of `row` cut to an excerpt on the wire? (`row.truncated` lists such fields.) */
+export const isCut = (row, field) => Array.isArray(row?.truncated) && row.truncated.includes(field);
+
+/** Text of `row[field]` as shown: the excerpt followed by "…" when the server cut it. */
+export function shownText(row, field) {
+  const text = String(row?.[field] ?? "");
+  return isCut(row, field) ? `${text}…` : text;
+}
+
+/** The shown text for a title attribute, with a hint where the rest is when it was cut. */
+export function textWithHint(row, field) {
+  const text = shownText(row, field);
+  return isCut(row, field) ? `${text}\n(Shortened here: the full ${field} is in the admin.)` : text;
+}
+
 /** Admin change page of a row, from a URL pattern with `/0/` where the id goes. */
 export const adminUrl = (pattern, id) => pattern.replace("/0/", `/${encodeURIComponent(id)}/`);

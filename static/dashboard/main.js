@@ -65,9 +65,18 @@ const agents = new AgentPanel(
   { taskUrl: urls.task, agentUrl: urls.agent },
 );
 const feed = new Feed($("feed"), { href: (entity, id) => adminUrl(urls[entity], id) });
+/** The pill's line for the server's words on a close (the page template has no slot for it). */
+function connDetail() {
+  const span = document.createElement("span");
+  span.id = "conn-detail";
+  span.className = "conn-detail";
+  span.hidden = true;
+  $("conn-text").after(span);
+  return span;
+}
 const badge = new Badge({
   root: $("conn"), text: $("conn-text"), rtt: $("conn-rtt"), retry: $("retry-now"), signIn: $("sign-in"),
-  reload: $("reload"), status: $("conn-status"), body: document.body,
+  reload: $("reload"), status: $("conn-status"), body: document.body, detail: $("conn-detail") ?? connDetail(),
 });
 
 // ---- rendering ----

@@ -1,15 +1,18 @@
 // DOM for one task row and one agent item, keyed by id and patched in place. Every piece
 // of text goes in through textContent; a property is written only when it differs, so an
 // unchanged row costs a few comparisons and no layout.
-import { adminUrl, agentBadge, ago, parseTime, taskLabel } from "./format.js";
+import { adminUrl, agentBadge, ago, isCut, parseTime, shownText, taskLabel, textWithHint } from "./format.js";
 
 /** Set text only when it differs (no needless mutation, no flicker). */
 export function setText(el, text) {
   if (el.textContent !== text) el.textContent = text;
 }
 
+/** Set an attribute only when it differs; `null` removes it. */
 function setAttr(el, name, value) {
-  if (el.getAttribute(name) !== value) el.setAttribute(name, value);
+  if (el.getAttribute(name) === value) return;
+  if (value === null) el.removeAttribute(name);
+  else el.setAttribute(name, value);
 }
 
 function setData(el, name, value) {
@@ -72,12 +75,13 @@ export function patchTaskRow(tr, row, ctx) {
   const id = String(row.id);
   setData(tr, "id", id);
   setData(tr, "status", row.status);
-  const title = String(row.title ?? "");
-  setText(r.link, title);
+  setText(r.link, shownText(row, "title"));
   setAttr(r.link, "href", adminUrl(ctx.taskUrl, row.id));
-  setAttr(r.link, "title", title);
+  setAttr(r.link, "title", textWithHint(row, "title"));
+  setAttr(r.link, "data-truncated", isCut(row, "title") ? "title" : null);
   setAttr(r.badge, "class", `badge status-${row.status}`);
   setText(r.badge, taskLabel(row.status));
+  setAttr(r.badge, "title", row.error ? `${taskLabel(row.status)}: ${textWithHint(row, "error")}` : null);
   const progress = Math.max(0, Math.min(100, Number(row.progress) || 0));
   if (r.bar.value !== progress) r.bar.value = progress;
   setText(r.pct, `${progress}%`);
@@ -160,8 +164,8 @@ function patchAgentTask(span, task, taskUrl) {
   const doc = span.ownerDocument;
   const link = doc.createElement("a");
   link.href = adminUrl(taskUrl, task.id);
-  link.textContent = String(task.title ?? "");
-  link.title = link.textContent;
+  link.textContent = shownText(task, "title");
+  link.title = textWithHint(task, "title");
   const pct = doc.createElement("span");
   pct.className = "agent-pct";
   pct.textContent = `${Math.max(0, Math.min(100, Number(task.progress) || 0))}%`;

@@ -1,5 +1,6 @@
 import { backoff as defaultBackoff } from "./backoff.js";
-import { CLOSE, MSG, PATH, SOCKET_OPEN, STATE, TIMING, closeAction, closeReason } from "./constants.js";
+import { CLOSE, ERR, MSG, PATH, SOCKET_OPEN, STATE, TIMING, closeAction, closeReason } from "./constants.js";
+import { SyncParts } from "./parts.js";
 import { Store } from "./store.js";
 
 /**
@@ -8,14 +9,19 @@ import { Store } from "./store.js";
  * @property {number} attempt consecutive failures; resets after STABLE_UPTIME open and synced
  * @property {number|null} retryAt clock ms of the next try while "waiting", else null
  * @property {string|null} reason why not open: a close reason ("signed_out", "forbidden",
- *   "protocol", "too_large", "restart", "heartbeat_timeout", ...), "handshake_timeout",
+ *   "closed_by_operator", "protocol", "too_large", "restart", "heartbeat_timeout",
+ *   "too_many_dashboards", "try_later", ...), "handshake_timeout",
  *   "idle_timeout", "sync_timeout", "offline", "user" or "bad_url"; null when open/connecting
+ * @property {string|null} message the server's own words for the last close (its `closing`
+ *   error frame, or the close frame's reason), while "waiting" or "stopped"; else null
  * @property {number|null} rtt last measured round trip of a client ping, ms
  * @property {number|null} lastMessageAt clock ms of the last inbound frame (any connection)
  * @property {string|number|null} epoch
  * @property {number|null} last last applied sequence number
  * @property {number} interval heartbeat interval in ms (the server's, once synced)
  */
+
+const stringOrNull = (value) => (typeof value === "string" && value ? value : null);
 
 /** `ws:`/`wss:` URL of the dashboard endpoint on the page's own host. */
 export function dashboardUrl(location) {
@@ -39,13 +45,16 @@ export class Connection {
 
   /** @private */ #state = STATE.STOPPED;
   /** @private */ #reason = null;
+  /** @private */ #message = null;
   /** @private */ #attempt = 0;
   /** @private */ #retryAt = null;
   /** @private */ #timer = null;
   /** @private */ #socket = null;
   /** @private */ #generation = 0;
-  /** @private */ #subscribing = false; // a subscribe is out and its sync has not arrived
-  /** @private */ #syncDeadline = null; // socket open + sync, or a resubscribe, must end by then
+  /** @private */ #subscribing = false; // a subscribe is out and its (whole) sync has not arrived
+  /** @private */ #syncDeadline = null; // socket open + sync, a resubscribe, or the next part, by then
+  /** @private */ #parts = new SyncParts(); // parts of a sync in, its last not yet
+  /** @private */ #closing = null; // {code, message} of this socket's `closing` error frame
   /** @private */ #stableAt = null; // when the attempt counter may reset
   /** @private */ #nextPingAt = 0;
   /** @private */ #pingId = 0;
@@ -143,6 +152,7 @@ export class Connection {
       attempt: this.#attempt,
       retryAt: this.#retryAt,
       reason: this.#reason,
+      message: this.#message,
       rtt: this.#rtt,
       lastMessageAt: this.#lastMessageAt,
       epoch: this.store.epoch,
@@ -183,6 +193,8 @@ export class Connection {
     this.#socket = null;
     this.#subscribing = false;
     this.#syncDeadline = null;
+    this.#parts.clear(); // the rest of those parts will never come: the store stays where it was
+    this.#closing = null;
     this.#stableAt = null;
     this.#pingSentAt = null;
     if (!socket) return;
@@ -197,12 +209,14 @@ export class Connection {
   /** @private The socket closed or failed: stop, or schedule the retry its code asks for. */
   #closed(event) {
     const code = typeof event?.code === "number" ? event.code : CLOSE.ABNORMAL; // `error` has none
+    const message = this.#closeMessage(code, event);
     this.#teardown("closed");
     const action = closeAction(code);
     const reason = closeReason(code);
+    const said = message ? `: ${message}` : "";
     if (action === "stop") {
-      this.#log("warn", `realtime: closed with ${code} (${reason}); not reconnecting`);
-      this.#enter(STATE.STOPPED, { reason });
+      this.#log("warn", `realtime: closed with ${code} (${reason})${said}; not reconnecting`);
+      this.#enter(STATE.STOPPED, { reason, message });
       return;
     }
     const { random } = this.#opts;
@@ -210,7 +224,17 @@ export class Connection {
       ? TIMING.RESTART_BASE + random() * TIMING.RESTART_SPREAD
       : this.#opts.backoff(this.#attempt, random);
     this.#attempt += 1;
-    this.#enter(STATE.WAITING, { reason, retryAt: this.#opts.now() + delay });
+    this.#enter(STATE.WAITING, { reason, message, retryAt: this.#opts.now() + delay });
+  }
+
+  /**
+   * @private What the server said about this close: the `closing` error frame it sent just
+   * before (daphne drops a close frame's reason text), else the close frame's reason.
+   */
+  #closeMessage(code, event) {
+    const said = this.#closing;
+    if (said && (said.code === code || said.code === undefined) && said.message) return said.message;
+    return typeof event?.reason === "string" && event.reason ? event.reason : null;
   }
 
   /**
@@ -228,10 +252,11 @@ export class Connection {
   }
 
   /** @private The only place the state changes; (re)arms the one timer and reports. */
-  #enter(state, { reason = null, retryAt = null } = {}) {
+  #enter(state, { reason = null, message = null, retryAt = null } = {}) {
     const wasStopped = this.#state === STATE.STOPPED;
     this.#state = state;
     this.#reason = reason;
+    this.#message = message;
     this.#retryAt = retryAt;
     if (wasStopped !== (state === STATE.STOPPED)) this.#listen(state !== STATE.STOPPED);
     this.#arm();
@@ -327,6 +352,12 @@ export class Connection {
         return this.#synced(message);
       case MSG.EVENT:
       case MSG.EVENTS:
+        if (this.#parts.staging) {
+          // The server sends none between the parts of a sync. Not applied: the sync covers
+          // them up to its seq, and one after it shows up as a gap once the sync is in.
+          this.#log("warn", "realtime: ignoring events that arrived between the parts of a sync");
+          return;
+        }
         if (this.store.applyEvent(message) === "gap") this.#subscribe();
         return;
       case MSG.PING:
@@ -336,6 +367,15 @@ export class Connection {
       case MSG.PONG:
         return this.#ponged(message.id);
       case MSG.ERROR:
+        if (message.code === ERR.CLOSING) {
+          this.#closing = { code: typeof message.close === "number" ? message.close : undefined, message: stringOrNull(message.message) };
+          this.#log("info", `realtime: the server is closing with ${message.close}: ${message.message}`);
+          return;
+        }
+        if (message.code === ERR.UNAVAILABLE) {
+          this.#log("info", `realtime: the sync is delayed: ${message.message}`); // the sync deadline still holds
+          return;
+        }
         this.#log("warn", `realtime: server rejected a frame (${message.code}): ${message.message}`);
         return;
       default:
@@ -359,9 +399,12 @@ export class Connection {
     return epoch !== undefined && epoch !== null && mine !== null && epoch !== mine;
   }
 
-  /** @private First subscribe after open, or a resync; never two outstanding. */
+  /**
+   * @private First subscribe after open, or a resync; never two outstanding, and none while
+   * a sync's parts are arriving (that sync moves `last` first; a later ping or gap tells).
+   */
   #subscribe() {
-    if (this.#subscribing) return;
+    if (this.#subscribing || this.#parts.staging) return;
     const { last, epoch } = this.store;
     if (!this.#send({ type: MSG.SUBSCRIBE, since: last, epoch })) return;
     this.#subscribing = true;
@@ -372,8 +415,34 @@ export class Connection {
     }
   }
 
-  /** @private */
+  /**
+   * @private A `sync` frame, whole or one part of one. Parts are staged and the sync applied
+   * only when the last is in. A broken staging (a part that does not fit) is dropped and
+   * treated like a last part that never came: the sync deadline reconnects and the new
+   * socket subscribes again from where the store still is. (A resubscribe on the same
+   * socket would be a second subscribe outstanding, its answer hard to tell from the rest
+   * of the broken one, and a server that breaks every time would be asked in a loop; the
+   * reconnect goes through the backoff.)
+   */
   #synced(message) {
+    const outcome = this.#parts.add(message);
+    if (outcome.discarded) this.#log("warn", `realtime: dropped the parts of a sync staged so far (${outcome.discarded})`);
+    if (outcome.status === "stray") {
+      this.#log("warn", `realtime: ignoring a sync part (${outcome.why})`);
+      return;
+    }
+    if (outcome.status === "staged") {
+      // Each part gives the rest one more handshake timeout: a large sync on a slow link
+      // still arrives, and one that stops coming is abandoned.
+      this.#syncDeadline = this.#opts.now() + this.#opts.handshakeTimeout;
+      this.#arm();
+      return;
+    }
+    this.#applySync(outcome.sync);
+  }
+
+  /** @private A whole sync: the store moves, the subscribe is answered, the link is open. */
+  #applySync(message) {
     const seconds = message.heartbeat_interval;
     if (typeof seconds === "number" && seconds > 0) {
       this.#interval = Math.max(TIMING.MIN_HEARTBEAT_INTERVAL, seconds * 1000);

@@ -18,6 +18,12 @@ export const MSG = Object.freeze({
   ERROR: "error",
 });
 
+/** `code` values of server `error` frames the client acts on. */
+export const ERR = Object.freeze({
+  CLOSING: "closing", // sent just before a close: `close` is the code, `message` the reason
+  UNAVAILABLE: "unavailable", // a sync cannot be built now; it follows when it can
+});
+
 /** Close codes the client acts on. */
 export const CLOSE = Object.freeze({
   NORMAL: 1000,
@@ -27,10 +33,13 @@ export const CLOSE = Object.freeze({
   SERVER_ERROR: 1011,
   SERVICE_RESTART: 1012,
   HEARTBEAT_TIMEOUT: 4008,
+  TRY_LATER: 4013, // a service the server needs (the database) is not answering
   RATE_LIMITED: 4029,
+  TOO_MANY_SOCKETS: 4030, // this user has too many dashboards open already
   NOT_SIGNED_IN: 4501,
   FORBIDDEN: 4503,
   PROTOCOL_VIOLATION: 4509,
+  BY_OPERATOR: 4510, // an operator closed this user's dashboards from the admin
 });
 
 /** Application codes in this band mean "reconnect with backoff". */
@@ -52,7 +61,7 @@ export const TIMING = Object.freeze({
   HEARTBEAT_INTERVAL: 25000, // server may override with `sync.heartbeat_interval` (seconds)
   MIN_HEARTBEAT_INTERVAL: 1000, // guard against a misconfigured server asking for a busy loop
   IDLE_GRACE: 10000, // dead-man deadline = interval + grace, reset by any inbound frame
-  HANDSHAKE_TIMEOUT: 10000, // socket open + first `sync`, and any later resubscribe
+  HANDSHAKE_TIMEOUT: 10000, // socket open + first `sync` (or its next part), and any later resubscribe
   STABLE_UPTIME: 10000, // open and synced this long before the attempt counter resets
   BACKOFF_BASE: 1000,
   BACKOFF_MIN: 250,
@@ -70,10 +79,13 @@ const REASONS = new Map([
   [CLOSE.SERVER_ERROR, "server_error"],
   [CLOSE.SERVICE_RESTART, "restart"],
   [CLOSE.HEARTBEAT_TIMEOUT, "heartbeat_timeout"],
+  [CLOSE.TRY_LATER, "try_later"],
   [CLOSE.RATE_LIMITED, "rate_limited"],
+  [CLOSE.TOO_MANY_SOCKETS, "too_many_dashboards"],
   [CLOSE.NOT_SIGNED_IN, "signed_out"],
   [CLOSE.FORBIDDEN, "forbidden"],
   [CLOSE.PROTOCOL_VIOLATION, "protocol"],
+  [CLOSE.BY_OPERATOR, "closed_by_operator"],
 ]);
 
 const inBand = (code, [lo, hi]) => code >= lo && code <= hi;

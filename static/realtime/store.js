@@ -1,4 +1,5 @@
 import { MSG } from "./constants.js";
+import { isPart } from "./parts.js";
 
 // Event `entity` -> the Map that holds it. Unknown entities still advance `last`, because the
 // sequence is shared by every entity and the protocol may grow new ones.
@@ -30,9 +31,13 @@ export class Store {
   /**
    * Apply a `sync` frame. `reset: true` replaces everything; `reset: false` puts the changed
    * rows on top (never to an older version) and removes the deleted ids. Either way the store
-   * then equals the database at `frame.seq`.
+   * then equals the database at `frame.seq`. A sync sent in parts is applied whole, once
+   * all its parts are in (SyncParts in parts.js puts them together); one part alone throws.
    */
   applySync(frame) {
+    if (isPart(frame)) {
+      throw new Error(`Store.applySync: got part ${frame.part} of ${frame.parts}; stage the parts with SyncParts and apply the whole sync`);
+    }
     if (frame.reset) {
       this.tasks.clear();
       this.agents.clear();

@@ -2,18 +2,43 @@
 // events and check its invariants after every step. A failure names its seed and step.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { harness, prng, syncFrame, task, upsert } from "./fakes.mjs";
+import { harness, prng, syncFrame, syncParts, task, upsert } from "./fakes.mjs";
 
-const CODES = [1000, 1001, 1006, 1009, 1011, 1012, 4000, 4008, 4029, 4499, 4500, 4501, 4503, 4509, 4999, 1002, 3000];
-const TERMINAL = new Set([1009, 4500, 4501, 4503, 4509, 4999]);
+const CODES = [1000, 1001, 1006, 1009, 1011, 1012, 4000, 4008, 4013, 4029, 4030, 4499, 4500, 4501, 4503, 4509, 4510, 4999, 1002, 3000];
+const TERMINAL = new Set([1009, 4500, 4501, 4503, 4509, 4510, 4999]);
 const STATES = new Set(["connecting", "open", "waiting", "offline", "stopped"]);
 
-/** Weighted actions; each returns a label for the failure message. */
+/**
+ * Weighted actions; each returns a label for the failure message. Only "sync", "part n/n"
+ * (the last part of a sync in parts) and "event(s)" may move the store.
+ */
 function actions(h, random, stale) {
   const pick = (list) => list[Math.floor(random() * list.length)];
   const ws = () => h.socket;
   const lastSeq = () => h.store.last ?? 0;
+  let parts = { socket: null, frames: [] }; // the multi-part sync being "sent" on one socket
+  const nextPart = () => {
+    if (ws()?.readyState !== 1) return "part (closed)";
+    if (parts.socket !== ws() || parts.frames.length === 0) {
+      const n = 2 + Math.floor(random() * 3);
+      const rows = Array.from({ length: 1 + Math.floor(random() * 6) }, (_, i) => task(1 + i, lastSeq() + 1));
+      const reset = random() < 0.5;
+      const deleted = { tasks: reset ? [] : [7, 8].filter(() => random() < 0.5), agents: [] };
+      parts = { socket: ws(), frames: syncParts({ seq: lastSeq() + Math.floor(random() * 3), reset, tasks: rows, deleted }, n) };
+    }
+    let frame;
+    for (let burst = 1 + Math.floor(random() * 3); burst > 0 && parts.frames.length; burst--) {
+      frame = parts.frames.shift();
+      const roll = random();
+      if (roll < 0.04) frame = { ...frame, seq: frame.seq + 1 }; // a part that does not fit
+      else if (roll < 0.08 && parts.frames.length) frame = parts.frames.shift(); // one went missing
+      if (roll > 0.9) ws().receive({ type: "ping", id: 0, seq: lastSeq() + 1 }); // allowed in between
+      ws().receive(frame);
+    }
+    return `part ${frame.part}/${frame.parts}`;
+  };
   return [
+    [6, nextPart],
     [6, () => { if (ws()?.readyState === 0) ws().open(); return "open"; }],
     [4, () => {
       if (ws()?.readyState === 1) ws().receive(syncFrame({ seq: lastSeq() + Math.floor(random() * 3), reset: random() < 0.5 }));
@@ -81,14 +106,27 @@ function run(seed, steps) {
     for (const [w, act] of table) if ((r -= w) < 0) return act;
     return table.at(-1)[1];
   };
-  const subscribes = new Map(); // socket -> number of syncs it delivered
+  const subscribes = new Map(); // socket -> number of whole syncs applied from it
+  const applySync = h.store.applySync.bind(h.store);
+  h.store.applySync = (frame) => {
+    assert.equal(frame.part ?? frame.parts, undefined, "only whole syncs reach the store");
+    subscribes.set(h.socket, (subscribes.get(h.socket) ?? 0) + 1);
+    applySync(frame);
+  };
   h.conn.start();
   for (let step = 0; step < steps; step++) {
     const socketsBefore = h.net.sockets.length;
     const stateBefore = h.state;
+    const before = [h.store.epoch, h.store.last, h.store.tasks.size];
+    const applied = subscribes.get(h.socket) ?? 0;
     const label = choose()();
     const where = `seed ${seed} step ${step} (${label}), state ${h.state}`;
     const s = h.conn.status;
+
+    // Only a whole sync or an event moves the store; a socket lost mid-sync leaves it be.
+    const moves = label === "sync" || label.startsWith("event") || /^part (\d+)\/\1$/.test(label);
+    if (!moves) assert.deepEqual([h.store.epoch, h.store.last, h.store.tasks.size], before, `${where}: the store moved`);
+    if (/^part (\d+)\/\1$/.test(label) && (subscribes.get(h.socket) ?? 0) > applied) h.wholeFromParts = (h.wholeFromParts ?? 0) + 1;
 
     assert.ok(STATES.has(s.state), where);
     assert.ok(h.clock.pending <= 1, `${where}: ${h.clock.pending} timers pending`);
@@ -120,7 +158,6 @@ function run(seed, steps) {
       const syncs = subscribes.get(ws) ?? 0;
       assert.ok(ws.sentOfType("subscribe").length <= syncs + 1, `${where}: two subscribes outstanding`);
     }
-    if (label === "sync" && h.socket?.readyState === 1) subscribes.set(h.socket, (subscribes.get(h.socket) ?? 0) + 1);
     if (h.socket?.attached && !stale.some((x) => x.socket === h.socket)) {
       const { onopen, onmessage, onerror, onclose } = h.socket;
       stale.push({ socket: h.socket, onopen, onmessage, onerror, onclose });
@@ -129,14 +166,20 @@ function run(seed, steps) {
   return h;
 }
 
-test("fuzz: one timer, one live socket, no retry while stopped/offline, one subscribe in flight", () => {
+test("fuzz: one timer, one live socket, no retry while stopped/offline, one subscribe in flight, syncs whole", () => {
   let sockets = 0;
+  let multipart = 0;
+  let whole = 0;
   const states = new Set();
   for (let seed = 1; seed <= 40; seed++) {
     const h = run(seed, 1500);
     sockets += h.net.sockets.length;
+    multipart += h.logger.lines.filter(([, msg]) => /dropped the parts|without part 1/.test(msg)).length;
+    whole += h.wholeFromParts ?? 0;
     for (const s of h.statuses) states.add(s.state);
   }
+  assert.ok(multipart > 50, `only ${multipart} broken or stray parts seen`);
+  assert.ok(whole > 80, `only ${whole} syncs in parts were applied`);
   // The run must actually have visited the whole machine, or it proves little.
   assert.deepEqual([...states].sort(), ["connecting", "offline", "open", "stopped", "waiting"]);
   assert.ok(sockets > 1000, `only ${sockets} sockets opened`);

@@ -43,7 +43,7 @@ describe("URL and construction", () => {
   test("initial status: stopped, nothing scheduled, no socket, no listeners", () => {
     const h = harness();
     assert.deepEqual(h.conn.status, {
-      state: "stopped", attempt: 0, retryAt: null, reason: null, rtt: null,
+      state: "stopped", attempt: 0, retryAt: null, reason: null, message: null, rtt: null,
       lastMessageAt: null, epoch: null, last: null, interval: TIMING.HEARTBEAT_INTERVAL,
     });
     assert.equal(h.clock.pending, 0);
@@ -384,7 +384,7 @@ describe("handshake timeout", () => {
 });
 
 describe("close codes", () => {
-  for (const [code, reason] of [[4501, "signed_out"], [4503, "forbidden"], [4509, "protocol"], [1009, "too_large"], [4900, "terminal"]]) {
+  for (const [code, reason] of [[4501, "signed_out"], [4503, "forbidden"], [4509, "protocol"], [4510, "closed_by_operator"], [1009, "too_large"], [4900, "terminal"]]) {
     test(`${code} stops with reason ${reason} and never retries`, () => {
       const spy = spyBackoff();
       const h = harness({ backoff: spy.fn });
@@ -437,7 +437,7 @@ describe("close codes", () => {
     }
   });
 
-  for (const code of [4008, 4029, 1006, 1000, 1001, 1011, 4000, 4499]) {
+  for (const code of [4008, 4013, 4029, 4030, 1006, 1000, 1001, 1011, 4000, 4499]) {
     test(`${code} reconnects with backoff`, () => {
       const spy = spyBackoff(1234);
       const h = harness({ backoff: spy.fn });
@@ -737,7 +737,7 @@ describe("status", () => {
     assert.ok(calls >= 2);
     assert.equal(h.state, "open");
     const s = h.conn.status;
-    assert.deepEqual(Object.keys(s).sort(), ["attempt", "epoch", "interval", "last", "lastMessageAt", "reason", "retryAt", "rtt", "state"]);
+    assert.deepEqual(Object.keys(s).sort(), ["attempt", "epoch", "interval", "last", "lastMessageAt", "message", "reason", "retryAt", "rtt", "state"]);
     assert.equal(s.epoch, "z");
     assert.equal(s.last, 3);
     assert.equal(s.lastMessageAt, h.clock.now);

@@ -1,14 +1,24 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { CLOSE, STATE, TIMING, closeAction, closeReason } from "../../static/realtime/constants.js";
+import { CLOSE, ERR, STATE, TIMING, closeAction, closeReason } from "../../static/realtime/constants.js";
 
 test("close codes match PROTOCOL.md", () => {
   assert.deepEqual(
     [CLOSE.NORMAL, CLOSE.GOING_AWAY, CLOSE.ABNORMAL, CLOSE.TOO_LARGE, CLOSE.SERVER_ERROR,
       CLOSE.SERVICE_RESTART, CLOSE.HEARTBEAT_TIMEOUT, CLOSE.RATE_LIMITED, CLOSE.NOT_SIGNED_IN,
-      CLOSE.FORBIDDEN, CLOSE.PROTOCOL_VIOLATION],
-    [1000, 1001, 1006, 1009, 1011, 1012, 4008, 4029, 4501, 4503, 4509],
+      CLOSE.FORBIDDEN, CLOSE.PROTOCOL_VIOLATION, CLOSE.TRY_LATER, CLOSE.TOO_MANY_SOCKETS, CLOSE.BY_OPERATOR],
+    [1000, 1001, 1006, 1009, 1011, 1012, 4008, 4029, 4501, 4503, 4509, 4013, 4030, 4510],
   );
+  assert.equal(ERR.CLOSING, "closing");
+});
+
+test("4030 (too many dashboards) backs off and retries; 4510 (closed by an operator) stops", () => {
+  assert.equal(closeAction(4030), "retry");
+  assert.equal(closeReason(4030), "too_many_dashboards");
+  assert.equal(closeAction(4510), "stop");
+  assert.equal(closeReason(4510), "closed_by_operator");
+  assert.equal(closeAction(4013), "retry");
+  assert.equal(closeReason(4013), "try_later");
 });
 
 test("closeAction: terminal band and 1009 stop, 1012 restarts, the rest retry", () => {

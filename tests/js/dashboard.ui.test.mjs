@@ -34,16 +34,38 @@ describe("connection badge text", () => {
   test("signed out and forbidden offer a sign-in link; a client bug offers reload; nothing retries", () => {
     const out = describeConnection(status({ state: "stopped", reason: "signed_out" }), 0);
     assert.deepEqual([out.text, out.signIn, out.retry, out.reload], ["Signed out", true, false, false]);
-    assert.equal(describeConnection(status({ state: "stopped", reason: "forbidden" }), 0).signIn, true);
+    const forbidden = describeConnection(status({ state: "stopped", reason: "forbidden" }), 0);
+    assert.deepEqual([forbidden.text, forbidden.signIn, forbidden.reload], ["No longer allowed to view this dashboard", true, false]);
     const bug = describeConnection(status({ state: "stopped", reason: "protocol" }), 0);
     assert.deepEqual([bug.reload, bug.retry, bug.signIn], [true, false, false]);
+  });
+
+  test("closed by an operator: says so and offers Reload, not Retry", () => {
+    const v = describeConnection(status({ state: "stopped", reason: "closed_by_operator" }), 0);
+    assert.deepEqual([v.text, v.reload, v.retry, v.signIn], ["Closed by an operator", true, false, false]);
+  });
+
+  test("too many dashboards: counts down its retry", () => {
+    const v = describeConnection(status({ state: "waiting", reason: "too_many_dashboards", retryAt: 4_000, attempt: 1 }), 0);
+    assert.deepEqual([v.text, v.retry], ["Too many open dashboards · retrying in 4 s", true]);
+  });
+
+  test("the server's words for a close are the detail and part of the announcement, only while not connected", () => {
+    const message = "operator has 30 dashboards open already; close some and retry";
+    const waiting = describeConnection(status({ state: "waiting", reason: "too_many_dashboards", retryAt: 9_000, message }), 0);
+    assert.equal(waiting.detail, message);
+    assert.ok(waiting.announce.endsWith(`The server said: ${message}`), waiting.announce);
+    const stopped = describeConnection(status({ state: "stopped", reason: "closed_by_operator", message: "closed from the admin" }), 0);
+    assert.equal(stopped.detail, "closed from the admin");
+    assert.equal(describeConnection(status({ message }), 0).detail, "", "never beside Live");
+    assert.equal(describeConnection(status({ state: "stopped", reason: "signed_out" }), 0).detail, "");
   });
 });
 
 /** Plain objects are enough: the badge only sets textContent, hidden and dataset. */
 function fakeEls() {
-  const el = () => ({ textContent: "", hidden: false, dataset: {} });
-  return { root: el(), text: el(), rtt: el(), retry: el(), signIn: el(), reload: el(), status: el(), body: el() };
+  const el = () => ({ textContent: "", hidden: false, dataset: {}, title: "" });
+  return { root: el(), text: el(), rtt: el(), retry: el(), signIn: el(), reload: el(), status: el(), body: el(), detail: el() };
 }
 
 describe("Badge", () => {
@@ -56,6 +78,20 @@ describe("Badge", () => {
     assert.equal(els.body.dataset.connection, "stopped");
     assert.deepEqual([els.signIn.hidden, els.retry.hidden, els.reload.hidden], [false, true, true]);
     assert.equal(els.text.textContent, "Signed out");
+    assert.equal(els.detail.hidden, true);
+  });
+
+  test("shows the server's words in the detail and the pill's tooltip, and clears them once connecting", () => {
+    const clock = new FakeClock();
+    const els = fakeEls();
+    const badge = new Badge(els, clock);
+    badge.update(status({ state: "stopped", reason: "closed_by_operator", message: "closed from the admin" }), 0);
+    assert.deepEqual([els.text.textContent, els.detail.textContent, els.detail.hidden, els.root.title, els.reload.hidden],
+      ["Closed by an operator", "closed from the admin", false, "closed from the admin", false]);
+    clock.advance(1000);
+    assert.equal(els.status.textContent, "An operator closed this dashboard. Reload the page to continue. The server said: closed from the admin");
+    badge.update(status({ state: "connecting", attempt: 1 }), clock.now);
+    assert.deepEqual([els.detail.hidden, els.root.title], [true, ""]);
   });
 
   test("announces a meaning once it has held for a second, once, and not for a flap", () => {

@@ -247,3 +247,24 @@ export const task = (id, version, extra = {}) => ({
 export const upsert = (seq, row, entity = "task") => ({
   type: "event", seq, entity, op: "upsert", data: { ...row, version: seq },
 });
+
+/**
+ * `sync` cut into `n` part frames the way the server sends them: the same epoch, seq, reset
+ * and extras on each, rows then deletions spread over the parts in order.
+ */
+export function syncParts(sync, n) {
+  const whole = syncFrame(sync);
+  const items = [
+    ...whole.tasks.map((row) => ["tasks", row]), ...whole.agents.map((row) => ["agents", row]),
+    ...whole.deleted.tasks.map((id) => ["deletedTasks", id]), ...whole.deleted.agents.map((id) => ["deletedAgents", id]),
+  ];
+  const size = Math.ceil(items.length / n);
+  return Array.from({ length: n }, (_, i) => {
+    const part = { tasks: [], agents: [], deletedTasks: [], deletedAgents: [] };
+    for (const [list, item] of items.slice(i * size, (i + 1) * size)) part[list].push(item);
+    return {
+      ...whole, part: i + 1, parts: n, tasks: part.tasks, agents: part.agents,
+      deleted: { tasks: part.deletedTasks, agents: part.deletedAgents },
+    };
+  });
+}

@@ -1,0 +1,109 @@
+// A large `sync` arrives as n frames, each with `"part": k, "parts": n` and the same epoch,
+// seq and reset; together they are one sync (docs/protocol.md). SyncParts stages them and
+// hands over the whole sync once the last part is in, so the Store only ever sees whole syncs
+// and `epoch`/`last` move only then.
+
+const FIELDS = ["epoch", "seq", "reset", "parts"];
+
+/** Is `frame` one part of a sync sent in several? (`parts: 1` is a whole sync.) */
+export const isPart = (frame) => frame?.part !== undefined || (frame?.parts !== undefined && frame.parts !== 1);
+
+/**
+ * @typedef {object} Outcome
+ * @property {"whole"|"staged"|"stray"} status "whole": `sync` is complete, apply it;
+ *   "staged": a part was kept, more are due; "stray": the frame was not used
+ * @property {object} [sync] the whole sync (rows and deletions of every part), without
+ *   `part`/`parts`
+ * @property {string} [discarded] why the parts staged before this frame were dropped
+ * @property {string} [why] why a stray frame was not used
+ */
+
+export class SyncParts {
+  /** @private */ #staged = null; // {head, next, tasks, agents, deletedTasks, deletedAgents}
+
+  /** True while some parts of a sync are in and the last one is not. */
+  get staging() {
+    return this.#staged !== null;
+  }
+
+  /** Drop whatever is staged (a new socket: the rest of those parts will never come). */
+  clear() {
+    this.#staged = null;
+  }
+
+  /**
+   * Take one `sync` frame. A frame that does not continue the staged sync (another epoch,
+   * seq, reset or part count, or a part out of order) discards the staging; the frame is
+   * then taken on its own: a whole sync is handed over, a first part starts a new staging,
+   * any other part is a stray.
+   * @returns {Outcome}
+   */
+  add(frame) {
+    let discarded;
+    if (this.#staged) {
+      const why = this.#mismatch(frame);
+      if (!why) return this.#keep(frame);
+      discarded = why;
+      this.#staged = null;
+    }
+    const outcome = this.#begin(frame);
+    return discarded ? { ...outcome, discarded } : outcome;
+  }
+
+  /** @private A frame with no staging: whole, a first part, or a stray. */
+  #begin(frame) {
+    if (!isPart(frame)) return { status: "whole", sync: frame };
+    const { part, parts } = frame;
+    if (!Number.isInteger(parts) || parts < 1 || !Number.isInteger(part) || part < 1 || part > parts) {
+      return { status: "stray", why: `part ${part} of ${parts} is not a part number` };
+    }
+    if (part !== 1) return { status: "stray", why: `part ${part} of ${parts} without part 1` };
+    if (parts === 1) return { status: "whole", sync: strip(frame) };
+    const head = Object.fromEntries(FIELDS.map((name) => [name, frame[name]]));
+    this.#staged = { head, first: frame, next: 1, tasks: [], agents: [], deletedTasks: [], deletedAgents: [] };
+    return this.#keep(frame);
+  }
+
+  /** @private Why `frame` cannot be the next part of the staged sync, or "" when it can. */
+  #mismatch(frame) {
+    const { head, next } = this.#staged;
+    if (!isPart(frame)) return "a whole sync arrived";
+    for (const name of FIELDS) {
+      if (frame[name] !== head[name]) return `${name} ${JSON.stringify(frame[name])} != ${JSON.stringify(head[name])}`;
+    }
+    if (frame.part !== next) return `part ${frame.part} arrived, part ${next} was due`;
+    return "";
+  }
+
+  /** @private Stage the next part; hand over the whole sync after the last. */
+  #keep(frame) {
+    const staged = this.#staged;
+    const lists = listsOf(frame);
+    if (lists === null) {
+      this.#staged = null;
+      return { status: "stray", why: `part ${frame.part} of ${frame.parts} has a field that is not a list` };
+    }
+    [staged.tasks, staged.agents, staged.deletedTasks, staged.deletedAgents].forEach((into, i) => {
+      for (const item of lists[i]) into.push(item); // not push(...list): a long list overflows the stack
+    });
+    staged.next += 1;
+    if (frame.part < staged.head.parts) return { status: "staged" };
+    this.#staged = null;
+    const sync = {
+      ...strip(staged.first), tasks: staged.tasks, agents: staged.agents,
+      deleted: { tasks: staged.deletedTasks, agents: staged.deletedAgents },
+    };
+    return { status: "whole", sync };
+  }
+}
+
+/** [tasks, agents, deleted tasks, deleted agents] of a part (absent: empty), or null if one is not a list. */
+function listsOf(frame) {
+  const lists = [frame.tasks, frame.agents, frame.deleted?.tasks, frame.deleted?.agents].map((list) => list ?? []);
+  return lists.every(Array.isArray) ? lists : null;
+}
+
+function strip(frame) {
+  const { part, parts, ...rest } = frame;
+  return rest;
+}

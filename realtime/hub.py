@@ -35,6 +35,7 @@ from .snapshot import stream_position
 log = logging.getLogger("realtime.hub")
 
 HEAD_POLL_SECONDS = 1.0
+HEAD_READ_TIMEOUT = 2.0  # a head read slower than this counts as "the database is down"
 GROUP_REFRESH_SECONDS = 60.0
 
 _hubs = weakref.WeakKeyDictionary()
@@ -273,10 +274,12 @@ class Hub:
             await asyncio.sleep(HEAD_POLL_SECONDS)
             seen = self.last  # before the read: events may arrive while it runs
             try:
-                epoch, head = await dbwork.run("head", stream_position)
+                epoch, head = await asyncio.wait_for(dbwork.run("head", stream_position), HEAD_READ_TIMEOUT)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if isinstance(exc, asyncio.TimeoutError):
+                    exc = f"no answer within {HEAD_READ_TIMEOUT:g} s"
                 if self.database_up:
                     log.warning("could not read the stream head (the database is not answering): %s", exc)
                 self._database(False)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from django.conf import settings
-from django.db import OperationalError
+from django.db import DatabaseError, OperationalError
 from django.utils.module_loading import import_string
 
 from . import dbwork
@@ -36,6 +36,8 @@ class PeriodicJob:
             if isinstance(exc, OperationalError) and lock_timed_out(exc):
                 # Another transaction held the stream lock (a long bulk change): the next run retries.
                 log.warning("periodic job %s skipped: %s", self.func.__qualname__, exc)
+            elif isinstance(exc, DatabaseError):  # the database is away: the hub says so; retry later
+                log.warning("periodic job %s skipped, the database did not answer: %s", self.func.__qualname__, exc)
             else:
                 log.exception("periodic job %s failed", self.func.__qualname__)
 

@@ -577,3 +577,74 @@ async def test_too_large_frame_closes_with_1009(stack):
     reply, code, server = await _one_bad_frame(stack, json.dumps({"type": "ping", "id": "x" * 70000}))
     assert code == 1009, (reply, code)
     stack.assert_no_crash()
+
+
+# 7. The database stops or stalls for six seconds ------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["stopped", "stalled"])
+async def test_database_outage_closes_no_healthy_dashboard(stack, mode):
+    """PostgreSQL stops (connections cut, new ones refused) or stalls (bytes held) for 6 s under
+    20 dashboards on 2 servers with a writer going on. No healthy dashboard is closed: pings
+    and pongs never wait for the database. /healthz and the database_up metric say it is down;
+    a client that resubscribes meanwhile is told and gets its sync once the database is back;
+    everyone converges."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("runs in the PostgreSQL pass of .ci/run (the servers reach PostgreSQL through a test proxy)")
+    settings_dict = connection.settings_dict
+    db_proxy = await TcpProxy(int(settings_dict.get("PORT") or 5432)).start()
+    stack.proxies.append(db_proxy)
+    url = f"postgresql://{settings_dict.get('USER') or 'postgres'}@127.0.0.1:{db_proxy.port}/{settings_dict['NAME']}"
+    fast = {"REALTIME_HEARTBEAT_INTERVAL": 2, "REALTIME_HEARTBEAT_TIMEOUT": 2, "DATABASE_URL": url}
+    a, b = await stack.start_server(**fast), await stack.start_server(**fast)
+    origin = "http://127.0.0.1"
+    clients = await stack.connect(10, a.ws, origin, idle_grace=4) + await stack.connect(10, b.ws, origin, idle_grace=4)
+    await stack.start_writing(rate=10)
+    await asyncio.sleep(1.5)
+    written_before = stack.writer.count
+
+    # HTTP traffic goes on too (agents, health probes): Django runs those views on its one
+    # shared database thread, which is then held by queries that cannot finish.
+    async def probe(server):
+        while not stack.stop_writing.is_set():
+            await asyncio.to_thread(http_json, f"{server.http}/healthz", 15)
+            await asyncio.sleep(0.5)
+
+    probes = [asyncio.ensure_future(probe(s)) for s in (a, b)]
+    outage_started = time.monotonic()
+    if mode == "stopped":
+        db_proxy.stop_upstream()
+    else:
+        db_proxy.stall()
+    await asyncio.sleep(4.5)  # a head read gets HEAD_READ_TIMEOUT (2 s) to answer
+    metrics_during = await asyncio.to_thread(scrape_metrics, a.http)
+    health_during = await asyncio.to_thread(http_json, f"{a.http}/healthz", 10) if mode == "stopped" else None
+    resubscriber = clients[0]
+    await resubscriber.subscribe()  # a sync asked for while the database is away
+    await asyncio.sleep(6 - (time.monotonic() - outage_started))
+    if mode == "stopped":
+        db_proxy.start_upstream()
+    else:
+        db_proxy.stall(False)
+    outage = time.monotonic() - outage_started
+    written_during = stack.writer.count - written_before
+    await asyncio.sleep(2)
+    changes, settle_seconds = await stack.finish(clients, timeout=30)
+    await asyncio.gather(*probes, return_exceptions=True)
+
+    assert stack.writer.count > 0 and written_during > 10, "the writer went on writing during the outage"
+    assert metric(metrics_during, "dashboard_database_up") == 0
+    if health_during is not None:
+        status, body = health_during
+        assert status == 503 and body["checks"]["database"]["ok"] is False
+    for client in clients:
+        assert client.close_codes == [] and client.connects == 1, f"a healthy dashboard was closed: {client.close_codes}"
+    assert any(e.get("code") == "unavailable" for e in resubscriber.errors) or resubscriber.syncs >= 2
+    health_after = await asyncio.to_thread(http_json, f"{a.http}/healthz", 10)
+    assert health_after[0] == 200 and metric(scrape_metrics(a.http), "dashboard_database_up") == 1
+    stack.assert_no_crash(a, b)
+    report(f"database_{mode}", clients=len(clients), outage=outage, changes=changes,
+           written_during=written_during, closed=0, settle=settle_seconds)

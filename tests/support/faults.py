@@ -31,6 +31,8 @@ class Link:
         self.up_reader, self.up_writer = up_reader, up_writer
         self.silent = False
         self.silenced_at = None
+        self.flowing = asyncio.Event()  # cleared: bytes wait in the proxy (a stalled peer)
+        self.flowing.set()
         self.server_closed_at = None  # the upstream (daphne) closed its side
         self.client_closed_at = None
         self.opened_at = time.monotonic()
@@ -52,6 +54,7 @@ class Link:
                 data = await src.read(65536)
                 if not data:
                     break
+                await self.flowing.wait()
                 if not self.silent:  # silent: read and drop, so the sender never notices
                     dst.write(data)
                     await dst.drain()
@@ -97,7 +100,12 @@ class TcpProxy:
     def http(self):
         return f"http://{self.host}:{self.port}"
 
+    refusing = False  # True: new connections are dropped at once, like a stopped server
+
     async def _accept(self, down_reader, down_writer):
+        if self.refusing:
+            down_writer.transport.abort()
+            return
         for _ in range(len(self.upstreams)):
             port = self.upstreams[self._next % len(self.upstreams)]
             self._next += 1
@@ -106,6 +114,8 @@ class TcpProxy:
             except OSError:
                 continue
             link = Link(port, down_reader, down_writer, up_reader, up_writer)
+            if self.stalled:
+                link.flowing.clear()
             self.links.append(link)
             link.start()
             return
@@ -119,6 +129,26 @@ class TcpProxy:
         now = time.monotonic()
         for link in links:
             link.silent, link.silenced_at = True, now
+
+    def stop_upstream(self):
+        """Like the upstream stopping: every connection is cut and new ones are refused."""
+        self.refusing = True
+        for link in self.links:
+            link.abort()
+
+    def start_upstream(self):
+        self.refusing = False
+
+    def stall(self, stalled=True):
+        """Hold every byte in both directions (a stalled peer) until called with False."""
+        for link in self.links:
+            if stalled:
+                link.flowing.clear()
+            else:
+                link.flowing.set()
+        self.stalled = stalled
+
+    stalled = False
 
     async def close(self):
         if self._server is not None:

@@ -32,10 +32,11 @@ def _size(kind):
 
 def pool(kind):
     """The thread pool for `kind` ("access", "sync", "head" or "jobs"), made on first use."""
+    size = _size(kind)
     with _lock:
-        executor = _pools.get(kind)
+        executor = _pools.get((kind, size))
         if executor is None:
-            executor = _pools[kind] = ThreadPoolExecutor(_size(kind), thread_name_prefix=f"stream-{kind}")
+            executor = _pools[(kind, size)] = ThreadPoolExecutor(size, thread_name_prefix=f"stream-{kind}")
         return executor
 
 

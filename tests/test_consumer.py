@@ -1,6 +1,7 @@
 """The consumer and hub in-process, through the full ASGI stack (auth, origin check, routing)."""
 import asyncio
 import json
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -563,4 +564,155 @@ async def test_sync_plus_events_equals_a_fresh_fetch_end_to_end(cookie):
         else:
             assert all(client.apply_event(e) for e in frame.get("items", [frame])), "gap"
     assert client.syncs == 1 and client.gaps == 0
+    await comm.disconnect()
+
+
+# Admission: sockets per user, subscribe floods, concurrent syncs -------------------------------
+
+
+async def test_sockets_beyond_the_per_user_limit_are_closed_with_4030_and_a_reason(cookie, settings):
+    settings.REALTIME_MAX_SOCKETS_PER_USER = 2
+    first, _, _ = await connect(cookie)
+    second, _, _ = await connect(cookie)
+    third, connected, _ = await connect(cookie)
+    closing = await receive(third, "error")
+    assert closing["code"] == "closing" and closing["close"] == 4030 and "2 dashboards open" in closing["message"]
+    assert await closed_with(third) == 4030
+    await first.disconnect()
+    fourth, _, _ = await connect(cookie)  # a freed slot can be used again
+    assert (await subscribe(fourth))["type"] == "sync"
+    for comm in (second, fourth):
+        await comm.disconnect()
+
+
+async def test_a_flood_of_subscribes_builds_few_syncs(cookie, settings, monkeypatch):
+    from realtime import consumers
+
+    settings.REALTIME_MIN_SUBSCRIBE_INTERVAL = 0.5
+    settings.REALTIME_RATE_BURST = 1000
+    settings.REALTIME_RATE_LIMIT = 1000
+    built = []
+    original = consumers.build_sync
+    monkeypatch.setattr(consumers, "build_sync", lambda since, epoch: built.append(since) or original(since, epoch))
+    comm, _, _ = await connect(cookie)
+    started = asyncio.get_running_loop().time()
+    for _ in range(200):
+        await comm.send_json_to({"type": "subscribe", "since": 0, "epoch": None})
+    await asyncio.sleep(1.6)
+    syncs = 0
+    while not await comm.receive_nothing(0.1):  # (a receive timeout would cancel the consumer)
+        syncs += (await comm.receive_json_from())["type"] == "sync"
+    elapsed = asyncio.get_running_loop().time() - started
+    assert 1 <= len(built) <= 2 + elapsed / 0.5 and syncs == len(built), (len(built), syncs, elapsed)
+    await comm.disconnect()
+
+
+async def test_syncs_built_at_once_are_bounded_per_process(cookie, settings, monkeypatch):
+    import threading
+
+    from realtime import consumers
+
+    settings.REALTIME_MAX_CONCURRENT_SYNCS = 2
+    lock, running, peak = threading.Lock(), [0], [0]
+    original = consumers.build_sync
+
+    def slow(since, epoch):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return original(since, epoch)
+
+    monkeypatch.setattr(consumers, "build_sync", slow)
+    comms = [(await connect(cookie))[0] for _ in range(6)]
+    for comm in comms:
+        await comm.send_json_to({"type": "subscribe", "since": None, "epoch": None})
+    for comm in comms:
+        assert (await receive(comm, "sync", timeout=10))["reset"] is True
+    assert peak[0] == 2
+    for comm in comms:
+        await comm.disconnect()
+
+
+async def test_pongs_are_answered_while_a_sync_is_being_built(cookie, settings, monkeypatch):
+    """A sync that takes longer than the pong timeout does not close its own socket."""
+    import threading
+
+    from realtime import consumers
+
+    settings.REALTIME_HEARTBEAT_INTERVAL = 0.4
+    settings.REALTIME_HEARTBEAT_TIMEOUT = 0.4
+    release = threading.Event()
+    original = consumers.build_sync
+    monkeypatch.setattr(consumers, "build_sync", lambda since, epoch: release.wait(10) and original(since, epoch))
+    comm, _, _ = await connect(cookie)
+    await comm.send_json_to({"type": "subscribe", "since": None, "epoch": None})
+    pongs = 0
+    deadline = asyncio.get_running_loop().time() + 2.5
+    while asyncio.get_running_loop().time() < deadline:
+        frame = await comm.receive_json_from(2)
+        assert frame["type"] == "ping", frame
+        await comm.send_json_to({"type": "pong", "id": frame["id"]})
+        pongs += 1
+    release.set()
+    assert pongs >= 3
+    assert (await receive(comm, "sync", timeout=5))["reset"] is True
+    await comm.disconnect()
+
+
+# The database not answering ---------------------------------------------------------------------
+
+
+async def test_a_socket_that_connects_while_the_database_is_down_is_told_to_come_back(cookie, monkeypatch):
+    from django.db import OperationalError
+
+    from realtime import consumers
+
+    def down(key):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(consumers, "check_session", down)
+    comm, _, _ = await connect(cookie)
+    closing = await receive(comm, "error")
+    assert closing["close"] == 4013 and "database" in closing["message"]
+    assert await closed_with(comm) == 4013
+
+
+async def test_a_sync_the_database_cannot_answer_is_retried_on_the_open_socket(cookie, monkeypatch):
+    from django.db import OperationalError
+
+    from realtime import consumers
+
+    failures = [3]
+    original = consumers.build_sync
+
+    def flaky(since, epoch):
+        if failures[0]:
+            failures[0] -= 1
+            raise OperationalError("server closed the connection unexpectedly")
+        return original(since, epoch)
+
+    monkeypatch.setattr(consumers, "build_sync", flaky)
+    comm, _, _ = await connect(cookie)
+    await comm.send_json_to({"type": "subscribe", "since": None, "epoch": None})
+    told = await receive(comm, "error")
+    assert told["code"] == "unavailable"
+    assert (await receive(comm, "sync", timeout=10))["reset"] is True
+    await comm.disconnect()
+
+
+# History moving backwards -------------------------------------------------------------------------
+
+
+async def test_a_client_ahead_of_the_database_rotates_the_epoch_and_gets_a_reset(cookie):
+    await database_sync_to_async(make_task)("x")
+    comm, _, _ = await connect(cookie)
+    sync = await subscribe(comm)
+    # The database lost its last commits (a restore): the client has seen beyond its head.
+    ahead = await subscribe(comm, sync["seq"] + 5, sync["epoch"])
+    assert ahead["reset"] is True and ahead["epoch"] != sync["epoch"]
+    stream = await database_sync_to_async(Stream.objects.get)()
+    assert stream.epoch == ahead["epoch"]
     await comm.disconnect()

@@ -6,9 +6,11 @@ DJANGO_DEBUG=0, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, and usually DATABASE_UR
 REDIS_URL. Every variable is listed in README.md.
 """
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -89,6 +91,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "realtime",
     "tasks",
+    "axes",  # sign-in lockout (see "Sign-in, CSP and endpoint exposure" below)
+    "csp",
+    "dashboard_site.checks.SiteChecksConfig",  # the site's own system checks
 ]
 
 MIDDLEWARE = [
@@ -100,6 +105,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes requires: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "dashboard_site.urls"
@@ -133,7 +141,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers wait for the lock instead of failing at once; IMMEDIATE transactions take
     # the write lock up front so two writers never deadlock upgrading a read lock.
     DATABASES["default"]["OPTIONS"] = {
-        "timeout": 20,
+        # The busy timeout is SQLite's stream lock timeout (realtime/sequencing.py).
+        "timeout": env_float("REALTIME_STREAM_LOCK_TIMEOUT", 10.0),
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
@@ -208,6 +217,72 @@ if HTTPS:
     SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "0"))
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", False)
 
+# --- Sign-in, CSP and endpoint exposure (docs/security.md) ----------------------------------
+
+
+def is_local_host(host):
+    """An ALLOWED_HOSTS entry only this machine can reach (the same rule as dashboard_site/checks.py)."""
+    host = host.strip().lower()
+    return host in ("localhost", "127.0.0.1", "[::1]", "::1", "testserver") or host.endswith(".localhost")
+
+
+# A deployment that forgets DJANGO_DEBUG=0 would serve the public development key (anyone could
+# forge a session) and debug pages to other machines: refuse to start instead.
+if DEBUG and not os.environ.get("DJANGO_SECRET_KEY") and not all(map(is_local_host, ALLOWED_HOSTS)):
+    raise ImproperlyConfigured(
+        "DJANGO_DEBUG is on (the default) and DJANGO_SECRET_KEY is not set, but DJANGO_ALLOWED_HOSTS "
+        f"lists hosts other machines reach ({', '.join(h for h in ALLOWED_HOSTS if not is_local_host(h))}). "
+        "The public development key must never serve them: for a deployment set DJANGO_DEBUG=0 and "
+        "DJANGO_SECRET_KEY (a long random string). Debug mode is for localhost, 127.0.0.1, [::1] "
+        "and *.localhost only."
+    )
+
+# Failed sign-ins (/accounts/login/, the admin's login, any authenticate() with a request) are
+# counted by django-axes per user name and, separately, per client address; either count reaching
+# LOGIN_FAILURE_LIMIT within LOGIN_LOCKOUT_MINUTES locks further attempts (even with the right
+# password) until the cool-off ends or an administrator deletes the rows under
+# /admin/axes/accessattempt/ (or runs `manage.py axes_reset`). 0 minutes: until unlocked.
+AUTHENTICATION_BACKENDS = [
+    # Refuses locked-out attempts and authenticates no one itself (ModelBackend below does), but
+    # it is a ModelBackend for reading users: a session naming the first backend (force_login,
+    # manage.py check_stream) still loads its user, here and in realtime/access.py.
+    "axes.backends.AxesBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+_lockout_minutes = env_float("LOGIN_LOCKOUT_MINUTES", 15.0, allow_zero=True)
+AXES_COOLOFF_TIME = timedelta(minutes=_lockout_minutes) if _lockout_minutes else None
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # two separate counters, not the pair
+AXES_RESET_ON_SUCCESS = False  # else one valid account would reset its address's counter
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True  # a refused try starts the wait again
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
+# The client address is REMOTE_ADDR only: X-Forwarded-For is whatever the client wants it to
+# be unless a trusted proxy sets it. (This also holds if django-ipware gets installed.)
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+AXES_IPWARE_PROXY_COUNT = None
+
+# Content-Security-Policy on every response (django-csp 4). No inline script or style anywhere:
+# the dashboard and the Django admin need none (the admin's badges are classes in
+# static/admin/dashboard-admin.css). Only a page that marks a tag with request.csp_nonce gets
+# a nonce (the API's Swagger page, templates/drf_spectacular/swagger_ui.html). connect-src
+# 'self' covers the dashboard's ws:/wss: socket to the same host and port.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],  # the favicon and a few icons are data: SVGs
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+# --- end of sign-in, CSP and endpoint exposure settings -------------------------------------
+
 # Real-time stream (DESIGN.md contract names).
 REALTIME_HEARTBEAT_INTERVAL = env_float("REALTIME_HEARTBEAT_INTERVAL", 25.0)
 REALTIME_HEARTBEAT_TIMEOUT = env_float("REALTIME_HEARTBEAT_TIMEOUT", 10.0)
@@ -232,7 +307,7 @@ REALTIME_MIN_SUBSCRIBE_INTERVAL = env_float("REALTIME_MIN_SUBSCRIBE_INTERVAL", 1
 # Open sockets per user in one process; the next one is closed with 4030 (retry later).
 REALTIME_MAX_SOCKETS_PER_USER = env_int("REALTIME_MAX_SOCKETS_PER_USER", 30, minimum=1)
 # A writer waits at most this long for the stream lock, then fails with a clear error.
-REALTIME_STREAM_LOCK_TIMEOUT = env_float("REALTIME_STREAM_LOCK_TIMEOUT", 5.0)
+REALTIME_STREAM_LOCK_TIMEOUT = env_float("REALTIME_STREAM_LOCK_TIMEOUT", 10.0)
 REALTIME_RATE_LIMIT = env_float("REALTIME_RATE_LIMIT", 20.0)  # messages per second, sustained
 REALTIME_RATE_BURST = env_float("REALTIME_RATE_BURST", 60.0)
 # How long a process waits for a missing sequence number before passing the gap on.
@@ -240,7 +315,8 @@ REALTIME_REORDER_WINDOW = env_float("REALTIME_REORDER_WINDOW", 0.25)
 # How long clients are given to receive the 1012 close frames on SIGTERM.
 REALTIME_SHUTDOWN_GRACE = env_float("REALTIME_SHUTDOWN_GRACE", 0.5)
 
-# /metrics is open to loopback and staff; other scrapers send this bearer token.
+# /metrics: with a token set, scrapers must send `Authorization: Bearer <token>`; without
+# one, staff sessions and direct (not proxied) loopback requests may read it.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 # Agents (see docs/api.md).

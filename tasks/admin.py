@@ -1,5 +1,6 @@
 """Admin for tasks and agents: the operators' editing surface. Every save and action goes
-through the sequenced model methods, so dashboards see each change."""
+through the sequenced model methods, so dashboards see each change. Every action needs the
+model's change permission: a view-only staff user sees the lists and forms, and runs nothing."""
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Q
@@ -11,17 +12,20 @@ from realtime.sequencing import lock_stream
 from .liveness import take_offline
 from .models import Agent, Task
 
-BADGE_COLOURS = {
-    "queued": "#64748b", "running": "#2563eb", "succeeded": "#15803d", "failed": "#b91c1c",
-    "cancelled": "#78716c", "idle": "#15803d", "busy": "#2563eb", "offline": "#78716c",
-}
+BADGE_STATUSES = {"queued", "running", "succeeded", "failed", "cancelled", "idle", "busy", "offline"}
+
+
+class DashboardAdminMedia:
+    """The badge and progress bar styles (static/admin/dashboard-admin.css): classes, not
+    inline `style=` attributes, so the admin works under a Content-Security-Policy without
+    'unsafe-inline'."""
+
+    css = {"all": ("admin/dashboard-admin.css",)}
 
 
 def status_badge(value, label):
-    return format_html(
-        '<span style="background:{};color:#fff;border-radius:9px;padding:1px 8px;font-size:11px">{}</span>',
-        BADGE_COLOURS.get(value, "#64748b"), label,
-    )
+    status = value if value in BADGE_STATUSES else "unknown"
+    return format_html('<span class="dash-badge dash-badge-{}">{}</span>', status, label)
 
 
 @admin.register(Agent)
@@ -31,6 +35,7 @@ class AgentAdmin(admin.ModelAdmin):
     search_fields = ("name", "hostname")
     readonly_fields = ("last_heartbeat", "created_at", "updated_at", "version")
     actions = ("mark_offline",)
+    Media = DashboardAdminMedia
 
     @admin.display(description="status", ordering="status")
     def badge(self, obj):
@@ -43,7 +48,7 @@ class AgentAdmin(admin.ModelAdmin):
             return "-"
         return format_html('<a href="../task/{}/change/">{}</a>', task.pk, task.title)
 
-    @admin.action(description="Mark selected agents offline (their running tasks follow the offline policy)")
+    @admin.action(permissions=["change"], description="Mark selected agents offline (their running tasks follow the offline policy)")
     def mark_offline(self, request, queryset):
         with transaction.atomic():
             lock_stream()
@@ -67,6 +72,7 @@ class TaskAdmin(admin.ModelAdmin):
         ("History", {"fields": ("created_at", "started_at", "finished_at", "updated_at", "version")}),
     )
     actions = ("cancel_tasks", "requeue_tasks")
+    Media = DashboardAdminMedia
 
     @admin.display(description="status", ordering="status")
     def badge(self, obj):
@@ -75,10 +81,10 @@ class TaskAdmin(admin.ModelAdmin):
     @admin.display(description="progress", ordering="progress")
     def progress_bar(self, obj):
         return format_html(
-            '<progress max="100" value="{}" style="width:90px"></progress> {}%', obj.progress, obj.progress
+            '<progress class="dash-progress" max="100" value="{}"></progress> {}%', obj.progress, obj.progress
         )
 
-    @admin.action(description="Cancel selected tasks (queued or running)")
+    @admin.action(permissions=["change"], description="Cancel selected tasks (queued or running)")
     def cancel_tasks(self, request, queryset):
         with transaction.atomic():
             lock_stream()  # writers queue on the stream lock; re-read the rows under it
@@ -90,7 +96,7 @@ class TaskAdmin(admin.ModelAdmin):
         skipped = queryset.count() - count
         self.message_user(request, f"{count} cancelled." + (f" {skipped} already finished, left as they were." if skipped else ""))
 
-    @admin.action(description="Requeue selected tasks (failed or cancelled)")
+    @admin.action(permissions=["change"], description="Requeue selected tasks (failed or cancelled)")
     def requeue_tasks(self, request, queryset):
         with transaction.atomic():
             lock_stream()
@@ -120,6 +126,7 @@ class AgentTokenAdmin(admin.ModelAdmin):
     list_select_related = ("agent",)
     readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
     actions = ("revoke_tokens",)
+    Media = DashboardAdminMedia
 
     def get_fields(self, request, obj=None):
         if obj is None:  # adding: choose the agent; the secret is generated
@@ -138,14 +145,14 @@ class AgentTokenAdmin(admin.ModelAdmin):
         self.message_user(
             request,
             format_html(
-                "Token for agent {}: <code style=\"user-select:all\">{}</code> Copy it now: it is not "
+                "Token for agent {}: <code class=\"dash-secret\">{}</code> Copy it now: it is not "
                 "stored and cannot be shown again. Agents send it as <code>Authorization: Bearer &lt;token&gt;</code>.",
                 obj.agent.name, secret,
             ),
             messages.WARNING,
         )
 
-    @admin.action(description="Revoke selected tokens")
+    @admin.action(permissions=["change"], description="Revoke selected tokens")
     def revoke_tokens(self, request, queryset):
         count = agent_tokens.revoke(queryset)
         self.message_user(request, ngettext("%d token revoked.", "%d tokens revoked.", count) % count)

@@ -1,5 +1,6 @@
 """Server-rendered pages and the health check."""
 import asyncio
+import logging
 import uuid
 import weakref
 
@@ -80,9 +81,26 @@ def _check_layer():
     return type(layer).__name__
 
 
+health_log = logging.getLogger("tasks.health")
+
+
+def _is_staff(request):
+    """A signed-in staff user. False when that cannot be known: with the database down the
+    session and the user cannot be read, and the caller counts as anonymous."""
+    try:
+        user = request.user
+        return bool(user.is_authenticated and user.is_staff)
+    except Exception:
+        return False
+
+
 @never_cache
 def healthz(request):
-    """200 when the database and the channel layer answer, else 503 naming what failed."""
+    """200 when the database and the channel layer answer, else 503 naming what failed.
+
+    Anonymous callers (load balancers, the outside world) learn only which part failed; a
+    staff session also gets the error text. Each failure is logged once, with its traceback,
+    on the "tasks.health" logger."""
     checks, ok = {}, True
     for name, check in (("database", _check_database), ("channel_layer", _check_layer)):
         try:
@@ -90,21 +108,39 @@ def healthz(request):
             checks[name] = {"ok": True, **({"backend": detail} if detail else {})}
         except Exception as exc:
             ok = False
-            checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            health_log.error("health check %s failed: %s: %s", name, type(exc).__name__, exc, exc_info=exc)
+            checks[name] = {"ok": False}
+            if _is_staff(request):
+                checks[name]["error"] = f"{type(exc).__name__}: {exc}"
     return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+
+LOOPBACK = ("127.0.0.1", "::1")
+# Any of these means a proxy relayed the request: its REMOTE_ADDR is the proxy's, not the client's.
+PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
+
+
+def _metrics_allowed(request):
+    token = settings.METRICS_TOKEN
+    if token:
+        # Always the token: behind a proxy every request comes from loopback, so the address
+        # proves nothing, and a scraper has no session.
+        return constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}")
+    if _is_staff(request):
+        return True
+    return request.META.get("REMOTE_ADDR") in LOOPBACK and not any(h in request.META for h in PROXY_HEADERS)
 
 
 @never_cache
 def metrics(request):
     """Prometheus metrics of the process that answers (scrape every process).
 
-    Open to loopback, staff sessions, and `Authorization: Bearer $METRICS_TOKEN` when set."""
-    token = settings.METRICS_TOKEN
-    allowed = (
-        request.META.get("REMOTE_ADDR") in ("127.0.0.1", "::1")
-        or (request.user.is_authenticated and request.user.is_staff)
-        or (token and constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}"))
-    )
-    if not allowed:
-        return JsonResponse({"detail": "metrics need a staff session or the METRICS_TOKEN bearer token"}, status=403)
+    With METRICS_TOKEN set, only `Authorization: Bearer $METRICS_TOKEN` opens it. Without
+    one, staff sessions do, and loopback requests that no proxy relayed (no X-Forwarded-For,
+    Forwarded or X-Real-IP header). `manage.py check --deploy` warns when DEBUG is off and no
+    token is set."""
+    if not _metrics_allowed(request):
+        detail = ("metrics need the METRICS_TOKEN bearer token" if settings.METRICS_TOKEN
+                  else "metrics need a staff session (or a direct loopback request)")
+        return JsonResponse({"detail": detail}, status=403)
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)

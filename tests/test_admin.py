@@ -69,11 +69,14 @@ def test_task_changelist_shows_badges_and_progress_bars(admin, fleet):
     html = response.content.decode()
     for key in ("queued", "running", "succeeded", "failed", "cancelled"):
         assert fleet[key].title in html
-    assert "border-radius:9px" in html
-    assert '>Running</span>' in html and '>Succeeded</span>' in html
-    assert '<progress max="100" value="42" style="width:90px"></progress> 42%' in html
-    assert '<progress max="100" value="100" style="width:90px"></progress> 100%' in html
+    assert '<span class="dash-badge dash-badge-running">Running</span>' in html
+    assert '<span class="dash-badge dash-badge-succeeded">Succeeded</span>' in html
+    assert '<progress class="dash-progress" max="100" value="42"></progress> 42%' in html
+    assert '<progress class="dash-progress" max="100" value="100"></progress> 100%' in html
     assert response.context["cl"].result_count == 5
+    # The styles are classes from a stylesheet, never inline attributes (the CSP allows none).
+    assert 'href="/static/admin/dashboard-admin.css"' in html
+    assert "style=" not in html and "<style" not in html
 
 
 def test_task_change_page_renders(admin, fleet):
@@ -300,3 +303,103 @@ def test_deleting_an_agent_through_the_admin_detaches_its_tasks(admin, fleet):
     assert response.status_code == 302
     assert not Agent.objects.filter(pk=atlas.pk).exists()
     assert Task.objects.get(pk=fleet["running"].pk).agent is None
+
+
+# Permissions on actions ------------------------------------------------------------------------
+
+TOKENS = reverse("admin:tasks_agenttoken_changelist")
+ACTIONS = {TASKS: ("cancel_tasks", "requeue_tasks", "delete_selected"),
+           AGENTS: ("mark_offline", "delete_selected"),
+           TOKENS: ("revoke_tokens", "delete_selected")}
+
+
+def staff_with(django_user_model, name, *codenames):
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user(name, password="pw-" + name + "-123", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="tasks", codename__in=codenames))
+    return user
+
+
+@pytest.fixture
+def viewer(client, django_user_model):
+    """A real staff user who may only look: tasks.view_task, view_agent and view_agenttoken."""
+    user = staff_with(django_user_model, "viewer", "view_task", "view_agent", "view_agenttoken")
+    assert user.has_perm("tasks.view_task") and not user.has_perm("tasks.change_task")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def token():
+    from tasks import tokens
+
+    row, _ = tokens.issue(Agent.objects.get(name="atlas"), name="atlas host")
+    return row
+
+
+def offered_actions(response):
+    form = response.context.get("action_form")
+    return [] if form is None else [value for value, _ in form.fields["action"].choices if value]
+
+
+def snapshot():
+    from tasks.models import AgentToken
+
+    return (head(), sorted(Task.objects.values_list("id", "status", "progress", "agent_id", "version")),
+            sorted(Agent.objects.values_list("id", "status", "version")),
+            sorted(AgentToken.objects.values_list("id", "revoked_at")))
+
+
+def test_a_view_only_staff_user_sees_the_lists_but_no_action(viewer, fleet, token):
+    for url, names in ACTIONS.items():
+        response = viewer.get(url)
+        assert response.status_code == 200, url
+        html = response.content.decode()
+        assert offered_actions(response) == [], url
+        assert 'name="action"' not in html, url
+        for name in names:
+            assert f'value="{name}"' not in html, (url, name)
+    assert fleet["running"].title in viewer.get(TASKS).content.decode()
+    page = viewer.get(reverse("admin:tasks_task_change", args=[fleet["running"].pk]))
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()  # read-only form
+
+
+def test_a_forged_action_post_from_a_view_only_user_changes_nothing(viewer, fleet, token):
+    before = snapshot()
+    forged = [
+        (TASKS, "cancel_tasks", [fleet["queued"], fleet["running"]]),
+        (TASKS, "requeue_tasks", [fleet["failed"], fleet["cancelled"]]),
+        (TASKS, "delete_selected", [fleet["succeeded"]]),
+        (AGENTS, "mark_offline", [fleet["atlas"]]),
+        (AGENTS, "delete_selected", [fleet["borealis"]]),
+        (TOKENS, "revoke_tokens", [token]),
+        (TOKENS, "delete_selected", [token]),
+    ]
+    for url, name, objects in forged:
+        response = action(viewer, url, name, objects)
+        assert response.status_code in (200, 403), (name, response.status_code)
+        assert not any("cancelled." in m or "requeued." in m or "marked offline" in m or "revoked" in m
+                       for m in messages_of(response)), name
+        # The confirmation step of a delete, posted directly, is refused as well.
+        viewer.post(url, {"action": name, "_selected_action": [o.pk for o in objects], "post": "yes"})
+    assert snapshot() == before
+
+
+def test_a_user_who_may_change_but_not_delete_gets_the_actions_but_not_delete(client, django_user_model, fleet):
+    user = staff_with(django_user_model, "editor", "view_task", "change_task", "view_agent", "change_agent")
+    client.force_login(user)
+    assert offered_actions(client.get(TASKS)) == ["cancel_tasks", "requeue_tasks"]
+    assert offered_actions(client.get(AGENTS)) == ["mark_offline"]
+    response = action(client, TASKS, "cancel_tasks", [fleet["queued"]])
+    assert messages_of(response) == ["1 cancelled."]
+    before = Task.objects.count()
+    action(client, TASKS, "delete_selected", [fleet["succeeded"]])
+    client.post(TASKS, {"action": "delete_selected", "_selected_action": [fleet["succeeded"].pk], "post": "yes"})
+    assert Task.objects.count() == before
+
+
+def test_a_superuser_is_offered_every_action(admin, fleet, token):
+    assert offered_actions(admin.get(TASKS)) == ["delete_selected", "cancel_tasks", "requeue_tasks"]
+    assert offered_actions(admin.get(AGENTS)) == ["delete_selected", "mark_offline"]
+    assert offered_actions(admin.get(TOKENS)) == ["delete_selected", "revoke_tokens"]

@@ -99,7 +99,7 @@ def test_after_a_server_restart_the_page_converges_to_the_database(daphne, conte
 
     server.kill()
     board.wait_state("waiting", "connecting")
-    board.page.wait_for_function("document.getElementById('conn-text').textContent.startsWith('Reconnecting')")
+    board.page.wait_for_function("() => document.getElementById('conn-text').textContent.startsWith('Reconnecting')")
 
     keep.title, keep.status, keep.agent = "Renamed while the server was down", "running", agent
     keep.save()
@@ -142,7 +142,7 @@ def test_a_signed_out_socket_stops_with_a_sign_in_link_and_never_retries(daphne,
     link = board.page.get_attribute("#sign-in", "href")
     assert link.startswith("/accounts/login/?next=")
     assert board.page.is_visible("#sign-in") and board.page.is_hidden("#retry-now")
-    board.page.wait_for_function("document.getElementById('conn-status').textContent.startsWith('Signed out')")
+    board.page.wait_for_function("() => document.getElementById('conn-status').textContent.startsWith('Signed out')")
 
     sockets = len(board.sockets)
     started = time.monotonic()
@@ -186,7 +186,7 @@ def test_markup_in_titles_and_names_is_shown_as_text(daphne, context):
     fresh = Task.objects.create(title="<script>alert(3)</script>", status="queued")
     board.wait_row_text(task.pk, ".task-link", "<img src=y onerror=alert(2)>")
     board.wait_row_text(fresh.pk, ".task-link", "<script>alert(3)</script>")
-    board.page.wait_for_function("document.getElementById('feed').textContent.includes('<script>alert(3)</script>')")
+    board.page.wait_for_function("() => document.getElementById('feed').textContent.includes('<script>alert(3)</script>')")
     assert no_markup() == 0
     assert board.dialogs == []
     assert board.errors == []
@@ -257,13 +257,13 @@ def test_ten_thousand_tasks_render_a_window_and_a_burst_costs_few_renders(daphne
 
     # Filter by status (chip) and by text (search, focused with "/"): the rows narrow.
     page.click('.chip[data-status="failed"]')
-    page.wait_for_function("location.search === '?status=failed'")
+    page.wait_for_function("() => location.search === '?status=failed'")
     assert page.evaluate("window.dashboard.table.ids.length") == Task.objects.filter(status="failed").count()
     assert set(page.eval_on_selector_all("tr.task", "rows => rows.map(r => r.dataset.status)")) == {"failed"}
     page.keyboard.press("/")
     assert page.evaluate("document.activeElement.id") == "search"
     page.keyboard.type("bravo")
-    page.wait_for_function("new URLSearchParams(location.search).get('q') === 'bravo'")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('q') === 'bravo'")
     expected = Task.objects.filter(status="failed", title__icontains="bravo").count()
     assert 0 < expected < 2000
     assert page.evaluate("window.dashboard.table.ids.length") == expected
@@ -271,9 +271,9 @@ def test_ten_thousand_tasks_render_a_window_and_a_burst_costs_few_renders(daphne
     titles = page.eval_on_selector_all("tr.task .task-link", "links => links.map(a => a.textContent)")
     assert titles and all("bravo" in title for title in titles)
     page.keyboard.press("Escape")
-    page.wait_for_function("location.search === '?status=failed'")
+    page.wait_for_function("() => location.search === '?status=failed'")
     page.click("#clear-filters")
-    page.wait_for_function("location.search === ''")
+    page.wait_for_function("() => location.search === ''")
     assert page.evaluate("window.dashboard.table.ids.length") == 10_003
 
     # A burst of 500 committed changes.
@@ -310,7 +310,7 @@ def test_a_reset_over_one_mebibyte_reaches_the_page_on_default_daphne(daphne, co
 def settle(board):
     """Live, round trip measured, highlights faded."""
     board.wait_open()
-    board.page.wait_for_function("window.dashboard.connection.status.rtt !== null")
+    board.page.wait_for_function("() => window.dashboard.connection.status.rtt !== null")
     board.page.wait_for_function(
         "() => document.getAnimations().filter(a => String(a.animationName).startsWith('flash')).length === 0"
     )
@@ -323,7 +323,7 @@ def test_screenshots_of_the_demo_fleet(daphne, context):
     for options in ({}, {"viewport": {"width": 420, "height": 800}}, {"color_scheme": "dark"}):
         board = Dashboard(context(server, **options), server)
         board.wait_open()  # one at a time, so each round trip is measured on a quiet machine
-        board.page.wait_for_function("window.dashboard.connection.status.rtt !== null")
+        board.page.wait_for_function("() => window.dashboard.connection.status.rtt !== null")
         boards.append(board)
     desktop, narrow, dark = boards
 
@@ -340,7 +340,7 @@ def test_screenshots_of_the_demo_fleet(daphne, context):
     expected = database_versions()
     for board in (desktop, narrow, dark):
         board.wait_converged(expected)
-        board.page.wait_for_function("document.querySelectorAll('#feed .feed-item').length >= 3")
+        board.page.wait_for_function("() => document.querySelectorAll('#feed .feed-item').length >= 3")
         settle(board)
         assert board.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "no sideways scroll"
         assert board.errors == []
@@ -353,3 +353,155 @@ def test_screenshots_of_the_demo_fleet(daphne, context):
     dark.page.screenshot(path=str(ROOT / "docs" / "img" / "dashboard-dark.png"))
     for path in ("screenshot.png", "img/dashboard-narrow.png", "img/dashboard-dark.png"):
         assert (ROOT / "docs" / path).stat().st_size > 10_000
+
+
+# 7 -------------------------------------------------------------------------------------------
+# The Content-Security-Policy (django-csp) holds in a real browser: no page needs inline code.
+# (Under it, Playwright's wait_for_function needs a function: a bare expression string is run
+# with eval, which the policy refuses as it has no 'unsafe-eval'.)
+
+REPORT_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener('securitypolicyviolation', e => {
+    window.cspViolations.push(e.violatedDirective);
+    console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile}:${e.lineNumber}`);
+});
+"""
+
+
+class PolicyWatch:
+    """Every CSP violation any page of a context reports: the page's own event (logged by the
+    init script) and Chromium's "Refused to ..." console messages."""
+
+    def __init__(self, context):
+        self.violations = []
+        context.add_init_script(REPORT_VIOLATIONS)
+        context.on("console", self._console)
+
+    def _console(self, message):
+        text = message.text
+        if "CSP violation" in text or "Content Security Policy" in text:
+            self.violations.append(f"{message.page.url if message.page else '?'}: {text}")
+
+
+def open_checked(page, url):
+    """Load `url`, assert it carries the strict policy, and return the response."""
+    response = page.goto(url)
+    assert response.ok, (url, response.status)
+    policy = response.header_value("content-security-policy")
+    assert policy and "script-src 'self'" in policy and "unsafe-inline" not in policy, (url, policy)
+    page.wait_for_load_state("load")
+    return response
+
+
+def test_no_page_breaks_the_content_security_policy(daphne, context, browser, staff_user):
+    agent = Agent.objects.create(name="atlas", status="busy", last_heartbeat=timezone.now())
+    task = Task.objects.create(title="Build billing-api on main", status="running", agent=agent, progress=42)
+    server = daphne()
+
+    # The sign-in page, signed out, and signing in through its form.
+    anonymous = browser.new_context()
+    watch_out = PolicyWatch(anonymous)
+    page = anonymous.new_page()
+    open_checked(page, f"{server.http}/accounts/login/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "operator-pass-123")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.http}/")
+    open_checked(page, f"{server.http}/admin/login/")  # signed in: the admin's login page redirects
+    anonymous.close()
+    assert watch_out.violations == []
+
+    ctx = context(server)
+    watch = PolicyWatch(ctx)
+    board = Dashboard(ctx, server)
+    assert "connect-src 'self'" in board.response.header_value("content-security-policy")
+    board.wait_open()  # the WebSocket (ws: to the same host and port) is allowed by 'self'
+    assert board.sockets == [server.ws]
+    board.wait_row_text(task.pk, ".task-link", "Build billing-api on main")
+    assert board.errors == []
+
+    admin = ctx.new_page()
+    open_checked(admin, f"{server.http}/admin/")
+    open_checked(admin, f"{server.http}/admin/tasks/task/")
+    assert admin.eval_on_selector(
+        f'tr:has(a[href$="/{task.pk}/change/"]) .dash-badge', "el => getComputedStyle(el).backgroundColor"
+    ) == "rgb(37, 99, 235)", "the badge colour comes from dashboard-admin.css"
+    assert admin.eval_on_selector("progress.dash-progress", "el => getComputedStyle(el).width") == "90px"
+    admin.check("#action-toggle")  # the admin's own scripts run: select all, then the action menu
+    assert admin.is_checked(f'input[name=_selected_action][value="{task.pk}"]')
+    open_checked(admin, f"{server.http}/admin/tasks/agent/")
+    open_checked(admin, f"{server.http}/admin/tasks/agenttoken/add/")
+    open_checked(admin, f"{server.http}/admin/axes/accessattempt/")
+    open_checked(admin, f"{server.http}/admin/auth/user/")
+    open_checked(admin, f"{server.http}/admin/auth/user/{staff_user.pk}/change/")
+    open_checked(admin, f"{server.http}/admin/tasks/task/{task.pk}/delete/")
+
+    # A change form and its "add another agent" popup, which answers through popup_response.js.
+    open_checked(admin, f"{server.http}/admin/tasks/task/{task.pk}/change/")
+    with admin.expect_popup() as opened:
+        admin.click("#add_id_agent")
+    popup = opened.value
+    popup.wait_for_load_state("load")
+    popup.fill("#id_name", "borealis")
+    popup.click("input[name=_save]")
+    admin.wait_for_function("() => document.querySelector('#id_agent option:checked').textContent === 'borealis'")
+    assert Agent.objects.filter(name="borealis").exists()
+    admin.fill("#id_title", "Edited under the policy")
+    admin.click("input[name=_save]")
+    admin.wait_for_url(f"{server.http}/admin/tasks/task/")
+    board.wait_row_text(task.pk, ".task-link", "Edited under the policy")
+
+    # The API's Swagger page: its CDN assets fail here (no network), but not because of the policy.
+    docs = ctx.new_page()
+    open_checked(docs, f"{server.http}/api/docs/")
+    assert watch.violations == []
+
+    # The watch does see a violation when there is one.
+    admin.evaluate("() => { const s = document.createElement('script'); s.textContent = 'window.ran = 1'; document.body.append(s); }")
+    admin.wait_for_function("() => window.cspViolations.includes('script-src-elem')")
+    assert admin.evaluate("window.ran") is None
+    admin.wait_for_function("() => true")  # one more round trip: the console event has arrived
+    assert any("script-src-elem" in v for v in watch.violations), watch.violations
+    assert board.errors == []
+
+
+def test_repeated_wrong_passwords_in_the_admin_login_form_lock_the_address(daphne, browser, staff_user):
+    server = daphne()
+    ctx = browser.new_context()
+    watch = PolicyWatch(ctx)
+    page = ctx.new_page()
+    page.goto(f"{server.http}/admin/login/?next=/admin/")
+    for attempt in range(5):  # five user names from one address: the address is locked
+        page.fill("#id_username", f"intruder{attempt}")
+        page.fill("#id_password", "guess")
+        with page.expect_navigation() as navigation:
+            page.click("input[type=submit]")
+        status = navigation.value.status
+        if attempt < 4:
+            assert status == 200 and page.is_visible(".errornote"), attempt
+    assert status == 429
+    assert page.title() == "Sign-in locked · Fleet dashboard"
+    message = page.text_content("#lockout-message")
+    assert message == ("Too many failed sign-ins for this account or address; try again in 15 minutes "
+                       "or ask an administrator to unlock it.")
+    assert page.eval_on_selector(".login-card", "el => getComputedStyle(el).display") != "inline", "styled"
+
+    # The right password, even for another user, waits too; after an unlock it works.
+    page.goto(f"{server.http}/accounts/login/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "operator-pass-123")
+    with page.expect_navigation() as navigation:
+        page.click("button[type=submit]")
+    assert navigation.value.status == 429
+    from axes.models import AccessAttempt
+
+    assert AccessAttempt.objects.filter(ip_address="127.0.0.1").count() == 6
+    call_command("axes_reset", stdout=open("/dev/null", "w"))
+    page.goto(f"{server.http}/accounts/login/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "operator-pass-123")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.http}/")
+    assert watch.violations == []
+    ctx.close()

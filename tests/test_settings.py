@@ -19,6 +19,7 @@ VARIABLES = (
     "DJANGO_DEBUG", "DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DJANGO_CSRF_TRUSTED_ORIGINS", "DJANGO_HTTPS",
     "DJANGO_HSTS_SECONDS", "DJANGO_SSL_REDIRECT", "DATABASE_URL", "DATABASE_CONN_MAX_AGE", "REDIS_URL",
     "REDIS_PREFIX", "REALTIME_HEARTBEAT_INTERVAL", "REALTIME_HEARTBEAT_TIMEOUT", "AGENT_OFFLINE_TASK_POLICY",
+    "LOGIN_FAILURE_LIMIT", "LOGIN_LOCKOUT_MINUTES", "METRICS_TOKEN",
 )
 SECRET = "test-secret-" + "x" * 50
 
@@ -95,7 +96,7 @@ def test_debug_off_allows_no_host_unless_told(load):
 
 
 def test_allowed_hosts_is_a_comma_separated_list(load):
-    s = load(DJANGO_ALLOWED_HOSTS=" a.example.com, b.example.com ,,")
+    s = load(DJANGO_ALLOWED_HOSTS=" a.example.com, b.example.com ,,", DJANGO_DEBUG="0", DJANGO_SECRET_KEY=SECRET)
     assert s["ALLOWED_HOSTS"] == ["a.example.com", "b.example.com"]
 
 
@@ -207,3 +208,106 @@ def test_a_bad_heartbeat_stops_the_process_with_the_message(tmp_path):
 def test_a_bad_offline_policy_fails_clearly(load):
     with pytest.raises(ImproperlyConfigured, match="AGENT_OFFLINE_TASK_POLICY"):
         load(AGENT_OFFLINE_TASK_POLICY="explode")
+
+
+# DEBUG only on this machine --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hosts", ["dash.example.com", "*", "0.0.0.0", "localhost,dash.example.com", "192.168.1.5",
+                                   ".example.com"])
+def test_debug_with_the_development_key_and_a_public_host_is_refused(load, hosts):
+    with pytest.raises(ImproperlyConfigured) as info:
+        load(DJANGO_ALLOWED_HOSTS=hosts)
+    message = str(info.value)
+    assert "DJANGO_DEBUG=0" in message and "DJANGO_SECRET_KEY" in message
+    assert hosts.split(",")[-1] in message  # names the host that is not local
+
+
+def test_debug_with_the_development_key_is_fine_on_local_hosts(load):
+    local = "localhost,127.0.0.1,[::1],::1,dashboard.localhost,.localhost,testserver,LOCALHOST"
+    s = load(DJANGO_ALLOWED_HOSTS=local)
+    assert s["DEBUG"] is True and len(s["ALLOWED_HOSTS"]) == 8
+
+
+def test_the_refusal_stops_the_process_with_the_message(tmp_path):
+    result = run(["manage.py", "check"], clean_env(tmp_path, DJANGO_ALLOWED_HOSTS="dash.example.com"))
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "set DJANGO_DEBUG=0 and DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_debug_on_public_hosts_fails_the_system_check_even_with_a_secret_key(tmp_path):
+    env = clean_env(tmp_path, DJANGO_SECRET_KEY=SECRET, DJANGO_ALLOWED_HOSTS="localhost,dash.example.com")
+    result = run(["manage.py", "check"], env)
+    assert result.returncode != 0
+    assert "dashboard.E001" in result.stderr and "dash.example.com" in result.stderr
+    assert "localhost," not in result.stderr.split("dashboard.E001", 1)[1].split("\n", 1)[0]  # only the public one
+    assert "DJANGO_DEBUG=0" in result.stderr
+
+
+def test_the_system_check_passes_for_debug_on_local_hosts(tmp_path):
+    result = run(["manage.py", "check"], clean_env(tmp_path, DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost"))
+    assert result.returncode == 0, result.stderr
+    assert "dashboard.E001" not in result.stderr + result.stdout
+
+
+# /metrics in production ------------------------------------------------------------------------
+
+
+def test_deploy_check_warns_when_debug_is_off_and_metrics_have_no_token(tmp_path):
+    env = clean_env(tmp_path, DJANGO_DEBUG="0", DJANGO_SECRET_KEY=SECRET, DJANGO_ALLOWED_HOSTS="dash.example.com")
+    result = run(["manage.py", "check", "--deploy"], env)
+    assert "dashboard.W001" in result.stderr and "METRICS_TOKEN" in result.stderr
+    env["METRICS_TOKEN"] = "scrape-" + "t" * 40
+    result = run(["manage.py", "check", "--deploy"], env)
+    assert "dashboard.W001" not in result.stderr
+
+
+def test_the_metrics_warning_is_a_deployment_check_only(tmp_path):
+    env = clean_env(tmp_path, DJANGO_DEBUG="0", DJANGO_SECRET_KEY=SECRET, DJANGO_ALLOWED_HOSTS="dash.example.com")
+    result = run(["manage.py", "check"], env)
+    assert result.returncode == 0, result.stderr
+    assert "dashboard.W001" not in result.stderr
+
+
+# Sign-in lockout and CSP -----------------------------------------------------------------------
+
+
+def test_sign_in_lockout_defaults(load):
+    from datetime import timedelta
+
+    s = load()
+    assert s["AXES_FAILURE_LIMIT"] == 5
+    assert s["AXES_COOLOFF_TIME"] == timedelta(minutes=15)
+    assert s["AXES_LOCKOUT_PARAMETERS"] == ["ip_address", "username"]
+    assert s["AXES_IPWARE_META_PRECEDENCE_ORDER"] == ("REMOTE_ADDR",)
+    assert s["AXES_HTTP_RESPONSE_CODE"] == 429
+    assert s["AUTHENTICATION_BACKENDS"] == ["axes.backends.AxesBackend", "django.contrib.auth.backends.ModelBackend"]
+    assert s["MIDDLEWARE"][-1] == "axes.middleware.AxesMiddleware"
+
+
+def test_sign_in_lockout_is_read_from_the_environment(load):
+    from datetime import timedelta
+
+    s = load(LOGIN_FAILURE_LIMIT="3", LOGIN_LOCKOUT_MINUTES="2.5")
+    assert s["AXES_FAILURE_LIMIT"] == 3 and s["AXES_COOLOFF_TIME"] == timedelta(minutes=2.5)
+    assert load(LOGIN_LOCKOUT_MINUTES="0")["AXES_COOLOFF_TIME"] is None  # locked until unlocked
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"LOGIN_FAILURE_LIMIT": "0"}, "LOGIN_FAILURE_LIMIT must be at least 1"),
+    ({"LOGIN_FAILURE_LIMIT": "five"}, "LOGIN_FAILURE_LIMIT='five' is not a whole number"),
+    ({"LOGIN_LOCKOUT_MINUTES": "-1"}, "LOGIN_LOCKOUT_MINUTES must be greater than zero"),
+])
+def test_bad_lockout_settings_fail_clearly(load, env, message):
+    with pytest.raises(ImproperlyConfigured, match=message):
+        load(**env)
+
+
+def test_the_content_security_policy_allows_no_inline_code(load):
+    directives = load()["CONTENT_SECURITY_POLICY"]["DIRECTIVES"]
+    for name, sources in directives.items():
+        assert "'unsafe-inline'" not in sources and "'unsafe-eval'" not in sources, name
+    assert directives["script-src"][0] == directives["style-src"][0] == "'self'"
+    assert directives["connect-src"] == ["'self'"]
+    assert directives["frame-ancestors"] == directives["object-src"] == ["'none'"]

@@ -200,20 +200,60 @@ def test_healthz_needs_no_login_and_is_not_cached(client):
     assert "no-cache" in response["Cache-Control"]
 
 
-def test_healthz_is_503_naming_the_database_when_its_cursor_fails(client, monkeypatch):
-    def broken_cursor(*args, **kwargs):
-        raise OperationalError("database is locked")
+def broken_cursor(*args, **kwargs):
+    raise OperationalError("database is locked (host db.internal, user fleet)")
 
+
+def test_healthz_is_503_naming_the_database_when_its_cursor_fails(client, monkeypatch):
     monkeypatch.setattr(connections["default"], "cursor", broken_cursor)
     response = client.get("/healthz")
     assert response.status_code == 503
     body = response.json()
-    assert body["status"] == "unavailable"
-    assert body["checks"]["database"] == {"ok": False, "error": "OperationalError: database is locked"}
-    assert body["checks"]["channel_layer"]["ok"] is True
+    assert body == {"status": "unavailable",
+                    "checks": {"database": {"ok": False}, "channel_layer": {"ok": True, "backend": "InMemoryChannelLayer"}}}
 
 
-def test_healthz_is_503_naming_the_channel_layer_when_redis_cannot_be_reached(client, settings):
+def test_healthz_never_shows_anonymous_callers_the_exception_text(client, monkeypatch):
+    monkeypatch.setattr(connections["default"], "cursor", broken_cursor)
+    monkeypatch.setattr(views, "get_channel_layer", lambda: None)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    text = response.content.decode()
+    for leak in ("OperationalError", "locked", "db.internal", "fleet", "RuntimeError", "configured", "error"):
+        assert leak not in text, leak
+    assert response.json()["checks"] == {"database": {"ok": False}, "channel_layer": {"ok": False}}
+
+
+def test_healthz_shows_staff_sessions_the_error_text(client, staff_user, monkeypatch):
+    client.force_login(staff_user)
+    # Only the health check's own query fails, so the session and the user can still be read.
+    monkeypatch.setattr(views, "_check_database", broken_cursor)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"] == {
+        "ok": False, "error": "OperationalError: database is locked (host db.internal, user fleet)"}
+
+
+def test_healthz_with_the_database_down_treats_a_session_it_cannot_read_as_anonymous(client, staff_user, monkeypatch):
+    client.force_login(staff_user)
+    monkeypatch.setattr(connections["default"], "cursor", broken_cursor)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"] == {"ok": False}
+
+
+def test_healthz_logs_each_failure_once_with_its_traceback(client, monkeypatch, caplog):
+    monkeypatch.setattr(connections["default"], "cursor", broken_cursor)
+    with caplog.at_level("ERROR", logger="tasks.health"):
+        client.get("/healthz")
+    records = [r for r in caplog.records if r.name == "tasks.health"]
+    assert len(records) == 1
+    assert records[0].levelname == "ERROR"
+    assert "database" in records[0].getMessage() and "database is locked" in records[0].getMessage()
+    assert records[0].exc_info and records[0].exc_info[0] is OperationalError
+
+
+def test_healthz_is_503_naming_the_channel_layer_when_redis_cannot_be_reached(client, staff_user, settings):
     from tests.conftest import free_port
 
     settings.CHANNEL_LAYERS = {
@@ -222,10 +262,10 @@ def test_healthz_is_503_naming_the_channel_layer_when_redis_cannot_be_reached(cl
     }
     response = client.get("/healthz")
     assert response.status_code == 503
-    body = response.json()
-    assert body["checks"]["database"] == {"ok": True}
-    assert body["checks"]["channel_layer"]["ok"] is False
-    assert "Error" in body["checks"]["channel_layer"]["error"]
+    assert response.json()["checks"] == {"database": {"ok": True}, "channel_layer": {"ok": False}}
+    client.force_login(staff_user)
+    layer = client.get("/healthz").json()["checks"]["channel_layer"]
+    assert layer["ok"] is False and "Error" in layer["error"]
 
 
 class SilentLayer(InMemoryChannelLayer):
@@ -235,21 +275,30 @@ class SilentLayer(InMemoryChannelLayer):
         return None
 
 
-def test_healthz_is_503_when_the_channel_layer_never_answers(client, settings):
+def test_healthz_is_503_when_the_channel_layer_never_answers(client, staff_user, settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{__name__}.SilentLayer"}}
+    client.force_login(staff_user)
     response = client.get("/healthz")
     assert response.status_code == 503
     layer = response.json()["checks"]["channel_layer"]
     assert layer["ok"] is False and layer["error"].startswith("TimeoutError")
 
 
-def test_healthz_is_503_when_no_channel_layer_is_configured(client, monkeypatch):
+def test_healthz_is_503_when_no_channel_layer_is_configured(client, staff_user, monkeypatch):
     monkeypatch.setattr(views, "get_channel_layer", lambda: None)
+    assert client.get("/healthz").json()["checks"]["channel_layer"] == {"ok": False}
+    client.force_login(staff_user)
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["checks"]["channel_layer"] == {
         "ok": False, "error": "RuntimeError: no channel layer configured"
     }
+
+
+def test_healthz_gives_signed_in_non_staff_users_no_error_text(client, django_user_model, monkeypatch):
+    client.force_login(django_user_model.objects.create_user("viewer", password="pw-viewer-123"))
+    monkeypatch.setattr(views, "get_channel_layer", lambda: None)
+    assert client.get("/healthz").json()["checks"]["channel_layer"] == {"ok": False}
 
 
 def test_healthz_reports_both_failures(client, monkeypatch):
@@ -303,6 +352,47 @@ def test_metrics_without_a_configured_token_refuse_an_empty_bearer(client, setti
     settings.METRICS_TOKEN = ""
     response = client.get("/metrics", REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION="Bearer ")
     assert response.status_code == 403
+
+
+def test_metrics_with_a_token_refuse_loopback_without_it(client, settings):
+    """Behind a reverse proxy every request comes from 127.0.0.1: with a token, only it counts."""
+    settings.METRICS_TOKEN = "scrape-token-123"
+    for address in ("127.0.0.1", "::1"):
+        response = client.get("/metrics", REMOTE_ADDR=address)
+        assert response.status_code == 403, address
+        assert "METRICS_TOKEN" in response.json()["detail"]
+        assert client.get("/metrics", REMOTE_ADDR=address, HTTP_AUTHORIZATION="Bearer scrape-token-123").status_code == 200
+
+
+def test_metrics_with_a_token_need_it_from_staff_sessions_too(client, settings, staff_user):
+    settings.METRICS_TOKEN = "scrape-token-123"
+    client.force_login(staff_user)
+    assert client.get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 403
+    ok = client.get("/metrics", REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION="Bearer scrape-token-123")
+    assert ok.status_code == 200
+
+
+def test_metrics_with_a_token_refuse_a_wrong_scheme_or_a_prefix_of_it(client, settings):
+    settings.METRICS_TOKEN = "scrape-token-123"
+    for header in ("scrape-token-123", "Basic scrape-token-123", "Bearer scrape-token-12", "Bearer scrape-token-1234"):
+        assert client.get("/metrics", HTTP_AUTHORIZATION=header).status_code == 403, header
+
+
+@pytest.mark.parametrize("header", ["HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP"])
+def test_metrics_without_a_token_refuse_proxied_loopback_requests(client, settings, header):
+    settings.METRICS_TOKEN = ""
+    value = "for=203.0.113.9" if header == "HTTP_FORWARDED" else "203.0.113.9"
+    response = client.get("/metrics", REMOTE_ADDR="127.0.0.1", **{header: value})
+    assert response.status_code == 403
+    assert "dashboard_" not in response.content.decode()
+
+
+def test_metrics_without_a_token_allow_direct_loopback_and_staff_behind_a_proxy(client, settings, staff_user):
+    settings.METRICS_TOKEN = ""
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="::1").status_code == 200
+    client.force_login(staff_user)
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9").status_code == 200
 
 
 def published_total(client):

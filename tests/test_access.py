@@ -115,7 +115,7 @@ async def test_signing_out_in_another_tab_closes_that_sessions_sockets_on_every_
                          headers={"Referer": f"{stack.a.http}/"}, allow_redirects=False, timeout=10)
     assert response.status_code == 302
     took = await closed_within(tabs, 4501, 3)
-    assert all(closing_reasons(t) for t in tabs), "the close is explained in an error frame first"
+    assert all(closing_reasons(t) for t in tabs), ("the close is explained in an error frame first", [(t.errors, t.close_codes, t.timeline[-6:]) for t in tabs])
     await still_open(other)
     report("access_logout", sockets=len(tabs), seconds=took, total=time.monotonic() - started)
 

@@ -124,6 +124,7 @@ def base_env(db_url=None, redis_url=None, **extra):
         DJANGO_SECRET_KEY="bench-secret-key-not-for-production-0123456789abcdef",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
         REALTIME_LOG_LEVEL="WARNING",
+        REALTIME_MAX_SOCKETS_PER_USER="100000",  # every load client is the same user
         PYTHONUNBUFFERED="1",
         PYTHONPATH=str(ROOT),
     )

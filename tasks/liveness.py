@@ -8,7 +8,8 @@ embedded default) it needs no extra service.
 
 What happens to an offline agent's running task is AGENT_OFFLINE_TASK_POLICY: "requeue"
 (back to the queue at 0%, for another agent) or "fail" (with an error naming the agent).
-An agent that calls the API again comes back idle or busy (tasks/api/services.py).
+An agent that calls the API again comes back idle or busy. The rules themselves (what going
+offline does to a task) are in tasks/domain.py.
 """
 import logging
 from datetime import datetime, timedelta, timezone as dt_timezone
@@ -21,6 +22,7 @@ from django.utils import timezone
 
 from realtime.sequencing import lock_stream
 
+from . import domain
 from .models import Agent, SweepLease, Task
 
 log = logging.getLogger("tasks.liveness")
@@ -53,39 +55,12 @@ def sweep(now=None):
         stale = dict(pending.distinct().values_list("pk", "name"))
         if not stale:
             return result
-        result.update(take_offline(stale, f"no heartbeat for more than {limit:g} s"))
+        result.update(domain.take_agents_offline(agents=stale, reason=f"no heartbeat for more than {limit:g} s"))
     if any(result.values()):
         log.info(
             "liveness sweep: %d agents offline, %d tasks requeued, %d failed",
             len(result["offline"]), len(result["requeued"]), len(result["failed"]),
         )
-    return result
-
-
-def take_offline(agents, reason):
-    """Mark `agents` ({id: name}) offline and requeue or fail their running tasks, per
-    AGENT_OFFLINE_TASK_POLICY. Call inside a transaction that took lock_stream() first."""
-    policy = settings.AGENT_OFFLINE_TASK_POLICY
-    result = {"offline": [], "requeued": [], "failed": []}
-    going_offline = Agent.objects.filter(pk__in=agents).exclude(status=Agent.Status.OFFLINE)
-    result["offline"] = sorted(going_offline.values_list("pk", flat=True))
-    orphans = Task.objects.filter(status=Task.Status.RUNNING, agent_id__in=agents)
-    # Both outcomes are SYSTEM transitions in the table (transitions.py).
-    if policy == "fail":
-        for agent_id, name in agents.items():
-            ids = list(orphans.filter(agent_id=agent_id).values_list("pk", flat=True))
-            if ids:
-                Task.objects.filter(pk__in=ids).update(
-                    status=Task.Status.FAILED, error=f"Agent {name} went offline ({reason})."
-                )
-                result["failed"] += ids
-    else:
-        ids = list(orphans.values_list("pk", flat=True))
-        if ids:
-            Task.objects.filter(pk__in=ids).update(status=Task.Status.QUEUED, agent=None, progress=0, error="")
-            result["requeued"] = ids
-    if result["offline"]:
-        Agent.objects.filter(pk__in=result["offline"]).update(status=Agent.Status.OFFLINE)
     return result
 
 

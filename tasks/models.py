@@ -41,7 +41,9 @@ class Agent(SequencedModel):
     @property
     def current_task(self):
         """The task this agent is running now (derived, so it can never disagree)."""
-        return self.tasks.filter(status=Task.Status.RUNNING).order_by("-started_at").first()
+        from .domain import current_task
+
+        return current_task(self.pk)
 
 
 class Task(SequencedModel):

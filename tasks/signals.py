@@ -1,11 +1,15 @@
-"""Signal receivers wired in TasksConfig.ready()."""
+"""Signal receivers wired in TasksConfig.ready(); the rules they apply live in tasks/domain.py."""
 
 
-def detach_agent_tasks(sender, instance, using, **kwargs):
-    """Before an agent is deleted, clear it from its tasks through the sequenced path.
+def agent_deleting(sender, instance, using, **kwargs):
+    """pre_delete of an agent: its running task follows the offline policy, the rest forget it."""
+    from . import domain
 
-    The ORM's own SET_NULL would update those tasks without numbering the change.
-    """
-    from .models import Task
+    domain.before_agent_deleted(instance)
 
-    Task.objects.using(using).filter(agent_id=instance.pk).update(agent=None)
+
+def task_deleted(sender, instance, using, **kwargs):
+    """post_delete of a task: an agent that was running it becomes idle."""
+    from . import domain
+
+    domain.after_task_deleted(instance)

@@ -16,6 +16,7 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .domain import current_tasks
 from .models import Agent, Task
 
 INITIAL_TASK_ROWS = 100
@@ -29,11 +30,7 @@ def dashboard(request):
     the client then subscribes and replaces them with the full, live state."""
     counts = dict(Task.objects.values_list("status").annotate(n=Count("id")).order_by())
     agent_counts = dict(Agent.objects.values_list("status").annotate(n=Count("id")).order_by())
-    running = {
-        t.agent_id: t for t in Task.objects.filter(status=Task.Status.RUNNING, agent__isnull=False)
-        .order_by("started_at", "id")  # the latest start wins, as in Agent.current_task
-        .only("id", "title", "agent_id")
-    }
+    running = current_tasks()
     agents = list(Agent.objects.all())
     for agent in agents:
         agent.running_task = running.get(agent.pk)

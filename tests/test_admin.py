@@ -245,7 +245,9 @@ def test_cancel_tasks_cancels_only_queued_and_running(admin, fleet):
     assert statuses[fleet["failed"].pk].status == "failed"
     assert statuses[fleet["succeeded"].pk].version == versions[fleet["succeeded"].pk]
     assert statuses[fleet["failed"].pk].version == versions[fleet["failed"].pk]
-    assert head() == start + 2
+    # Like the API's cancel (tasks/domain.py): the agent that ran the cancelled task is idle.
+    assert Agent.objects.get(pk=fleet["atlas"].pk).status == "idle"
+    assert head() == start + 3
 
 
 def test_requeue_tasks_requeues_only_failed_and_cancelled(admin, fleet):

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from realtime.models import Stream
 from tasks import tokens
-from tasks.api import transitions
+from tasks import domain
 from tasks.models import Agent, AgentToken, Task
 
 pytestmark = pytest.mark.django_db
@@ -465,14 +465,14 @@ def test_the_browsable_pages_and_unknown_urls_never_fail(op, bot, agent):
 
 
 def test_the_transition_table():
-    assert transitions.allowed("running", "succeeded", transitions.AGENT)
-    assert not transitions.allowed("cancelled", "succeeded", transitions.AGENT)
-    assert not transitions.allowed("running", "cancelled", transitions.AGENT)
-    assert transitions.allowed("running", "cancelled", transitions.OPERATOR)
-    assert not transitions.allowed("succeeded", "queued", transitions.OPERATOR)
-    assert transitions.allowed("running", "queued", transitions.SYSTEM)
+    assert domain.allowed("running", "succeeded", domain.AGENT)
+    assert not domain.allowed("cancelled", "succeeded", domain.AGENT)
+    assert not domain.allowed("running", "cancelled", domain.AGENT)
+    assert domain.allowed("running", "cancelled", domain.OPERATOR)
+    assert not domain.allowed("succeeded", "queued", domain.OPERATOR)
+    assert domain.allowed("running", "queued", domain.SYSTEM)
     finished = {"succeeded", "failed", "cancelled"}
-    assert not any(src in finished and dst != "queued" for src, dst in transitions.ALLOWED)
+    assert not any(src in finished and dst != "queued" for src, dst in domain.TRANSITIONS)
 
 
 # Tokens from the command line and the admin ----------------------------------------------

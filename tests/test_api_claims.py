@@ -29,28 +29,27 @@ def seed():
 
 WORKER = """
 import json, os
-from rest_framework.exceptions import APIException
-from tasks.api import services
+from tasks import domain
 from tasks.models import Agent, Task
 agent = Agent.objects.get(name=os.environ["CLAIMER"])
 contested = Task.objects.order_by("created_at", "id").values_list("pk", flat=True).last()
 won_contested = False
 try:  # everyone goes for the same task first: one wins, the rest get a 409
-    services.claim(agent.pk, task_id=contested)
-    services.report(agent.pk, contested, status="succeeded")
+    domain.claim(agent_id=agent.pk, task_id=contested)
+    domain.report(agent_id=agent.pk, task_id=contested, status="succeeded")
     won_contested = True
-except APIException as exc:
-    assert exc.status_code == 409, exc
+except domain.Conflict:
+    pass
 claimed = [contested] if won_contested else []
 while True:
-    task = services.claim(agent.pk)
+    task = domain.claim(agent_id=agent.pk)
     if task is None:
         break
     claimed.append(task.pk)
     try:
-        services.report(agent.pk, task.pk, progress=50)
-        services.report(agent.pk, task.pk, status="succeeded")
-    except APIException:  # someone else was given our task: the assertions will say so
+        domain.report(agent_id=agent.pk, task_id=task.pk, progress=50)
+        domain.report(agent_id=agent.pk, task_id=task.pk, status="succeeded")
+    except domain.DomainError:  # someone else was given our task: the assertions will say so
         pass
 print("RESULT " + json.dumps({"agent": agent.pk, "claimed": claimed, "won_contested": won_contested}))
 """

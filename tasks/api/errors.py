@@ -1,6 +1,9 @@
-"""API errors beyond DRF's own: the 409 for claims that lose and conflicting task state."""
-from rest_framework import status
+"""API errors: the domain's errors (tasks/domain.py) as HTTP answers, and a 503 for a writer
+that gave up waiting for the stream lock."""
+from rest_framework import exceptions, status
 from rest_framework.exceptions import APIException
+
+from .. import domain
 
 
 class Conflict(APIException):
@@ -23,9 +26,22 @@ class Busy(APIException):
     default_code = "stream_locked"
 
 
+def from_domain(exc):
+    """The DRF exception for a domain error: 404, 403, 409 or a 400 naming the field."""
+    if isinstance(exc, domain.NotFound):
+        return exceptions.NotFound(exc.message)
+    if isinstance(exc, domain.NotYours):
+        return exceptions.PermissionDenied(exc.message)
+    if isinstance(exc, (domain.Conflict, domain.StaleEdit)):
+        return Conflict(exc.message, **exc.extra)
+    return exceptions.ValidationError({exc.field or "non_field_errors": [exc.message]})
+
+
 def exception_handler(exc, context):
-    """DRF's handler, plus the extra fields a Conflict carries, and a 503 with Retry-After
-    (not a 500) when a writer gave up waiting for the stream lock."""
+    """DRF's handler for the domain's errors, plus the extra fields a Conflict carries, and a
+    503 with Retry-After (not a 500) when a writer gave up waiting for the stream lock."""
+    if isinstance(exc, domain.DomainError):
+        exc = from_domain(exc)
     from django.db import OperationalError
     from rest_framework.views import exception_handler as drf_handler
 

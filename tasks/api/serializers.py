@@ -1,11 +1,11 @@
-"""Request and response shapes. Input serializers validate only; services.py does the writes."""
-from django.db.models import OuterRef, Subquery
+"""Request and response shapes. Input serializers validate only; tasks/domain.py does the writes."""
 from rest_framework import serializers
 
+from .. import domain
 from ..models import TEXT_LIMIT, Agent, Task
 
 MAX_BIGINT = 2**63 - 1  # ids and offsets beyond this are not ids (and overflow SQLite)
-# The statuses an agent may report (the table in transitions.py decides which change is allowed).
+# The statuses an agent may report (domain.TRANSITIONS decides which change is allowed).
 AGENT_STATUSES = [(s.value, s.label) for s in (Task.Status.RUNNING, Task.Status.SUCCEEDED, Task.Status.FAILED)]
 
 
@@ -34,16 +34,10 @@ class AgentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_current_task(self, agent) -> int | None:
-        if hasattr(agent, "running_task_id"):  # annotated by with_current_task()
+        if hasattr(agent, "running_task_id"):  # annotated by domain.with_current_task()
             return agent.running_task_id
-        task = agent.current_task
+        task = domain.current_task(agent.pk)
         return task.pk if task else None
-
-
-def with_current_task(queryset):
-    """Annotate agents with their running task's id in the same query (no N+1 in lists)."""
-    running = Task.objects.filter(agent=OuterRef("pk"), status=Task.Status.RUNNING).order_by("-started_at", "-id")
-    return queryset.annotate(running_task_id=Subquery(running.values("pk")[:1]))
 
 
 class TaskCreateSerializer(serializers.Serializer):

@@ -1,8 +1,8 @@
 """API endpoints. Agents authenticate with a bearer token, operators with a staff session.
 
-Views validate input and shape output; every change is made in services.py, inside one
-transaction that takes the stream lock first, and reaches dashboards through the same
-sequencing and publishing path as the admin.
+Views validate input and shape output; every change is made by tasks/domain.py (the rules,
+one transaction that takes the stream lock first) and reaches dashboards through the same
+sequencing and publishing path as the admin. Domain errors become HTTP answers in errors.py.
 """
 from django.conf import settings
 from django.db.models import Q
@@ -16,8 +16,8 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .. import domain
 from ..models import Agent, Task
-from . import services
 from .authentication import AgentTokenAuthentication
 from .errors import exception_handler
 from .pagination import BoundedLimitOffsetPagination
@@ -26,7 +26,6 @@ from .schema import OperatorSchema
 from .serializers import (
     AgentFilterSerializer, AgentHelloSerializer, AgentSerializer, ErrorSerializer, TaskCreateSerializer,
     TaskEditSerializer, TaskFilterSerializer, TaskReportSerializer, TaskSerializer, ValidationErrorSerializer,
-    with_current_task,
 )
 from .throttles import AgentRateThrottle, OperatorRateThrottle
 
@@ -81,7 +80,7 @@ class AgentApiView(_ApiView, APIView):
         """Register and heartbeat share this: validate the hello, record that the agent is alive."""
         hello = AgentHelloSerializer(data=request.data)
         hello.is_valid(raise_exception=True)
-        return services.heartbeat(self.agent.pk, hostname=hello.validated_data.get("hostname"))
+        return domain.heartbeat(agent_id=self.agent.pk, hostname=hello.validated_data.get("hostname"))
 
     def permission_denied(self, request, message=None, code=None):
         if request.authenticators and not request.successful_authenticator:
@@ -176,7 +175,7 @@ class ClaimNextView(AgentApiView):
         summary="Claim the oldest queued task; it becomes running on this agent.",
     )
     def post(self, request):
-        task = services.claim(self.agent.pk)
+        task = domain.claim(agent_id=self.agent.pk)
         if task is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(TaskSerializer(task).data)
@@ -189,7 +188,7 @@ class ClaimTaskView(AgentApiView):
         summary="Claim one particular queued task; 409 if it is no longer queued.",
     )
     def post(self, request, pk):
-        return Response(TaskSerializer(services.claim(self.agent.pk, task_id=pk)).data)
+        return Response(TaskSerializer(domain.claim(agent_id=self.agent.pk, task_id=pk)).data)
 
 
 class AgentTaskView(AgentApiView):
@@ -199,7 +198,7 @@ class AgentTaskView(AgentApiView):
         summary="One of this agent's tasks (to see e.g. whether an operator cancelled it).",
     )
     def get(self, request, pk):
-        task = services.get_task(pk)
+        task = domain.get_task(pk)
         if task.agent_id != self.agent.pk:
             raise PermissionDenied(f"Task {pk} is not assigned to you.")
         return Response(TaskSerializer(task).data)
@@ -212,7 +211,7 @@ class AgentTaskView(AgentApiView):
     def patch(self, request, pk):
         report = TaskReportSerializer(data=request.data)
         report.is_valid(raise_exception=True)
-        task = services.report(self.agent.pk, pk, **report.validated_data)
+        task = domain.report(agent_id=self.agent.pk, task_id=pk, **report.validated_data)
         return Response(TaskSerializer(task).data)
 
 
@@ -250,7 +249,7 @@ class TaskListView(OperatorMixin, generics.GenericAPIView):
     def post(self, request):
         data = TaskCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        task = services.create(**data.validated_data)
+        task = domain.create(**data.validated_data)
         return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED)
 
 
@@ -260,7 +259,7 @@ class TaskDetailView(OperatorMixin, APIView):
         summary="One task.",
     )
     def get(self, request, pk):
-        return Response(TaskSerializer(services.get_task(pk)).data)
+        return Response(TaskSerializer(domain.get_task(pk)).data)
 
     @operator_schema(
         operation_id="tasks_edit", request=TaskEditSerializer,
@@ -270,7 +269,7 @@ class TaskDetailView(OperatorMixin, APIView):
     def patch(self, request, pk):
         data = TaskEditSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(TaskSerializer(services.edit(pk, **data.validated_data)).data)
+        return Response(TaskSerializer(domain.edit(task_id=pk, **data.validated_data)).data)
 
 
 class TaskCancelView(OperatorMixin, APIView):
@@ -282,7 +281,7 @@ class TaskCancelView(OperatorMixin, APIView):
         summary="Cancel a queued or running task (its agent sees 400 on its next report).",
     )
     def post(self, request, pk):
-        return Response(TaskSerializer(services.cancel(pk)).data)
+        return Response(TaskSerializer(domain.cancel(task_id=pk)).data)
 
 
 class TaskRequeueView(OperatorMixin, APIView):
@@ -294,7 +293,7 @@ class TaskRequeueView(OperatorMixin, APIView):
         summary="Put a failed or cancelled task back in the queue at 0%.",
     )
     def post(self, request, pk):
-        return Response(TaskSerializer(services.requeue(pk)).data)
+        return Response(TaskSerializer(domain.requeue(task_id=pk)).data)
 
 
 class AgentListView(OperatorMixin, generics.GenericAPIView):
@@ -305,7 +304,7 @@ class AgentListView(OperatorMixin, generics.GenericAPIView):
         filters = AgentFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
         values = filters.validated_data
-        queryset = with_current_task(Agent.objects.all())
+        queryset = domain.with_current_task(Agent.objects.all())
         if "status" in values:
             queryset = queryset.filter(status=values["status"])
         if values.get("search"):
@@ -330,7 +329,7 @@ class AgentDetailView(OperatorMixin, APIView):
         summary="One agent.",
     )
     def get(self, request, pk):
-        agent = with_current_task(Agent.objects.filter(pk=pk)).first()
+        agent = domain.with_current_task(Agent.objects.filter(pk=pk)).first()
         if agent is None:
             return Response({"detail": f"No agent with id {pk}."}, status=status.HTTP_404_NOT_FOUND)
         return Response(AgentSerializer(agent).data)

@@ -30,12 +30,14 @@ def fleet_summary():
 
 
 async def test_demo_fleet_changes_reach_a_websocket_client(daphne, fast_logins, session_cookie):
-    server = daphne(AGENT_OFFLINE_AFTER="2", AGENT_SWEEP_INTERVAL="0.5")
+    # Long enough that every agent finishes something on a loaded machine (the fleet reports
+    # progress every 1-3 s, scaled by --rate), short enough that silences are noticed.
+    server = daphne(AGENT_OFFLINE_AFTER="4", AGENT_SWEEP_INTERVAL="0.5")
     client = StreamClient(server.ws, session_cookie, server.http).start()
     try:
         assert await client.wait_for(lambda c: c.last is not None), server.log()[-2000:]
         fleet = await asyncio.create_subprocess_exec(
-            PYTHON, "manage.py", "demo_fleet", "--agents", "4", "--rate", "5", "--duration", "5",
+            PYTHON, "manage.py", "demo_fleet", "--agents", "4", "--rate", "5", "--duration", "10",
             "--silence-chance", "0.05", "--seed", "7", "--url", server.http,
             cwd=ROOT, env=server.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )

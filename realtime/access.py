@@ -33,9 +33,9 @@ from django.http import parse_cookie
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
+from . import registry
 from .protocol import CLOSE_FORBIDDEN, CLOSE_NOT_SIGNED_IN
 
-VIEW_PERMISSION = "tasks.view_task"
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,9 @@ def check_sessions(keys):
         if user is None or not _hash_verified(session, user):
             verdicts[key] = Access(CLOSE_NOT_SIGNED_IN, reason="the session ended; sign in again")
         elif user.pk not in allowed:
+            needed = ", ".join(registry.view_permissions())
             verdicts[key] = Access(CLOSE_FORBIDDEN, user.pk, user.get_username(),
-                                   reason=f"{user.get_username()} may not view the dashboard ({VIEW_PERMISSION})")
+                                   reason=f"{user.get_username()} may not view the dashboard ({needed})")
         else:
             stamp = expiry.get(key)
             verdicts[key] = Access(None, user.pk, user.get_username(), stamp.timestamp() if stamp else None)
@@ -148,19 +149,24 @@ def _hash_verified(session, user):
 
 
 def _allowed(users):
-    """The pks of `users` that have the view permission, the way ModelBackend decides."""
+    """The pks of `users` that have every view permission the streamed entities declare
+    (realtime/registry.py), the way ModelBackend decides."""
     if not users:
         return set()
+    permissions = registry.view_permissions()
     if not all(isinstance(b, ModelBackend) or not hasattr(b, "has_perm") for b in get_backends()):
-        return {user.pk for user in users if user.has_perm(VIEW_PERMISSION)}
-    app_label, codename = VIEW_PERMISSION.split(".")
-    granted = (
-        Q(is_superuser=True)
-        | Q(user_permissions__codename=codename, user_permissions__content_type__app_label=app_label)
-        | Q(groups__permissions__codename=codename, groups__permissions__content_type__app_label=app_label)
-    )
-    query = get_user_model()._default_manager.filter(pk__in=[u.pk for u in users], is_active=True).filter(granted)
-    return set(query.values_list("pk", flat=True).distinct())
+        return {user.pk for user in users if user.is_active and user.has_perms(permissions)}
+    allowed = {u.pk for u in users if u.is_active}
+    for permission in permissions:
+        app_label, codename = permission.split(".")
+        granted = (
+            Q(is_superuser=True)
+            | Q(user_permissions__codename=codename, user_permissions__content_type__app_label=app_label)
+            | Q(groups__permissions__codename=codename, groups__permissions__content_type__app_label=app_label)
+        )
+        query = get_user_model()._default_manager.filter(pk__in=allowed, is_active=True).filter(granted)
+        allowed = set(query.values_list("pk", flat=True).distinct())
+    return allowed
 
 
 def wall_clock():

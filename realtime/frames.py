@@ -55,37 +55,39 @@ def event_frames(events):
     return frames
 
 
-def sync_frames(*, epoch, seq, reset, tasks, agents, deleted_tasks, deleted_agents, extras):
+def sync_frames(*, epoch, seq, reset, rows, deleted, extras):
     """The `sync` answer as one frame, or as parts that each fit the limit.
 
-    `tasks` and `agents` are encoded rows; the deletions are ids. Every part carries the same
-    epoch, seq and reset; rows and deletions are spread over the parts in that order, and the
-    union of the parts is the sync (PROTOCOL.md: a client applies them only when the last
-    part has arrived)."""
-    sections = (
-        ("tasks", tasks), ("agents", agents),
-        ("deleted_tasks", [str(i) for i in deleted_tasks]), ("deleted_agents", [str(i) for i in deleted_agents]),
-    )
+    `rows` maps each entity's key ("tasks") to its encoded rows; `deleted` maps the same keys
+    to deleted ids. Every part carries the same epoch, seq and reset, and every key (empty
+    lists where a part has none); rows and then deletions are spread over the parts in order,
+    and the union of the parts is the sync (PROTOCOL.md: a client applies them only when the
+    last part has arrived)."""
+    keys = list(rows)
+    pieces = [(("rows", key), piece) for key in keys for piece in rows[key]]
+    pieces += [(("deleted", key), str(i)) for key in keys for i in deleted.get(key, ())]
     head = {"type": SYNC, "epoch": epoch, "seq": seq, "reset": reset, **extras}
-    # Room for the header, the four lists' punctuation and `"part":k,"parts":n`.
-    budget = limit() - len(dumps(head)) - 120
-    parts, current, size = [], {name: [] for name, _ in sections}, 0
-    for name, pieces in sections:
-        for piece in pieces:
-            cost = len(piece) + 1
-            if size and size + cost > budget:
-                parts.append(current)
-                current, size = {key: [] for key, _ in sections}, 0
-            current[name].append(piece)
-            size += cost
+    # Room for the header, the lists' punctuation and `"part":k,"parts":n`.
+    budget = limit() - len(dumps(head)) - 40 * len(keys) - 60
+
+    def empty():
+        return {(kind, key): [] for kind in ("rows", "deleted") for key in keys}
+
+    parts, current, size = [], empty(), 0
+    for slot, piece in pieces:
+        cost = len(piece) + 1
+        if size and size + cost > budget:
+            parts.append(current)
+            current, size = empty(), 0
+        current[slot].append(piece)
+        size += cost
     parts.append(current)
     count = len(parts)
     prefix = dumps(head)[:-1]
     texts = []
     for index, part in enumerate(parts, 1):
         numbering = f',"part":{index},"parts":{count}' if count > 1 else ""
-        texts.append(
-            f'{prefix}{numbering},"tasks":[{",".join(part["tasks"])}],"agents":[{",".join(part["agents"])}],'
-            f'"deleted":{{"tasks":[{",".join(part["deleted_tasks"])}],"agents":[{",".join(part["deleted_agents"])}]}}}}'
-        )
+        lists = "".join(f',"{key}":[{",".join(part[("rows", key)])}]' for key in keys)
+        gone = ",".join(f'"{key}":[{",".join(part[("deleted", key)])}]' for key in keys)
+        texts.append(f'{prefix}{numbering}{lists},"deleted":{{{gone}}}}}')
     return texts

@@ -28,6 +28,7 @@ log = logging.getLogger("realtime.history")
 
 
 def sequenced_models():
+    """Every sequenced model, registered with the stream or not (a raw write to any is news)."""
     return [model for model in apps.get_models() if issubclass(model, SequencedModel)]
 
 

@@ -50,14 +50,6 @@ def get_hub():
     return hub
 
 
-def serving_loop():
-    """The running event loop whose hub is started (a server process), or None."""
-    for loop, hub in list(_hubs.items()):
-        if hub._ready is not None and loop.is_running() and not loop.is_closed():
-            return loop
-    return None
-
-
 class Hub:
     def __init__(self):
         from .guard import Guard
@@ -128,6 +120,7 @@ class Hub:
         await asyncio.shield(self._ready)
 
     async def _start(self):
+        from . import publish
         from .lifecycle import install_sigterm_handler
 
         layer = get_channel_layer()
@@ -144,6 +137,7 @@ class Hub:
         self._tasks.append(asyncio.ensure_future(self.guard.run()))
         self._tasks.append(asyncio.ensure_future(self.jobs.run()))
         self._tasks.append(asyncio.ensure_future(self._head_loop(layer)))
+        publish.serve_locally(asyncio.get_running_loop(), self.take)  # this process's writes come here first
         install_sigterm_handler(self)
 
     async def shutdown(self, code=CLOSE_SERVICE_RESTART):

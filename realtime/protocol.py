@@ -22,8 +22,10 @@ EVENT = "event"
 EVENTS = "events"
 ERROR = "error"
 
-ENTITIES = ("task", "agent")
-OPS = ("upsert", "delete")
+# Event ops. The entities are whatever is registered (realtime/registry.py).
+UPSERT = "upsert"
+DELETE = "delete"
+OPS = (UPSERT, DELETE)
 
 # Error frame codes (the connection stays open).
 ERR_BAD_JSON = "bad_json"

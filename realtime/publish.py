@@ -27,13 +27,31 @@ from functools import partial
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
-from . import hub as hubs
 from . import metrics
 from .protocol import LAYER_ACCESS, LAYER_CHANGES, STREAM_GROUP
 
 log = logging.getLogger("realtime.publish")
 
 LAYER_CHUNK = 2000
+
+# The server process's own hub, when there is one: (its event loop, its `take` coroutine).
+# The hub registers itself when it starts (`serve_locally`); publishing never imports it.
+_local = None
+
+
+def serve_locally(loop, take):
+    """Called by a server process's hub when it starts: its changes go to `take` first."""
+    global _local
+    _local = (loop, take)
+
+
+def _local_sink():
+    if _local is None:
+        return None
+    loop, take = _local
+    if loop.is_closed() or not loop.is_running():
+        return None
+    return _local
 
 
 def after_commit(epoch, events, using="default"):
@@ -59,17 +77,17 @@ def _send(message):
     layer = get_channel_layer()
     if layer is None:
         return
-    loop = hubs.serving_loop()
-    if loop is not None:
-        loop.call_soon_threadsafe(_publish_in_server, layer, message)
+    sink = _local_sink()
+    if sink is not None:
+        loop, take = sink
+        loop.call_soon_threadsafe(_publish_in_server, layer, take, message)
     elif not isinstance(layer, InMemoryChannelLayer):  # in-process layer: nobody else to tell
         publisher.send(layer, message)
 
 
-def _publish_in_server(layer, message):
+def _publish_in_server(layer, take, message):
     """On the server's loop: the local hub first, then the other processes."""
-    hub = hubs.get_hub()
-    asyncio.ensure_future(hub.take(message))
+    asyncio.ensure_future(take(message))
     if isinstance(layer, InMemoryChannelLayer):
         _count_sent(message)
         return

@@ -24,8 +24,9 @@ from django.db import OperationalError, connections, models, transaction
 from django.db.models.expressions import Combinable
 from django.utils import timezone
 
-from . import metrics, publish
-from .rows import serialize
+from . import metrics, publish, registry
+
+from .protocol import DELETE, EVENT, UPSERT
 
 log = logging.getLogger("realtime.sequencing")
 
@@ -98,17 +99,13 @@ def lock_stream(using="default"):
 
 
 def upsert_event(instance):
-    return {
-        "type": "event",
-        "seq": instance.version,
-        "entity": instance.stream_entity,
-        "op": "upsert",
-        "data": serialize(instance),
-    }
+    """The event of a change: the whole row, as its entity's serializer shows it."""
+    entity = registry.entity_of(type(instance))
+    return {"type": EVENT, "seq": instance.version, "entity": entity.name, "op": UPSERT, "data": entity.serializer(instance)}
 
 
 def delete_event(entity, object_id, seq):
-    return {"type": "event", "seq": seq, "entity": entity, "op": "delete", "data": {"id": object_id}}
+    return {"type": EVENT, "seq": seq, "entity": entity, "op": DELETE, "data": {"id": object_id}}
 
 
 class SequencedQuerySet(models.QuerySet):
@@ -185,9 +182,9 @@ class SequencedQuerySet(models.QuerySet):
 
 
 class SequencedModel(models.Model):
-    """A model whose every committed change is numbered and published (see module docstring)."""
+    """A model whose every committed change is numbered and published (see module docstring).
+    Register it with the stream (realtime/registry.py) to name its entity and its row."""
 
-    stream_entity = None  # "task" or "agent": the `entity` of its events
     derived_fields = ()  # fields prepare_for_write() may change, saved with any update_fields
     version = models.BigIntegerField(default=0, editable=False, db_index=True)
     updated_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -280,9 +277,10 @@ def sequence_deletion(sender, instance, using, **kwargs):
 
     Inside a deletion batch (every `delete()` of a sequenced model opens one) the deletion is
     numbered with the rest of the batch; a cascade from elsewhere is numbered at once."""
+    entity = registry.entity_of(sender).name
     batch = getattr(connections[using], "stream_deletions", None)
     if batch is not None:
-        batch.append((sender.stream_entity, instance.pk))
+        batch.append((entity, instance.pk))
         return
     with deletion_batch(using) as batch:
-        batch.append((sender.stream_entity, instance.pk))
+        batch.append((entity, instance.pk))

@@ -12,8 +12,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import Stream, Tombstone
+from . import registry
 from .frames import dumps, sync_frames
+from .models import Stream, Tombstone
 from .rows import serialize
 
 
@@ -46,12 +47,6 @@ def _snapshot_transaction():
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         yield
-
-
-def _sequenced_models():
-    from tasks.models import Agent, Task
-
-    return {"task": Task, "agent": Agent}
 
 
 class ResetCache:
@@ -115,28 +110,22 @@ def _answer(stream, since, epoch):
     same_epoch = since is not None and epoch == stream["epoch"]
     if same_epoch and since > head:
         raise HistoryMovedBack()
-    models = _sequenced_models()
+    entities = registry.entities()
     if same_epoch and stream["pruned_through"] <= since:
-        deleted = {"task": [], "agent": []}
+        keys = {entity.name: entity.key for entity in entities}
+        deleted = {entity.key: [] for entity in entities}
         tombstones = Tombstone.objects.filter(seq__gt=since).order_by("seq").values_list("entity", "object_id")
-        for entity, object_id in tombstones.iterator(chunk_size=5000):
-            deleted.setdefault(entity, []).append(object_id)
-        texts = sync_frames(
-            epoch=stream["epoch"], seq=head, reset=False,
-            tasks=_rows(models["task"].objects.filter(version__gt=since).order_by("version")),
-            agents=_rows(models["agent"].objects.filter(version__gt=since).order_by("version")),
-            deleted_tasks=deleted["task"], deleted_agents=deleted["agent"], extras=extras,
-        )
+        for name, object_id in tombstones.iterator(chunk_size=5000):
+            if name in keys:
+                deleted[keys[name]].append(object_id)
+        rows = {e.key: _rows(e.model._base_manager.filter(version__gt=since).order_by("version")) for e in entities}
+        texts = sync_frames(epoch=stream["epoch"], seq=head, reset=False, rows=rows, deleted=deleted, extras=extras)
         return texts, head, False
     key = (stream["epoch"], head, settings.REALTIME_MAX_SEND_BYTES)
     texts = reset_cache.get(key)
     if texts is None:
-        texts = sync_frames(
-            epoch=stream["epoch"], seq=head, reset=True,
-            tasks=_rows(models["task"].objects.order_by("id")),
-            agents=_rows(models["agent"].objects.order_by("id")),
-            deleted_tasks=(), deleted_agents=(), extras=extras,
-        )
+        rows = {entity.key: _rows(entity.snapshot()) for entity in entities}
+        texts = sync_frames(epoch=stream["epoch"], seq=head, reset=True, rows=rows, deleted={}, extras=extras)
         reset_cache.put(key, texts)
     return texts, head, True
 

@@ -7,14 +7,16 @@ class TasksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        """Declare the streamed entities and wire the receivers (handlers: tasks/signals.py)."""
         from django.db.models.signals import post_delete, pre_delete
 
-        from realtime.sequencing import sequence_deletion
+        from realtime import registry
 
         from . import signals
         from .models import Agent, Task
+        from .rows import agent_row, task_row
 
+        registry.register(Task, entity="task", serializer=task_row, view_permission="tasks.view_task")
+        registry.register(Agent, entity="agent", serializer=agent_row)
         pre_delete.connect(signals.agent_deleting, sender=Agent, dispatch_uid="tasks.agent_deleting")
         post_delete.connect(signals.task_deleted, sender=Task, dispatch_uid="tasks.task_deleted")
-        for model in (Task, Agent):
-            pre_delete.connect(sequence_deletion, sender=model, dispatch_uid=f"tasks.sequence_deletion.{model.__name__}")

@@ -19,8 +19,6 @@ class Agent(SequencedModel):
         BUSY = "busy", "Busy"
         OFFLINE = "offline", "Offline"
 
-    stream_entity = "agent"
-
     name = models.CharField(max_length=100, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.IDLE, db_index=True)
     hostname = models.CharField(max_length=255, blank=True)
@@ -55,7 +53,6 @@ class Task(SequencedModel):
         CANCELLED = "cancelled", "Cancelled"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-    stream_entity = "task"
     derived_fields = ("started_at", "finished_at")
 
     title = models.CharField(max_length=200)

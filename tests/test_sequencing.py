@@ -17,7 +17,7 @@ from channels.layers import get_channel_layer
 from django.db import connection, transaction
 from django.db.models import F
 
-from realtime import publish
+from realtime import publish, registry
 from realtime.models import Stream, Tombstone
 from realtime.protocol import LAYER_CHANGES, STREAM_GROUP
 from realtime.rows import serialize
@@ -47,7 +47,7 @@ def numbers_in_use():
 def upsert(instance):
     """The event a change of `instance` must publish: the row as stored in the database."""
     stored = type(instance)._base_manager.get(pk=instance.pk)
-    return {"type": "event", "seq": stored.version, "entity": stored.stream_entity, "op": "upsert",
+    return {"type": "event", "seq": stored.version, "entity": registry.entity_of(type(stored)).name, "op": "upsert",
             "data": serialize(stored)}
 
 

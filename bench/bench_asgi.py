@@ -25,11 +25,7 @@ from asgiref.sync import sync_to_async  # noqa: E402
 
 from dashboard_site.asgi import application as project_application  # noqa: E402
 
-from bench import djwork, experiments  # noqa: E402
-
-PATCHES = experiments.apply_server()  # nothing unless BENCH_PATCHES is set
-if "leanauth" in PATCHES:
-    project_application = experiments.wrap_application(project_application, experiments.lean_websocket_app())
+from bench import djwork  # noqa: E402
 
 
 async def _respond(send, status, payload):

@@ -43,9 +43,7 @@ def main():
     import django
 
     django.setup()
-    from bench import djwork, experiments
-
-    experiments.apply_writer()  # nothing unless BENCH_PATCHES is set
+    from bench import djwork
 
     if args.command == "setup":
         result = djwork.setup(args.tasks, args.agents)

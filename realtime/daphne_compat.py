@@ -9,17 +9,34 @@
    When a connection has MAX_QUEUED_FRAMES frames waiting, it is not read any further and
    is closed with 4029 (too many messages).
 3. Shutdown. The listening ports are recorded so that on SIGTERM the process stops
-   accepting connections before it closes the ones it has (realtime/hub.py).
+   accepting connections before it closes the ones it has (realtime/lifecycle.py).
+
+These reach into daphne's and autobahn's internals, so each hook checks that what it touches
+exists, for the versions the tests have run (TESTED), and says so loudly when it cannot be
+installed rather than leaving the protection off in silence. pyproject.toml pins daphne,
+autobahn and twisted to the tested ranges.
 """
 import logging
 
+from .protocol import CLOSE_RATE_LIMITED, CLOSE_SERVER_ERROR, CLOSE_SERVICE_RESTART, CLOSE_TOO_LARGE
+
 log = logging.getLogger("realtime.daphne")
 
-SERVER_CODES = frozenset({1009, 1011, 1012})
+SERVER_CODES = frozenset({CLOSE_TOO_LARGE, CLOSE_SERVER_ERROR, CLOSE_SERVICE_RESTART})
 MAX_QUEUED_FRAMES = 100
-CLOSE_RATE_LIMITED = 4029
+TESTED = {"daphne": "4.2", "autobahn": "26.", "twisted": "26."}
 
 listening_ports = []
+installed = set()  # the hooks in place, for tests and the startup log
+
+
+def _version(module):
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:
+        return "unknown"
 
 
 def patch_daphne():
@@ -32,7 +49,26 @@ def patch_daphne():
     if getattr(WebSocketProtocol, "dashboard_patched", False):
         return
     WebSocketProtocol.dashboard_patched = True
-    close, on_message, listen_success = WebSocketProtocol.serverClose, WebSocketProtocol.onMessage, Server.listen_success
+    versions = {name: _version(name) for name in TESTED}
+    untested = {name: v for name, v in versions.items() if not v.startswith(TESTED[name])}
+    if untested:
+        log.warning("daphne adjustments were tested with %s; running with %s: check realtime/daphne_compat.py",
+                    TESTED, versions)
+    missing = [name for name in ("serverClose", "onMessage", "sendCloseFrame") if not hasattr(WebSocketProtocol, name)]
+    if missing:
+        log.error("daphne's WebSocketProtocol has no %s: the close-code and flood hooks are NOT installed "
+                  "(1009/1011/1012 closes will fail, floods are not cut)", ", ".join(missing))
+    else:
+        _patch_close(WebSocketProtocol)
+        _patch_flood(WebSocketProtocol)
+    if hasattr(Server, "listen_success"):
+        _patch_listen(Server)
+    else:
+        log.error("daphne's Server has no listen_success: SIGTERM cannot stop listening before closing sockets")
+
+
+def _patch_close(protocol):
+    close = protocol.serverClose
 
     def serverClose(self, code=None):
         if code in SERVER_CODES:
@@ -40,24 +76,42 @@ def patch_daphne():
         else:
             close(self, code)
 
+    protocol.serverClose = serverClose
+    installed.add("close_codes")
+
+
+def _patch_flood(protocol):
+    on_message = protocol.onMessage
+    warned = []
+
     def onMessage(self, payload, isBinary):
         queue = getattr(self, "application_queue", None)
-        if queue is not None and queue.qsize() >= MAX_QUEUED_FRAMES:
+        if queue is None:
+            if not warned:
+                warned.append(True)
+                log.error("daphne connections have no application_queue: the flood guard is off")
+        elif queue.qsize() >= MAX_QUEUED_FRAMES:
             if not getattr(self, "flooded", False):
                 self.flooded = True
-                log.warning("closing a flooding client %s with 4029", self.client_addr)
+                log.warning("closing a flooding client %s with %s", getattr(self, "client_addr", "?"), CLOSE_RATE_LIMITED)
                 self.transport.pauseProducing()  # stop reading it: its frames cost nothing now
                 self.sendCloseFrame(code=CLOSE_RATE_LIMITED, isReply=False)
             return
         on_message(self, payload, isBinary)
 
+    protocol.onMessage = onMessage
+    installed.add("flood_guard")
+
+
+def _patch_listen(server):
+    listen_success = server.listen_success
+
     def record_listen_success(self, port):
         listening_ports.append(port)
         return listen_success(self, port)
 
-    WebSocketProtocol.serverClose = serverClose
-    WebSocketProtocol.onMessage = onMessage
-    Server.listen_success = record_listen_success
+    server.listen_success = record_listen_success
+    installed.add("listeners")
 
 
 def stop_listening():

@@ -3,8 +3,6 @@
 The browser's copy is static/realtime/constants.js; keep the two in step.
 """
 
-PROTOCOL_VERSION = 1
-
 # Channel-layer plumbing (server side only).
 STREAM_GROUP = "dashboard.stream"
 LAYER_CHANGES = "stream.changes"  # dispatched to the hub, never to a socket
@@ -37,7 +35,6 @@ ERR_CLOSING = "closing"  # sent just before a close, with `close` (the code) and
 ERR_UNAVAILABLE = "unavailable"  # a sync cannot be built now (database down); it is retried
 
 # Close codes. 4000-4499: reconnect with backoff. 4500-4999: terminal, do not reconnect.
-CLOSE_NORMAL = 1000
 CLOSE_TOO_LARGE = 1009
 CLOSE_SERVER_ERROR = 1011
 CLOSE_SERVICE_RESTART = 1012

@@ -83,3 +83,15 @@ async def test_a_server_started_while_redis_is_down_serves_and_catches_up(daphne
         assert await client.wait_for(lambda c: c.versions() == expected, timeout=20), server.log()[-2000:]
     finally:
         await client.stop()
+
+
+def test_the_daphne_adjustments_are_installed_on_the_tested_versions():
+    """A renamed daphne or autobahn attribute must not turn the flood guard off in silence."""
+    from daphne.ws_protocol import WebSocketProtocol
+
+    from realtime import daphne_compat
+
+    assert daphne_compat.installed == {"close_codes", "flood_guard", "listeners"}
+    assert WebSocketProtocol.dashboard_patched
+    for name, prefix in daphne_compat.TESTED.items():
+        assert daphne_compat._version(name).startswith(prefix), name

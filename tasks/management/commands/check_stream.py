@@ -25,14 +25,17 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from realtime.protocol import CLOSE_BY_OPERATOR, CLOSE_FORBIDDEN, CLOSE_NOT_SIGNED_IN, CLOSE_PROTOCOL_VIOLATION
+
 TERMINAL_HINTS = {
-    4501: "the server did not accept the session: it reads sessions from a different database or "
+    CLOSE_NOT_SIGNED_IN: "the server did not accept the session: it reads sessions from a different database or "
           "uses a different DJANGO_SECRET_KEY than this command. Run check_stream with the servers' "
           "DATABASE_URL and DJANGO_SECRET_KEY.",
-    4503: "the user may not view tasks: give --user the tasks.view_task permission (or omit --user "
+    CLOSE_FORBIDDEN: "the user may not view tasks: give --user the tasks.view_task permission (or omit --user "
           "to use a temporary superuser).",
-    4509: "the server says this client broke the protocol; check that the server and this command "
-          "run the same release.",
+    CLOSE_PROTOCOL_VIOLATION: "the server says this client broke the protocol; check that the server "
+          "and this command run the same release.",
+    CLOSE_BY_OPERATOR: "an operator closed this user's dashboards from the admin; run again, or use another --user.",
 }
 
 

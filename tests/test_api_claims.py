@@ -176,3 +176,91 @@ def test_concurrent_claims_on_sqlite():
     # SQLite's busy handler lets the process holding the lock take it again and again, so
     # one worker may do all the work; the contested first claim still races all four.
     check_claims(database_url_of(connection.settings_dict), lambda: list(Task.objects.values_list("id", "status", "agent_id")), spread=False)
+
+
+# The two locks a claim relies on, each pinned on its own -------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_claims_by_one_agent_at_once_give_it_one_task():
+    """The stream lock is taken before the claim reads anything: two claims of one agent that
+    start together cannot both see "no current task" (without it, on PostgreSQL, both would
+    take a task and the agent would run two)."""
+    import threading
+
+    from django.db import connections, transaction
+
+    from realtime.sequencing import lock_stream
+    from tasks import domain
+    from tasks.models import Agent, Task
+
+    agent = Agent.objects.create(name="twice")
+    Task.objects.bulk_create([Task(title=f"job {i}") for i in range(3)])
+    holding, release = threading.Event(), threading.Event()
+    results = []
+
+    def hold():
+        with transaction.atomic():
+            lock_stream()
+            holding.set()
+            release.wait(10)
+        connections.close_all()
+
+    def claim():
+        try:
+            results.append(domain.claim(agent_id=agent.pk).pk)
+        except domain.Conflict as exc:
+            results.append(exc)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    claimers = [threading.Thread(target=claim) for _ in range(2)]
+    for thread in claimers:
+        thread.start()
+    threading.Event().wait(0.5)  # both are now waiting on the held stream lock
+    release.set()
+    for thread in claimers + [holder]:
+        thread.join(20)
+    assert len(results) == 2 and sum(isinstance(r, domain.Conflict) for r in results) == 1, results
+    assert Task.objects.filter(agent=agent, status="running").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_skips_a_queued_row_another_transaction_has_locked():
+    """PostgreSQL: the queued row is taken with SKIP LOCKED, so a claim neither waits for a
+    row some other transaction holds nor takes it."""
+    import threading
+    import time
+
+    from django.db import connection, connections, transaction
+
+    from tasks import domain
+    from tasks.models import Agent, Task
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no row locks (one writer at a time); the PostgreSQL pass runs this")
+    agent = Agent.objects.create(name="skipper")
+    first, second = Task.objects.create(title="oldest"), Task.objects.create(title="next")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_row():
+        with transaction.atomic():
+            list(Task.objects.select_for_update().filter(pk=first.pk))
+            holding.set()
+            release.wait(10)
+        connections.close_all()
+
+    holder = threading.Thread(target=hold_row)
+    holder.start()
+    assert holding.wait(10)
+    started = time.monotonic()
+    try:
+        claimed = domain.claim(agent_id=agent.pk)
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join(20)
+    assert claimed.pk == second.pk and waited < 5

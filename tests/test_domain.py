@@ -172,3 +172,40 @@ def test_current_task_is_the_same_everywhere(admin):
     assert agent_tasks == [f'<a href="/admin/tasks/task/{expected.pk}/change/" title="newer">newer</a>']
     changelist = admin.get("/admin/tasks/agent/").content.decode()
     assert f"../task/{expected.pk}/change/" in changelist
+
+
+# Exactly which events each action publishes -----------------------------------------------------
+
+
+def test_the_events_of_a_claim_a_report_a_cancel_and_a_requeue():
+    from tests.support.capture import capture_published
+
+    agent = Agent.objects.create(name="bot", last_heartbeat=timezone.now())
+    task = Task.objects.create(title="t")
+    kinds = lambda events: [(e["entity"], e["op"], e["data"].get("status")) for e in events]  # noqa: E731
+    with capture_published(expected=2) as events:
+        domain.claim(agent_id=agent.pk)
+    assert kinds(events) == [("task", "upsert", "running"), ("agent", "upsert", "busy")]
+    with capture_published(expected=1) as events:  # the heartbeat is fresh: no agent write
+        domain.report(agent_id=agent.pk, task_id=task.pk, progress=50)
+    assert events[0]["data"]["progress"] == 50
+    with capture_published(expected=2) as events:
+        domain.cancel(task_id=task.pk)
+    assert kinds(events) == [("task", "upsert", "cancelled"), ("agent", "upsert", "idle")]
+    with capture_published(expected=1) as events:
+        domain.requeue(task_id=task.pk)
+    assert kinds(events) == [("task", "upsert", "queued")]
+    with capture_published(expected=0):
+        with pytest.raises(domain.InvalidChange):
+            domain.requeue(task_id=task.pk)
+
+
+def test_the_events_of_deleting_a_busy_agent():
+    from tests.support.capture import capture_published
+
+    agent = Agent.objects.create(name="doomed", status="busy")
+    running = Task.objects.create(title="in flight", status="running", agent=agent)
+    with capture_published(expected=2) as events:
+        agent.delete()
+    assert [(e["entity"], e["op"]) for e in events] == [("task", "upsert"), ("agent", "delete")]
+    assert events[0]["data"] == {**events[0]["data"], "id": running.pk, "status": "queued", "agent": None}

@@ -60,8 +60,18 @@ def layer_config(redis_url):
             os.environ["REDIS_URL"] = saved
 
 
+def rows_lost(client, expected):
+    """Rows the client is missing, holds in excess, or holds at another version than the database."""
+    tasks, agents = client.versions()
+    want_tasks, want_agents = expected
+    return sum(len(set(have) ^ set(want)) + sum(1 for i in set(have) & set(want) if have[i] != want[i])
+               for have, want in ((tasks, want_tasks), (agents, want_agents)))
+
+
 class Stack:
     """Servers, clients and a writer for one fault test."""
+
+    lost = None  # measured by finish(): rows that differ from the database, over all clients
 
     def __init__(self, daphne, redis, cookie):
         self.daphne, self.redis, self.cookie = daphne, redis, cookie
@@ -121,9 +131,14 @@ class Stack:
         """Stop writing, then every client must equal the database; returns (changes, seconds
         to settle)."""
         await self.stop_writer()
+        # The writer swallows write errors to keep going through faults: it must still have
+        # written, or every test here would pass with nothing to lose.
+        failed = sum(self.writer.failures.values())
+        assert self.writer.count >= 10 and failed <= self.writer.count, (self.writer.ops, self.writer.failures)
         start = time.monotonic()
         clients = self.clients if clients is None else clients
         bad, expected = await settle(clients, timeout)
+        self.lost = sum(rows_lost(c, expected) for c in clients)
         assert not bad, "clients differ from the database:\n" + "\n".join(
             describe_difference(c, expected) for c in bad[:5])
         changes = await self.head() - self.writer.head_at_start
@@ -230,7 +245,7 @@ async def test_redis_outage(stack):
            caught_up_during_outage_s=during, recovery_s=recovery,
            live_p50_ms=p50 * 1000, live_p95_ms=p95 * 1000, resyncs_after=syncs_after - syncs_before,
            unhealthy_probes_after_restart=unhealthy_probes,
-           gaps_after=gaps_after - gaps_before, lost=0)
+           gaps_after=gaps_after - gaps_before, lost=stack.lost)
     assert gaps_after == gaps_before, (
         f"the hubs still miss layer messages {time.monotonic() - outage_start - outage:.0f} s after Redis "
         f"came back ({gaps_after - gaps_before} gaps in 3 s): a hub did not rejoin the stream group")
@@ -274,7 +289,7 @@ async def test_server_killed_and_restarted(stack):
     codes = [c.close_codes[0] for c in reconnected if c.close_codes]
     report("sigkill", servers=2, clients=len(clients) + len(late), changes=changes,
            clients_on_killed=victims, reconnected=len(reconnected), close_codes=sorted(set(map(str, codes))),
-           recovery_s=recovery, restarted_server_first_sync_s=first_sync, lost=0)
+           recovery_s=recovery, restarted_server_first_sync_s=first_sync, lost=stack.lost)
     assert len(reconnected) >= victims
     assert set(codes) <= {1006, "idle_timeout"}, codes
     stack.assert_no_crash(b, a2)
@@ -330,7 +345,7 @@ async def test_half_open_connections(stack):
     report("half_open", servers=1, clients=len(clients), changes=changes, silenced=len(links),
            server_4008_after_s=detected, server_tcp_closed_max_s=max(tcp_closed),
            client_idle_timeout_max_s=max(detect), client_resynced_max_s=max(back),
-           limit_server_s=interval + timeout, limit_client_s=client_limit, lost=0)
+           limit_server_s=interval + timeout, limit_client_s=client_limit, lost=stack.lost)
     assert detected <= server_limit, f"server noticed after {detected:.2f} s (limit {server_limit})"
     assert max(detect) <= client_limit + 0.5
     stack.assert_no_crash()
@@ -395,7 +410,7 @@ async def test_slow_reader(stack):
            base_p50_ms=base_p50 * 1000, base_p95_ms=base_p95 * 1000,
            during_p50_ms=slow_p50 * 1000, during_p95_ms=slow_p95 * 1000,
            rss_before_mb=rss_before / 2**20, rss_peak_mb=rss_peak / 2**20, rss_after_mb=rss_after / 2**20,
-           brief_connects=brief.connects, stuck_codes=stuck.close_codes, stuck_heal_s=heal, lost=0)
+           brief_connects=brief.connects, stuck_codes=stuck.close_codes, stuck_heal_s=heal, lost=stack.lost)
     assert brief.connects == 1, f"the briefly paused client was disconnected: {brief.close_codes}"
     assert stuck.connects >= 2 and stuck.close_codes, "the stuck client was never disconnected"
     assert slow_p95 < max(0.5, 4 * base_p95), "the others' latency suffered"
@@ -440,7 +455,7 @@ async def test_sigterm_clients_return(stack):
     report("sigterm", servers=2, clients=len(clients) + len(late), changes=changes, clients_on_terminated=on_a,
            got_1012=codes.count(1012), other_codes=sorted(set(c for c in codes if c != 1012)), exit_code=exit_code,
            exited_s=exited_s, return_first_s=back[0] if back else -1.0, return_last_s=back[-1] if back else -1.0,
-           return_stdev_s=statistics.pstdev(back) if len(back) > 1 else 0.0, recovery_s=recovery, lost=0)
+           return_stdev_s=statistics.pstdev(back) if len(back) > 1 else 0.0, recovery_s=recovery, lost=stack.lost)
     assert exit_code is not None, "the server did not exit after SIGTERM"
     assert len(closed) == on_a and len(back) == on_a, (len(closed), len(back), on_a)
     stack.assert_no_crash(b, a2)
@@ -540,7 +555,7 @@ async def test_bad_frame_flood(stack):
            error_frames=stats["errors"], flood_connections=stats["connections"],
            flood_close_codes=stats["closes"], base_p50_ms=base_p50 * 1000, base_p95_ms=base_p95 * 1000,
            flooded_server_p50_ms=p50_a * 1000, flooded_server_p95_ms=p95_a * 1000,
-           other_server_p50_ms=p50_b * 1000, other_server_p95_ms=p95_b * 1000, lost=0)
+           other_server_p50_ms=p50_b * 1000, other_server_p95_ms=p95_b * 1000, lost=stack.lost)
     # It is told why: error frames, or (when its frames pile up faster than they can be
     # answered) an immediate 4029 from the flood guard.
     assert stats["errors"] > 0 or set(stats["closes"]) == {"4029"}, stats

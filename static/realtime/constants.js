@@ -24,6 +24,14 @@ export const ERR = Object.freeze({
   UNAVAILABLE: "unavailable", // a sync cannot be built now; it follows when it can
 });
 
+/**
+ * The streamed entities this client keeps: event `entity` -> its key in a `sync` (rows) and
+ * in `sync.deleted` (ids), and the Store's Map of the same name. One table drives the store,
+ * the sync parts and the renderers; the server's is realtime/registry.py. Entities the
+ * server streams that are not listed here are skipped (their events still advance `last`).
+ */
+export const ENTITIES = Object.freeze({ task: "tasks", agent: "agents" });
+
 /** Close codes the client acts on. */
 export const CLOSE = Object.freeze({
   NORMAL: 1000,

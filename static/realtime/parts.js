@@ -3,7 +3,10 @@
 // hands over the whole sync once the last part is in, so the Store only ever sees whole syncs
 // and `epoch`/`last` move only then.
 
+import { ENTITIES } from "./constants.js";
+
 const FIELDS = ["epoch", "seq", "reset", "parts"];
+const KEYS = Object.values(ENTITIES); // "tasks", "agents": rows and deletions of each entity
 
 /** Is `frame` one part of a sync sent in several? (`parts: 1` is a whole sync.) */
 export const isPart = (frame) => frame?.part !== undefined || (frame?.parts !== undefined && frame.parts !== 1);
@@ -19,7 +22,7 @@ export const isPart = (frame) => frame?.part !== undefined || (frame?.parts !== 
  */
 
 export class SyncParts {
-  /** @private */ #staged = null; // {head, next, tasks, agents, deletedTasks, deletedAgents}
+  /** @private */ #staged = null; // {head, first, next, rows: {key: []}, deleted: {key: []}}
 
   /** True while some parts of a sync are in and the last one is not. */
   get staging() {
@@ -60,7 +63,8 @@ export class SyncParts {
     if (part !== 1) return { status: "stray", why: `part ${part} of ${parts} without part 1` };
     if (parts === 1) return { status: "whole", sync: strip(frame) };
     const head = Object.fromEntries(FIELDS.map((name) => [name, frame[name]]));
-    this.#staged = { head, first: frame, next: 1, tasks: [], agents: [], deletedTasks: [], deletedAgents: [] };
+    const lists = () => Object.fromEntries(KEYS.map((key) => [key, []]));
+    this.#staged = { head, first: frame, next: 1, rows: lists(), deleted: lists() };
     return this.#keep(frame);
   }
 
@@ -83,24 +87,24 @@ export class SyncParts {
       this.#staged = null;
       return { status: "stray", why: `part ${frame.part} of ${frame.parts} has a field that is not a list` };
     }
-    [staged.tasks, staged.agents, staged.deletedTasks, staged.deletedAgents].forEach((into, i) => {
-      for (const item of lists[i]) into.push(item); // not push(...list): a long list overflows the stack
-    });
+    for (const key of KEYS) {
+      // not push(...list): a long list overflows the stack
+      for (const item of lists.rows[key]) staged.rows[key].push(item);
+      for (const item of lists.deleted[key]) staged.deleted[key].push(item);
+    }
     staged.next += 1;
     if (frame.part < staged.head.parts) return { status: "staged" };
     this.#staged = null;
-    const sync = {
-      ...strip(staged.first), tasks: staged.tasks, agents: staged.agents,
-      deleted: { tasks: staged.deletedTasks, agents: staged.deletedAgents },
-    };
-    return { status: "whole", sync };
+    return { status: "whole", sync: { ...strip(staged.first), ...staged.rows, deleted: staged.deleted } };
   }
 }
 
-/** [tasks, agents, deleted tasks, deleted agents] of a part (absent: empty), or null if one is not a list. */
+/** {rows, deleted} of a part, per entity key (absent: empty), or null if one is not a list. */
 function listsOf(frame) {
-  const lists = [frame.tasks, frame.agents, frame.deleted?.tasks, frame.deleted?.agents].map((list) => list ?? []);
-  return lists.every(Array.isArray) ? lists : null;
+  const rows = Object.fromEntries(KEYS.map((key) => [key, frame[key] ?? []]));
+  const deleted = Object.fromEntries(KEYS.map((key) => [key, frame.deleted?.[key] ?? []]));
+  const all = [...Object.values(rows), ...Object.values(deleted)];
+  return all.every(Array.isArray) ? { rows, deleted } : null;
 }
 
 function strip(frame) {

@@ -1,11 +1,11 @@
-import { MSG } from "./constants.js";
+import { ENTITIES, MSG } from "./constants.js";
 import { isPart } from "./parts.js";
 
-// Event `entity` -> the Map that holds it. Unknown entities still advance `last`, because the
-// sequence is shared by every entity and the protocol may grow new ones.
-const COLLECTIONS = { task: "tasks", agent: "agents" };
+// Event `entity` -> the Map that holds it (constants.js). Unknown entities still advance
+// `last`, because the sequence is shared by every entity and the protocol may grow new ones.
+const KEYS = Object.values(ENTITIES);
 
-const noChanges = () => ({ tasks: new Set(), agents: new Set(), reset: false });
+const noChanges = () => ({ ...Object.fromEntries(KEYS.map((key) => [key, new Set()])), reset: false });
 
 /**
  * The client's copy of the database: what `sync` and `event` frames say, nothing else.
@@ -16,8 +16,8 @@ const noChanges = () => ({ tasks: new Set(), agents: new Set(), reset: false });
 export class Store {
   /** @type {string|number|null} */ epoch = null;
   /** @type {number|null} */ last = null;
-  /** @type {Map<unknown, object>} */ tasks = new Map();
-  /** @type {Map<unknown, object>} */ agents = new Map();
+  /** @type {Map<unknown, object>} */ tasks;
+  /** @type {Map<unknown, object>} */ agents;
 
   /** @private */ #changes = noChanges();
   /** @private */ #listeners = new Set();
@@ -26,6 +26,7 @@ export class Store {
   /** @param {{onError?: (error: unknown) => void}} [options] where listener errors go */
   constructor({ onError = (error) => console.error(error) } = {}) {
     this.#onError = onError;
+    for (const key of KEYS) this[key] = new Map(); // one Map per entity of the table
   }
 
   /**
@@ -39,15 +40,12 @@ export class Store {
       throw new Error(`Store.applySync: got part ${frame.part} of ${frame.parts}; stage the parts with SyncParts and apply the whole sync`);
     }
     if (frame.reset) {
-      this.tasks.clear();
-      this.agents.clear();
+      for (const key of KEYS) this[key].clear();
       this.#changes = { ...noChanges(), reset: true };
     }
-    for (const row of frame.tasks ?? []) this.#upsert("tasks", row);
-    for (const row of frame.agents ?? []) this.#upsert("agents", row);
-    if (!frame.reset) {
-      for (const id of frame.deleted?.tasks ?? []) this.#remove("tasks", id);
-      for (const id of frame.deleted?.agents ?? []) this.#remove("agents", id);
+    for (const key of KEYS) {
+      for (const row of frame[key] ?? []) this.#upsert(key, row);
+      if (!frame.reset) for (const id of frame.deleted?.[key] ?? []) this.#remove(key, id);
     }
     this.epoch = frame.epoch ?? null;
     this.last = frame.seq ?? null;
@@ -100,7 +98,7 @@ export class Store {
     if (!Number.isInteger(seq)) return "duplicate"; // malformed: ignore rather than guess
     if (this.last === null || seq > this.last + 1) return "gap"; // also: nothing synced yet
     if (seq <= this.last) return "duplicate";
-    const collection = COLLECTIONS[event.entity];
+    const collection = ENTITIES[event.entity];
     if (collection && event.op === "delete") this.#remove(collection, event.data?.id, seq);
     else if (collection) this.#upsert(collection, event.data);
     this.last = seq;

@@ -1,6 +1,7 @@
 // Wiring: the Connection feeds the Store; each store change asks for one render (per frame,
 // or per 250 ms in a burst); a render merges the changes into the page's Model and patches
-// the counts, the windowed task table, the agents and the feed. Nothing else writes the DOM.
+// the counts, the windowed task table, the agents and the feed. Outside a render, only the
+// controls' own handlers (filters, pause, the connection badge) touch the page.
 import { Connection } from "../realtime/connection.js";
 import { Store } from "../realtime/store.js";
 import { AgentPanel } from "./agents.js";

@@ -98,14 +98,20 @@ export class Model {
     return differing(this.tasks, store.tasks) + differing(this.agents, store.agents);
   }
 
-  /** The running task of an agent (the newest started, should there be several), or null. */
+  /**
+   * The running task of an agent, or null. Should there be several, the newest started and,
+   * on equal start times, the highest id: the same order as tasks/domain.py CURRENT_ORDER.
+   */
   currentTask(agentId) {
     const ids = this.#running.get(agentId);
     if (!ids || ids.size === 0) return null;
     let best = null;
     for (const id of ids) {
       const row = this.tasks.get(id);
-      if (!best || (parseTime(row.started_at) ?? 0) > (parseTime(best.started_at) ?? 0)) best = row;
+      if (!best) { best = row; continue; }
+      const started = parseTime(row.started_at) ?? 0;
+      const bestStarted = parseTime(best.started_at) ?? 0;
+      if (started > bestStarted || (started === bestStarted && row.id > best.id)) best = row;
     }
     return best;
   }

@@ -76,6 +76,16 @@ describe("Model.merge", () => {
     assert.deepEqual(w.model.counts, { queued: 0, running: 1, succeeded: 1, failed: 0, cancelled: 0 });
   });
 
+  test("current task on equal start times is the highest id, as CURRENT_ORDER on the server", () => {
+    const w = wired();
+    w.store.applySync(syncFrame({ seq: 2, tasks: [], agents: [agent(7, 2)] }));
+    w.store.applyEvent(upsert(3, task(5, 0, { status: "running", agent: 7, started_at: created(100) })));
+    w.store.applyEvent(upsert(4, task(9, 0, { status: "running", agent: 7, started_at: created(100) })));
+    w.store.applyEvent(upsert(5, task(6, 0, { status: "running", agent: 7, started_at: created(100) })));
+    w.render();
+    assert.equal(w.model.currentTask(7).id, 9);
+  });
+
   test("a reset after a reconnect diffs against what is shown: only real changes", () => {
     const w = wired();
     w.store.applySync(syncFrame({ epoch: "a", seq: 3, tasks: [task(1, 1), task(2, 2), task(3, 3)] }));

@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.models import Count
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -43,8 +44,20 @@ def dashboard(request):
         # first sync takes over these rows without any of them jumping.
         "tasks": Task.objects.select_related("agent").order_by("-created_at", "-id")[:INITIAL_TASK_ROWS],
         "agent_names": {a.pk: a.name for a in agents},
+        # Cancel and requeue go through the operator API, which wants staff and change_task:
+        # only then does the page draw the controls (the API still checks every request).
+        "can_change": request.user.is_staff and request.user.has_perm("tasks.change_task"),
+        "task_detail_pattern": _task_detail_pattern(),
     }
     return render(request, "dashboard/index.html", context)
+
+
+def _task_detail_pattern():
+    """The task page's URL with 0 for the id (the client puts each row's id in)."""
+    try:
+        return reverse("task_detail", args=[0])
+    except NoReverseMatch:
+        return "/tasks/0/"  # the contract's path (DESIGN.md), before that page is routed
 
 
 def _check_database():

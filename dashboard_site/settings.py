@@ -103,6 +103,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "realtime.actor.ActorMiddleware",  # changes a request writes name its user (realtime/changes.py)
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -288,6 +289,10 @@ REALTIME_HEARTBEAT_INTERVAL = env_float("REALTIME_HEARTBEAT_INTERVAL", 25.0)
 REALTIME_HEARTBEAT_TIMEOUT = env_float("REALTIME_HEARTBEAT_TIMEOUT", 10.0)
 # Deletions are remembered this long; a client that last synced before that gets a reset.
 REALTIME_TOMBSTONE_RETENTION = env_float("REALTIME_TOMBSTONE_RETENTION", 7 * 24 * 3600.0)
+# The history of changes (task and agent timelines, the throughput chart) is kept this many
+# days and at most this many rows, whichever is less (realtime/changes.py).
+REALTIME_HISTORY_DAYS = env_float("REALTIME_HISTORY_DAYS", 7.0)
+REALTIME_HISTORY_MAX_ROWS = env_int("REALTIME_HISTORY_MAX_ROWS", 2_000_000, minimum=1000)
 REALTIME_MAX_FRAME_BYTES = int(os.environ.get("REALTIME_MAX_FRAME_BYTES", "65536"))
 # No frame the server sends is larger than this: `events` batches and `sync` parts are cut to
 # fit (daphne refuses to send a message over 1 MiB; proxies and browsers have limits too).

@@ -1,4 +1,4 @@
-"""Periodic jobs of a server process: tombstone pruning and REALTIME_PERIODIC_JOBS (the agent
+"""Periodic jobs of a server process: tombstone and history pruning and REALTIME_PERIODIC_JOBS (the agent
 liveness sweep), in a loop and a database thread of their own, so a slow job delays neither
 the head check nor any socket. Jobs that must run once across processes take a lease
 themselves (tasks/liveness.py)."""
@@ -9,13 +9,14 @@ from django.conf import settings
 from django.db import DatabaseError, OperationalError
 from django.utils.module_loading import import_string
 
-from . import dbwork
+from . import changes, dbwork
 from .sequencing import lock_timed_out
 from .snapshot import prune_tombstones
 
 log = logging.getLogger("realtime.jobs")
 
 PRUNE_SECONDS = 600.0
+HISTORY_PRUNE_SECONDS = 60.0  # a busy fleet writes many changes a minute: keep the overshoot small
 
 
 class PeriodicJob:
@@ -45,7 +46,7 @@ class PeriodicJob:
 class PeriodicJobs:
     async def run(self):
         loop = asyncio.get_running_loop()
-        jobs = [PeriodicJob(prune_tombstones, PRUNE_SECONDS)] + [
+        jobs = [PeriodicJob(prune_tombstones, PRUNE_SECONDS), PeriodicJob(changes.prune, HISTORY_PRUNE_SECONDS)] + [
             PeriodicJob(import_string(path), every) for path, every in settings.REALTIME_PERIODIC_JOBS
         ]
         while True:

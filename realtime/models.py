@@ -38,3 +38,37 @@ class Tombstone(models.Model):
 
     def __str__(self):
         return f"{self.entity} {self.object_id} deleted at {self.seq}"
+
+
+class Change(models.Model):
+    """One numbered change of a streamed row, kept for timelines and charts (realtime/changes.py).
+
+    Written by sequencing in the writer's own transaction, under the stream lock, for entities
+    registered with `history=True`; so ids grow in commit order, like `seq`. Pruned to
+    REALTIME_HISTORY_DAYS and REALTIME_HISTORY_MAX_ROWS by the periodic jobs."""
+
+    CREATE, UPDATE, DELETE = "create", "update", "delete"
+
+    seq = models.BigIntegerField()
+    entity = models.CharField(max_length=16)
+    object_id = models.BigIntegerField()
+    op = models.CharField(max_length=8)
+    actor_kind = models.CharField(max_length=16)  # realtime/actor.py: operator, agent, system
+    actor_id = models.CharField(max_length=64, blank=True)
+    actor_label = models.CharField(max_length=150, blank=True)
+    # The entity's status field (registry `status_field`) after and before the change, and
+    # whether it moved (a create or a delete always does): what the charts count, indexed.
+    status = models.CharField(max_length=32, blank=True)
+    status_before = models.CharField(max_length=32, blank=True)
+    moved = models.BooleanField(default=False)
+    row = models.JSONField(null=True)  # the row as the wire shows it (bounded); null for a delete
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["entity", "object_id", "seq"], name="change_object_seq"),
+            models.Index(fields=["entity", "at"], name="change_moved_at", condition=models.Q(moved=True)),
+        ]
+
+    def __str__(self):
+        return f"{self.entity} {self.object_id} {self.op} at {self.seq}"

@@ -26,6 +26,8 @@ class Entity:
     model: type
     serializer: Callable  # instance -> the row as the wire shows it (bounded: realtime/rows.py)
     view_permission: str | None = None
+    history: bool = False  # keep every change in realtime.models.Change (realtime/changes.py)
+    status_field: str | None = None  # its value before and after each change is kept too
 
     @property
     def key(self):
@@ -40,8 +42,11 @@ class Entity:
 _entities = {}
 
 
-def register(model, *, entity, serializer, view_permission=None):
-    """Declare `model` as the streamed entity `entity` (call from AppConfig.ready())."""
+def register(model, *, entity, serializer, view_permission=None, history=False, status_field=None):
+    """Declare `model` as the streamed entity `entity` (call from AppConfig.ready()).
+
+    With `history=True` every change is also kept as a Change row (timelines, charts), with
+    the value of `status_field` before and after it."""
     from django.db.models.signals import pre_delete
 
     from .sequencing import SequencedModel, sequence_deletion
@@ -51,7 +56,7 @@ def register(model, *, entity, serializer, view_permission=None):
     for other in _entities.values():
         if other.name == entity and other.model is not model:
             raise ImproperlyConfigured(f"the entity name {entity!r} is taken by {other.model.__name__}")
-    _entities[model] = Entity(entity, model, serializer, view_permission)
+    _entities[model] = Entity(entity, model, serializer, view_permission, history, status_field)
     pre_delete.connect(sequence_deletion, sender=model, dispatch_uid=f"realtime.sequence_deletion.{model._meta.label}")
     return _entities[model]
 
@@ -78,6 +83,11 @@ def entity_of(model):
             f"realtime.registry.register({model.__name__}, entity=..., serializer=...) in its AppConfig.ready()"
         )
     return entity
+
+
+def by_name(name):
+    """The entity called `name`, or None."""
+    return next((e for e in _entities.values() if e.name == name), None)
 
 
 def names():

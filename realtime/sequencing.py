@@ -7,9 +7,11 @@ other, numbers are handed out in commit order, and a rollback gives its numbers 
 
 `SequencedModel` routes every write path through here: `save()`, `delete()` (through the
 pre_delete signal, which also covers `QuerySet.delete()` and cascades), `QuerySet.update()`,
-`bulk_create()` and `bulk_update()`. Writes that bypass it (raw SQL, `loaddata`'s raw saves,
-data migrations) cannot be numbered; realtime/history.py changes the epoch for the last two
-so that clients reset, and tests/test_sequencing.py tries every path.
+`bulk_create()` and `bulk_update()`. For entities registered with `history=True`, each path
+also keeps its changes, with their actor, in the same transaction (realtime/changes.py).
+Writes that bypass it (raw SQL, `loaddata`'s raw saves, data migrations) cannot be numbered;
+realtime/history.py changes the epoch for the last two so that clients reset, and
+tests/test_sequencing.py tries every path.
 
 A writer waits at most REALTIME_STREAM_LOCK_TIMEOUT for the stream lock (on PostgreSQL the
 session's `lock_timeout`, set in realtime/apps.py; on SQLite the busy timeout): a
@@ -24,7 +26,7 @@ from django.db import OperationalError, connections, models, transaction
 from django.db.models.expressions import Combinable
 from django.utils import timezone
 
-from . import metrics, publish, registry
+from . import changes, metrics, publish, registry
 
 from .protocol import DELETE, EVENT, UPSERT
 
@@ -108,6 +110,30 @@ def delete_event(entity, object_id, seq):
     return {"type": EVENT, "seq": seq, "entity": entity, "op": DELETE, "data": {"id": object_id}}
 
 
+def _record(model, events, using, op, before=None):
+    """Keep the history of these changes (realtime/changes.py), in the writer's transaction."""
+    if not changes.keeps_history(model):
+        return
+    if before is not None:
+        name = registry.entity_of(model).name
+        before = {(name, pk): status for pk, status in before.items()}
+    changes.record(events, using, op, before)
+
+
+def _before_save(instance, using):
+    """("create" or "update", {pk: status before}) of a save, for its history. One primary-key
+    read, under the stream lock, and only for entities that keep history."""
+    model = type(instance)
+    if not changes.keeps_history(model) or instance.pk is None:
+        return "create", None
+    field = changes.tracked_field(model) or "pk"
+    found = model._base_manager.using(using).filter(pk=instance.pk).values_list(field, flat=True)[:1]
+    found = list(found)
+    if not found:
+        return "create", None
+    return "update", {instance.pk: "" if field == "pk" else changes.text(found[0])}
+
+
 class SequencedQuerySet(models.QuerySet):
     """A QuerySet whose bulk writes are sequenced like `save()`."""
 
@@ -116,7 +142,10 @@ class SequencedQuerySet(models.QuerySet):
         with transaction.atomic(using=self.db):
             lock_stream(self.db)
             # distinct(): a filter across a relation may repeat a row; it gets one number.
-            pks = list(self.order_by("pk").values_list("pk", flat=True).distinct())
+            # The same read gives the status each row had, for its history.
+            field = changes.tracked_field(self.model)
+            matched = list(self.order_by("pk").values_list("pk", field or "pk").distinct())
+            pks = [pk for pk, _ in matched]
             if not pks:
                 return 0
             first, epoch = allocate(len(pks), self.db)
@@ -126,7 +155,9 @@ class SequencedQuerySet(models.QuerySet):
             for offset, pk in enumerate(pks):
                 plain.filter(pk=pk).update(**kwargs, version=first + offset)
             rows = self.model._base_manager.using(self.db).filter(pk__in=pks).order_by("version")
-            publish.after_commit(epoch, [upsert_event(row) for row in rows], self.db)
+            events = [upsert_event(row) for row in rows]
+            _record(self.model, events, self.db, "update", {pk: changes.text(s) for pk, s in matched} if field else None)
+            publish.after_commit(epoch, events, self.db)
         return len(pks)
 
     update.alters_data = True
@@ -164,7 +195,9 @@ class SequencedQuerySet(models.QuerySet):
                 obj.version = first + offset
                 obj.prepare_for_write(now)
             created = super().bulk_create(objs, *args, **kwargs)
-            publish.after_commit(epoch, [upsert_event(obj) for obj in created], self.db)
+            events = [upsert_event(obj) for obj in created]
+            _record(self.model, events, self.db, "create")
+            publish.after_commit(epoch, events, self.db)
         return created
 
     bulk_create.alters_data = True
@@ -217,6 +250,7 @@ class SequencedModel(models.Model):
             kwargs["update_fields"] = set(update_fields) | {"version", "updated_at", *self.derived_fields}
         with transaction.atomic(using=using):
             self.version, epoch = allocate(1, using)
+            op, before = _before_save(self, using)
             self.prepare_for_write(timezone.now())
             super().save(*args, **kwargs)
             expressions = [
@@ -230,7 +264,9 @@ class SequencedModel(models.Model):
                 # The other fields of this instance may be out of date: publish the row as
                 # the database holds it, not as this instance remembers it.
                 row = type(self)._base_manager.using(using).get(pk=self.pk)
-            publish.after_commit(epoch, [upsert_event(row)], using)
+            events = [upsert_event(row)]
+            _record(type(self), events, using, op, before)
+            publish.after_commit(epoch, events, using)
 
     save.alters_data = True
 
@@ -267,9 +303,11 @@ def _number_deletions(batch, using):
     if not batch:
         return
     first, epoch = allocate(len(batch), using)
-    tombstones = [Tombstone(seq=first + i, entity=entity, object_id=pk) for i, (entity, pk) in enumerate(batch)]
+    tombstones = [Tombstone(seq=first + i, entity=entity, object_id=pk) for i, (entity, pk, _) in enumerate(batch)]
     Tombstone.objects.using(using).bulk_create(tombstones, batch_size=500)
-    publish.after_commit(epoch, [delete_event(t.entity, t.object_id, t.seq) for t in tombstones], using)
+    events = [delete_event(t.entity, t.object_id, t.seq) for t in tombstones]
+    changes.record(events, using, before={(entity, pk): status for entity, pk, status in batch})
+    publish.after_commit(epoch, events, using)
 
 
 def sequence_deletion(sender, instance, using, **kwargs):
@@ -277,10 +315,13 @@ def sequence_deletion(sender, instance, using, **kwargs):
 
     Inside a deletion batch (every `delete()` of a sequenced model opens one) the deletion is
     numbered with the rest of the batch; a cascade from elsewhere is numbered at once."""
-    entity = registry.entity_of(sender).name
+    entity = registry.entity_of(sender)
+    # The status it had goes into its history (a deleted queued task leaves the queue).
+    field = changes.tracked_field(sender)
+    item = (entity.name, instance.pk, changes.text(getattr(instance, field)) if field else "")
     batch = getattr(connections[using], "stream_deletions", None)
     if batch is not None:
-        batch.append((entity, instance.pk))
+        batch.append(item)
         return
     with deletion_batch(using) as batch:
-        batch.append((entity, instance.pk))
+        batch.append(item)

@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from realtime.actor import SYSTEM, acting_as
 from realtime.sequencing import lock_stream
 
 from . import domain
@@ -50,7 +51,8 @@ def sweep(now=None):
     )
     if not pending.exists():  # the usual case: a read, no lock
         return result
-    with transaction.atomic():
+    # The history of every change below names the sweep as its actor.
+    with acting_as(SYSTEM, label="liveness sweep"), transaction.atomic():
         lock_stream()  # read again under the lock, so a heartbeat cannot slip in between
         stale = dict(pending.distinct().values_list("pk", "name"))
         if not stale:

@@ -1,6 +1,8 @@
 """Bearer-token authentication for agents: `Authorization: Bearer fa_<prefix>.<secret>`."""
 from rest_framework import authentication, exceptions
 
+from realtime import actor
+
 from .. import tokens
 
 
@@ -47,6 +49,8 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
                 "Invalid or revoked agent token. Issue a new one with "
                 "`manage.py issue_agent_token <agent name>` or in the admin (Agent tokens)."
             )
+        # What this request changes is the agent's doing (realtime/actor.py; the middleware resets it).
+        actor.set_current(actor.Actor(actor.AGENT, str(row.agent.pk), row.agent.name))
         return AgentPrincipal(row.agent), row
 
     def authenticate_header(self, request):

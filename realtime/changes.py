@@ -1,0 +1,127 @@
+"""The history of changes: every numbered change of an entity registered with `history=True`,
+with who made it, kept in the database for timelines and charts.
+
+Written by sequencing (realtime/sequencing.py) at the one place each write path numbers its
+rows, with one bulk insert in the writer's transaction: a change and its history commit or roll
+back together, and `QuerySet.update()`, `bulk_create()`, `bulk_update()` and deletions are
+recorded like `save()`. (django-simple-history and django-auditlog record from model signals,
+which `QuerySet.update()` and `bulk_create()` never send; that is why this is not one of them.)
+
+Each Change keeps the row as the wire shows it (bounded, realtime/rows.py), so a timeline
+describes a change by comparing it with the one before. The actor is realtime/actor.py's.
+History is pruned to REALTIME_HISTORY_DAYS and REALTIME_HISTORY_MAX_ROWS (`prune()`, run by
+the periodic jobs, realtime/jobs.py); pruning goes oldest first, so what is kept is complete
+from its oldest row on.
+"""
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max, Min
+from django.utils import timezone
+
+from . import actor as actors
+from . import registry
+from .models import Change
+from .protocol import DELETE
+
+CREATE, UPDATE = Change.CREATE, Change.UPDATE
+PRUNE_CHUNK = 10_000  # rows per pruning transaction: writers never wait long behind one
+
+
+def text(value):
+    """A status as stored: "" for none."""
+    return "" if value is None else str(value)
+
+
+def status_of(entity, row):
+    if row is None or not entity.status_field:
+        return ""
+    return text(row.get(entity.status_field))
+
+
+def record(events, using, op=UPDATE, before=None):
+    """Keep `events` (upserts or deletes, as sequencing built them) as Change rows.
+
+    `op` says whether upserts created or updated their rows; `before` maps (entity, object id)
+    to its status before the change, where the writer read it. In the writer's transaction."""
+    before = before or {}
+    who = None
+    now = timezone.now()
+    changes = []
+    for event in events:
+        entity = registry.by_name(event["entity"])
+        if entity is None or not entity.history:
+            continue
+        who = who or actors.current()
+        deleted = event["op"] == DELETE
+        row = None if deleted else event["data"]
+        object_id = event["data"]["id"]
+        status, prior = status_of(entity, row), before.get((entity.name, object_id), "")
+        kind = Change.DELETE if deleted else op
+        changes.append(Change(
+            seq=event["seq"], entity=entity.name, object_id=object_id, op=kind,
+            actor_kind=who.kind, actor_id=who.id or "", actor_label=who.label[:150],
+            status=status, status_before=prior, moved=kind != UPDATE or status != prior,
+            row=row, at=now,
+        ))
+    if changes:
+        Change.objects.using(using).bulk_create(changes, batch_size=1000)
+
+
+def tracked_field(model):
+    """The status field whose prior value a writer must read for history, or None."""
+    entity = registry.entity_of(model)
+    return entity.status_field if entity.history else None
+
+
+def keeps_history(model):
+    return registry.entity_of(model).history
+
+
+# Reading ---------------------------------------------------------------------------------------
+
+
+def of_object(entity, object_id, *, before=None, after=None, limit=50):
+    """Changes of one object, newest first: at most `limit`, below `before` or above `after`."""
+    changes = Change.objects.filter(entity=entity, object_id=object_id)
+    if before is not None:
+        changes = changes.filter(seq__lt=before)
+    if after is not None:
+        changes = changes.filter(seq__gt=after)
+    return list(changes.order_by("-seq")[:limit])
+
+
+def previous_of(change):
+    """The change of the same object just before `change`, or None (never kept, or pruned)."""
+    return (
+        Change.objects.filter(entity=change.entity, object_id=change.object_id, seq__lt=change.seq)
+        .order_by("-seq").first()
+    )
+
+
+def complete_since():
+    """The time from which the kept history is complete (its oldest row), or None when empty."""
+    return Change.objects.aggregate(oldest=Min("at"))["oldest"]
+
+
+# Pruning ---------------------------------------------------------------------------------------
+
+
+def prune(now=None):
+    """Forget changes older than REALTIME_HISTORY_DAYS and beyond the newest
+    REALTIME_HISTORY_MAX_ROWS, oldest first. Returns how many were deleted."""
+    horizon = (now or timezone.now()) - timedelta(days=settings.REALTIME_HISTORY_DAYS)
+    bound = Change.objects.filter(at__lt=horizon).order_by("-at").values_list("id", flat=True).first() or 0
+    newest = Change.objects.aggregate(top=Max("id"))["top"] or 0
+    # ids grow in commit order; a rolled-back insert leaves a gap, so this keeps at most the limit
+    bound = max(bound, newest - settings.REALTIME_HISTORY_MAX_ROWS)
+    lowest = Change.objects.aggregate(low=Min("id"))["low"]
+    deleted = 0
+    while lowest is not None and lowest <= bound:
+        upper = min(bound, lowest + PRUNE_CHUNK - 1)
+        with transaction.atomic():
+            count, _ = Change.objects.filter(id__lte=upper).delete()
+        deleted += count
+        lowest = upper + 1
+    return deleted

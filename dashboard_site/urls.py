@@ -2,12 +2,16 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from tasks import views
+from tasks import pages, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
+    path("tasks/<int:pk>/", pages.task_detail, name="task_detail"),
+    path("tasks/<int:pk>/timeline", pages.task_timeline, name="task_timeline"),
+    path("agents/<int:pk>/", pages.agent_detail, name="agent_detail"),
+    path("agents/<int:pk>/timeline", pages.agent_timeline, name="agent_timeline"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -34,6 +34,8 @@ def process_label(argv=None):
     if not argv:
         return "system"
     program = os.path.basename(argv[0]) or "python"
+    if program == "__main__.py":  # python -m <package>
+        program = os.path.basename(os.path.dirname(argv[0])) or "python"
     if program == "manage.py" and len(argv) > 1:
         return f"manage.py {argv[1]}"
     return program

@@ -82,9 +82,12 @@ def keeps_history(model):
 # Reading ---------------------------------------------------------------------------------------
 
 
-def of_object(entity, object_id, *, before=None, after=None, limit=50):
-    """Changes of one object, newest first: at most `limit`, below `before` or above `after`."""
+def of_object(entity, object_id, *, before=None, after=None, limit=50, moved=None):
+    """Changes of one object, newest first: at most `limit`, below `before` or above `after`;
+    with `moved=True` only those that changed its status."""
     changes = Change.objects.filter(entity=entity, object_id=object_id)
+    if moved is not None:
+        changes = changes.filter(moved=moved)
     if before is not None:
         changes = changes.filter(seq__lt=before)
     if after is not None:

@@ -3,6 +3,8 @@
 import { count, liveness } from "./format.js";
 import { createAgentItem, flash, patchAgentItem, setText, tickSeen } from "./render.js";
 
+const AGENT_PAGE = "/agents/0/"; // tasks/pages.py agent_detail, as a pattern for adminUrl()
+
 const byName = (agents) => (a, b) => String(agents.get(a).name).localeCompare(String(agents.get(b).name)) || (a > b ? 1 : a < b ? -1 : 0);
 
 export class AgentPanel {
@@ -15,7 +17,8 @@ export class AgentPanel {
    */
   constructor(els, urls) {
     this.els = els;
-    this.urls = urls;
+    // An agent's name opens its page (its tasks and online history); the admin is one link on.
+    this.urls = { ...urls, agentUrl: AGENT_PAGE };
     this.order = [];
     for (const li of els.list.querySelectorAll("li.agent[data-id]")) {
       const id = Number(li.dataset.id);

@@ -1,0 +1,186 @@
+"""The task and agent pages and the throughput chart in a real Chromium against a real daphne.
+
+Each test compares the page with the stored history (realtime.models.Change) and waits on
+the page's state (`data-connection`, a `data-seq` element), never on a fixed sleep."""
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from realtime.models import Change
+from tasks import liveness, tokens
+from tasks.models import Agent, Task
+from tests.browser_support import browser, server_env, signed_in_context  # noqa: F401 (fixtures)
+from tests.test_browser import PolicyWatch
+
+pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parent.parent
+LONG_ERROR = "Traceback (most recent call last):\n" + "".join(f"  frame {i}: something went wrong\n" for i in range(200))
+
+
+class Page:
+    """One page of a signed-in context, with its errors and CSP violations."""
+
+    def __init__(self, context, server, path):
+        self.policy = PolicyWatch(context)
+        self.page = context.new_page()
+        self.errors = []
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        response = self.page.goto(f"{server.http}{path}")
+        assert response.ok, response.status
+
+    def wait_open(self):
+        self.page.wait_for_function("() => document.body.dataset.connection === 'open' && window.detail.store.last !== null")
+
+    def seqs(self):
+        return self.page.eval_on_selector_all("#timeline li[data-seq]", "items => items.map(li => Number(li.dataset.seq))")
+
+    def wait_seq(self, seq, timeout=10_000):
+        self.page.wait_for_function(
+            "seq => document.querySelector(`#timeline li[data-seq=\"${seq}\"]`) !== null", arg=seq, timeout=timeout,
+        )
+
+    def item_text(self, seq):
+        return self.page.text_content(f'#timeline li[data-seq="{seq}"]')
+
+    def check_clean(self):
+        assert self.errors == [] and self.policy.violations == [], (self.errors, self.policy.violations)
+
+
+def stored_seqs(entity, object_id, **filters):
+    return list(Change.objects.filter(entity=entity, object_id=object_id, **filters).order_by("-seq").values_list("seq", flat=True))
+
+
+@pytest.fixture
+def context(browser, session_cookie):
+    contexts = []
+
+    def make(server, **options):
+        ctx = signed_in_context(browser, server, session_cookie, **options)
+        contexts.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+def test_the_task_page_shows_every_field_and_a_live_timeline(daphne, context, staff_user, settings):
+    agent = Agent.objects.create(name="bot-1", status="idle", last_heartbeat=timezone.now())
+    task = Task.objects.create(title="Render the report", description="Monthly numbers")
+    Task.objects.filter(pk=task.pk).update(status="running", agent=agent)
+    Task.objects.filter(pk=task.pk).update(progress=40)
+    server = daphne()
+    page = Page(context(server), server, f"/tasks/{task.pk}/")
+    page.wait_open()
+
+    # Rendered on the server: every stored change, newest first, one element each.
+    assert page.seqs() == stored_seqs("task", task.pk)
+    assert "Progress 0% → 40%" in page.item_text(page.seqs()[0])
+    assert "Queued → Running on bot-1" in page.item_text(page.seqs()[1])
+    fields = page.page.text_content("#fields")
+    for text in ("Render the report", "Running", "40%", "bot-1", "Monthly numbers", "Running for", "Waited"):
+        assert text in fields, text
+
+    # Live: changes from an agent (through the API), an operator (the admin) and the system.
+    bot = Client(HTTP_AUTHORIZATION=f"Bearer {tokens.issue(agent)[1]}")
+    response = bot.patch(f"/api/agent/tasks/{task.pk}/", {"progress": 70}, content_type="application/json")
+    assert response.status_code == 200, response.content
+    seq = Task.objects.get(pk=task.pk).version
+    page.wait_seq(seq)
+    assert page.seqs()[0] == seq, "newest first"
+    assert "Progress 40% → 70%" in page.item_text(seq) and "by agent bot-1" in page.item_text(seq)
+    assert page.page.get_attribute(f'#timeline li[data-seq="{seq}"] a', "href") == f"/agents/{agent.pk}/"
+
+    admin = Client()
+    admin.force_login(staff_user)
+    form = {"title": "Render the report", "description": "Monthly numbers", "status": "failed", "progress": 70,
+            "agent": agent.pk, "error": LONG_ERROR}
+    assert admin.post(f"/admin/tasks/task/{task.pk}/change/", form).status_code == 302
+    seq = Task.objects.get(pk=task.pk).version
+    page.wait_seq(seq)
+    assert "Running → Failed" in page.item_text(seq) and "by operator operator" in page.item_text(seq)
+    page.page.wait_for_function("() => document.querySelector('#fields .badge').textContent === 'Failed'")
+    assert len(LONG_ERROR) > settings.REALTIME_WIRE_TEXT_CHARS
+    assert page.page.text_content(".error-text").strip() == LONG_ERROR.strip(), "the full error, not the wire's excerpt"
+
+    # Several changes in a burst: one element each, none folded, in order.
+    for title in ("first", "second", "third"):
+        Task.objects.filter(pk=task.pk).update(title=title)
+    page.wait_seq(Task.objects.get(pk=task.pk).version)
+    assert page.seqs() == stored_seqs("task", task.pk)
+    assert "Renamed “second” → “third”" in page.item_text(page.seqs()[0])
+
+    # A reload shows the same timeline.
+    live = page.seqs()
+    page.page.reload()
+    page.wait_open()
+    assert page.seqs() == live
+
+    # Deleted: the page says so and keeps the history, deletion on top.
+    Task.objects.filter(pk=task.pk).delete()
+    page.page.wait_for_selector("#deleted-banner:not([hidden])")
+    deletion = stored_seqs("task", task.pk)[0]
+    page.wait_seq(deletion)
+    assert "Deleted" in page.item_text(deletion)
+    page.check_clean()
+
+
+def test_a_long_timeline_pages_older_changes(daphne, context):
+    task = Task.objects.create(title="chatty")
+    for progress in range(1, 61):
+        Task.objects.filter(pk=task.pk).update(progress=progress)
+    server = daphne()
+    page = Page(context(server), server, f"/tasks/{task.pk}/")
+    page.wait_open()
+    stored = stored_seqs("task", task.pk)
+    assert page.seqs() == stored[:50]
+    page.page.click("#older")
+    page.page.wait_for_function("() => document.querySelectorAll('#timeline li[data-seq]').length === 61")
+    assert page.seqs() == stored
+    assert page.page.is_hidden("#older")
+    page.check_clean()
+
+
+def test_the_agent_page_shows_its_tasks_and_its_online_history_live(daphne, context, settings):
+    agent = Agent.objects.create(name="bot-7", status="busy", hostname="rack-3", last_heartbeat=timezone.now())
+    task = Task.objects.create(title="Crunch", status="running", agent=agent)
+    done = Task.objects.create(title="Earlier job", status="succeeded", progress=100, agent=agent)
+    server = daphne()
+    page = Page(context(server), server, f"/agents/{agent.pk}/")
+    page.wait_open()
+    fields = page.page.text_content("#fields")
+    for text in ("bot-7", "Busy", "rack-3", "Crunch", "Earlier job", "Last heard from"):
+        assert text in fields, text
+    assert page.page.get_attribute(f'#recent-tasks li[data-id="{done.pk}"] a', "href") == f"/tasks/{done.pk}/"
+    assert page.seqs() == stored_seqs("agent", agent.pk, moved=True)
+
+    # The sweep takes it offline: its online history says so, and who did it; its task is requeued.
+    settings.AGENT_OFFLINE_AFTER = 1.0
+    Agent.objects.filter(pk=agent.pk).update(last_heartbeat=timezone.now() - timedelta(seconds=30))
+    assert liveness.sweep()["offline"] == [agent.pk]
+    seq = stored_seqs("agent", agent.pk, moved=True)[0]
+    page.wait_seq(seq)
+    assert "Went offline" in page.item_text(seq) and "by the liveness sweep" in page.item_text(seq)
+    page.page.wait_for_function("() => document.querySelector('#fields .badge').textContent === 'Offline'")
+    assert "Crunch" not in page.page.text_content("[data-field=current]")
+    assert Task.objects.get(pk=task.pk).status == "queued"
+    page.check_clean()
+
+
+def test_the_dashboards_agent_names_open_the_agent_page(daphne, context):
+    agent = Agent.objects.create(name="bot-9", status="idle", last_heartbeat=timezone.now())
+    server = daphne()
+    ctx = context(server)
+    board = ctx.new_page()
+    board.goto(f"{server.http}/")
+    board.wait_for_function("() => window.dashboard && window.dashboard.model.hydrated")
+    link = f'#agent-list li[data-id="{agent.pk}"] .agent-name'
+    board.wait_for_function(f"() => document.querySelector('{link}').getAttribute('href') === '/agents/{agent.pk}/'")
+    board.click(link)
+    board.wait_for_url(f"{server.http}/agents/{agent.pk}/")
+    board.wait_for_selector("h1.detail-title")
+    assert board.text_content("h1.detail-title") == "bot-9"

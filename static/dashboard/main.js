@@ -1,9 +1,11 @@
 // Wiring: the Connection feeds the Store; each store change asks for one render (per frame,
 // or per 250 ms in a burst); a render merges the changes into the page's Model and patches
 // the counts, the windowed task table, the agents and the feed. Outside a render, only the
-// controls' own handlers (filters, pause, the connection badge) touch the page.
+// controls' own handlers (filters, pause, the connection badge, the keyboard cursor, the
+// action controls) touch the page.
 import { Connection } from "../realtime/connection.js";
 import { Store } from "../realtime/store.js";
+import { TaskActions } from "./actions-ui.js";
 import { AgentPanel } from "./agents.js";
 import { Badge } from "./badge.js";
 import { Feed, feedLines } from "./feed.js";
@@ -11,14 +13,25 @@ import { filtersToSearch, isFiltered, parseFilters, taskMatcher } from "./filter
 import { TASK_STATUS, adminUrl, ago, count } from "./format.js";
 import { Model, Pending } from "./model.js";
 import { createTaskRow, flash, patchTaskRow, setText, tickSeen, tickTime } from "./render.js";
+import { keyCommand, stepId, targetKind } from "./keys.js";
 import { FrameScheduler } from "./schedule.js";
+import { ThemeToggle } from "./theme.js";
 import { VirtualTable } from "./virtual.js";
 
 const $ = (id) => document.getElementById(id);
 const urls = { task: document.body.dataset.adminTask, agent: document.body.dataset.adminAgent };
 const loginUrl = document.body.dataset.login;
+const taskPage = document.body.dataset.taskPage; // /tasks/0/: the row's title opens it
+const canChange = document.body.dataset.canChange === "1";
 
 // ---- preferences (remembered; localStorage may be unavailable) ----
+function storage() {
+  try {
+    return localStorage;
+  } catch {
+    return null; // a blocked storage throws on access; callers catch the null's TypeError
+  }
+}
 const prefs = {
   get(key, fallback) {
     try {
@@ -46,14 +59,15 @@ let paused = prefs.get("paused", "0") === "1";
 let status = null;
 const agentName = (id) => model.agents.get(id)?.name ?? `#${id}`;
 let matches = taskMatcher(filters, agentName);
-const rowContext = { taskUrl: urls.task, agentUrl: urls.agent, agentName, now: Date.now() };
+const rowContext = { taskUrl: taskPage, agentUrl: urls.agent, agentName, now: Date.now() };
+const keyboard = { cursor: undefined, index: 0 }; // the row with the focus, kept by id
 
 // ---- panels ----
 const table = new VirtualTable({
   scroller: $("table-wrap"),
   tbody: $("task-rows"),
-  columns: 5,
-  createRow: () => createTaskRow(document),
+  columns: canChange ? 7 : 5,
+  createRow: () => createTaskRow(document, { actions: canChange }),
   patchRow(tr, id, changed) {
     if (tr.hidden) tr.hidden = false; // a server row hidden by a filter before the first sync
     patchTaskRow(tr, model.tasks.get(id), rowContext);
@@ -61,6 +75,34 @@ const table = new VirtualTable({
   },
   emptyText: () => (isFiltered(filters) ? "No tasks match these filters." : "No tasks yet."),
 });
+
+// ---- cancel and requeue (only drawn for users who may change tasks) ----
+const csrfToken = () => document.querySelector('input[name="csrfmiddlewaretoken"]')?.value ?? "";
+async function postAction(id, action) {
+  const response = await fetch(`${document.body.dataset.apiTasks}${encodeURIComponent(id)}/${action}/`, {
+    method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
+  });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // not JSON (a proxy's error page): the status says enough
+  }
+  return { ok: response.ok, status: response.status, body };
+}
+const actions = canChange ? new TaskActions({
+  tbody: $("task-rows"), bar: $("bulk-bar"), dialog: $("confirm-dialog"), selectAll: $("select-all"),
+  rowOf: (id) => model.tasks.get(id), shown: () => table.ids, post: postAction,
+  redraw() {
+    if (!model.hydrated) return;
+    rowContext.now = Date.now();
+    table.render();
+  },
+}) : null;
+if (actions) Object.assign(rowContext, { selected: actions.selected, pending: (id) => actions.pending.get(id) });
+
+/** Is the person busy with the rows? Then nothing moves, even at the top of the table. */
+const interacting = () => $("task-rows").contains(document.activeElement) || (actions !== null && (actions.selection.size > 0 || actions.busy));
 const agents = new AgentPanel(
   { list: $("agent-list"), summary: $("agent-summary"), banner: $("no-agents-banner"), offlineCount: $("offline-count") },
   { taskUrl: urls.task, agentUrl: urls.agent },
@@ -83,26 +125,34 @@ const badge = new Badge({
 // ---- rendering ----
 const interval = () => status?.interval ?? 25000;
 
-/** The ids the table shows: every task, newest first, narrowed by the filters. */
-function visibleIds() {
+/**
+ * The ids the table shows: every task, newest first, narrowed by the filters. On a live
+ * update (`busy`), a row the person holds (the focused, the selected, one with an action on
+ * its way) stays listed even when it no longer matches, so it does not vanish under them.
+ */
+function visibleIds({ busy = false } = {}) {
   if (!isFiltered(filters)) return model.order;
-  return model.order.filter((id) => matches(model.tasks.get(id)));
+  const held = (id) => busy && (id === keyboard.cursor || actions?.selection.has(id) || actions?.pending.get(id));
+  return model.order.filter((id) => matches(model.tasks.get(id)) || held(id));
 }
 
 function renderData() {
   if (store.last === null) return; // nothing synced yet: the server-rendered rows stay
   if (paused && model.hydrated) return showHeld();
   const started = performance.now();
+  const hadFocus = $("task-rows").contains(document.activeElement);
   const diff = model.merge(store, pending.take());
   stats.renders += 1;
   const now = Date.now();
   rowContext.now = now;
   const renamed = diff.agents.some((c) => c.before && c.after && c.before.name !== c.after.name);
   if (diff.first || diff.reordered || (isFiltered(filters) && (diff.tasks.length > 0 || renamed))) {
-    table.setIds(visibleIds());
+    table.setIds(visibleIds({ busy: true }), { hold: interacting() });
   }
+  actions?.settle();
   const changed = diff.first ? undefined : new Set(diff.tasks.filter((c) => c.after).map((c) => c.id));
   table.render(changed);
+  keepCursor(hadFocus);
   agents.render(model, diff, now, interval());
   renderCounts();
   if (!diff.first) feed.add(feedLines(diff, agentName), now);
@@ -146,6 +196,64 @@ new ResizeObserver(() => {
   table.measure();
   drawWindow();
 }).observe($("table-wrap"));
+
+// ---- keyboard: j/k and the arrows move the cursor row, Enter opens it ----
+/** Focus the row of `id` (drawn if needed, scrolled just into view). */
+function moveTo(id) {
+  if (id === undefined) return;
+  keyboard.cursor = id;
+  keyboard.index = Math.max(0, table.ids.indexOf(id));
+  table.pinned = id;
+  if (model.hydrated) {
+    table.reveal(keyboard.index);
+    rowContext.now = Date.now();
+    table.render();
+  }
+  const link = table.rows.get(id)?.querySelector(".task-link");
+  link?.focus({ preventScroll: model.hydrated });
+}
+
+/** After a render: if the focused row went away (deleted), the focus goes to the row that took its place. */
+function keepCursor(hadFocus) {
+  if (keyboard.cursor === undefined) return;
+  const at = table.ids.indexOf(keyboard.cursor);
+  if (at >= 0) {
+    keyboard.index = at;
+    return;
+  }
+  table.pinned = null;
+  const lost = hadFocus && !$("task-rows").contains(document.activeElement);
+  keyboard.cursor = undefined;
+  if (lost) moveTo(stepId(table.ids, undefined, "next", keyboard.index));
+}
+
+$("task-rows").addEventListener("focusin", (event) => {
+  const tr = event.target.closest("tr.task");
+  if (!tr) return;
+  keyboard.cursor = Number(tr.dataset.id);
+  table.pinned = keyboard.cursor;
+});
+document.addEventListener("keydown", (event) => {
+  const command = keyCommand({
+    key: event.key, ctrlKey: event.ctrlKey, metaKey: event.metaKey, altKey: event.altKey,
+    target: targetKind(event.target), inTable: $("task-rows").contains(event.target), modal: actions?.busy ?? false,
+  });
+  if (!command) return;
+  event.preventDefault();
+  if (command === "open") {
+    const href = event.target.closest("tr.task")?.querySelector(".task-link")?.href;
+    if (href) location.assign(href);
+    return;
+  }
+  const ids = model.hydrated ? table.ids : [...table.rows.keys()].filter((id) => !table.rows.get(id).hidden);
+  moveTo(stepId(ids, keyboard.cursor, command, keyboard.index));
+});
+
+// ---- theme: the system's, or the one chosen here (remembered; theme-boot.js applies it) ----
+new ThemeToggle({
+  root: document.documentElement, button: $("theme-toggle"), storage: storage(),
+  media: matchMedia("(prefers-color-scheme: dark)"), window,
+});
 
 // ---- pause: hold changes behind a banner (remembered) ----
 function showHeld() {
@@ -277,7 +385,7 @@ connection.start();
 
 /** For people in the console and for the browser tests (they wait on these, never sleep). */
 window.dashboard = {
-  store, connection, model, table, scheduler,
+  store, connection, model, table, scheduler, actions, keyboard,
   get renders() {
     return stats.renders;
   },

@@ -1,6 +1,7 @@
 // DOM for one task row and one agent item, keyed by id and patched in place. Every piece
 // of text goes in through textContent; a property is written only when it differs, so an
 // unchanged row costs a few comparisons and no layout.
+import { ACTIONS, rowAction } from "./actions.js";
 import { adminUrl, agentBadge, ago, isCut, parseTime, shownText, taskLabel, textWithHint } from "./format.js";
 
 /** Set text only when it differs (no needless mutation, no flicker). */
@@ -33,8 +34,11 @@ function el(doc, tag, className, ...children) {
 
 // ---- tasks ----
 
-/** A task row with the same structure as the server-rendered one (templates/dashboard/index.html). */
-export function createTaskRow(doc) {
+/**
+ * A task row with the same structure as the server-rendered one (templates/dashboard/index.html).
+ * With `actions` (the user may change tasks) it has a selection checkbox and an action button.
+ */
+export function createTaskRow(doc, { actions = false } = {}) {
   const tr = el(doc, "tr", "task",
     el(doc, "td", "c-title", el(doc, "a", "task-link")),
     el(doc, "td", "c-status", el(doc, "span", "badge")),
@@ -42,6 +46,16 @@ export function createTaskRow(doc) {
     el(doc, "td", "c-agent", el(doc, "a", "agent-link"), el(doc, "span", "none")),
     el(doc, "td", "c-updated", el(doc, "span", "time")),
   );
+  if (actions) {
+    const box = el(doc, "input", "row-select");
+    box.type = "checkbox";
+    tr.prepend(el(doc, "td", "c-select", box));
+    const button = el(doc, "button", "btn small row-action");
+    button.type = "button";
+    const pending = el(doc, "span", "row-pending");
+    pending.hidden = true;
+    tr.append(el(doc, "td", "c-actions", button, pending));
+  }
   return tr;
 }
 
@@ -60,6 +74,7 @@ function refsOf(tr) {
     refs = {
       link: q(".task-link"), badge: q(".badge"), bar: q("progress"), pct: q(".pct"),
       agent: q(".agent-link"), none: q(".none"), time: q(".time"),
+      select: q(".row-select"), action: q(".row-action"), pending: q(".row-pending"),
     };
     taskRefs.set(tr, refs);
   }
@@ -68,7 +83,8 @@ function refsOf(tr) {
 
 /**
  * Bring a task row up to date with `row`.
- * @param {object} ctx `taskUrl`, `agentUrl` (patterns), `agentName(id)`, `now`
+ * @param {object} ctx `taskUrl`, `agentUrl` (patterns), `agentName(id)`, `now`; for rows
+ *   with actions, `selected(id)` and `pending(id)` (the action on its way, or null)
  */
 export function patchTaskRow(tr, row, ctx) {
   const r = refsOf(tr);
@@ -96,6 +112,26 @@ export function patchTaskRow(tr, row, ctx) {
   setData(r.time, "time", row.updated_at ?? "");
   setAttr(r.time, "title", row.updated_at ?? "");
   setText(r.time, ago(parseTime(row.updated_at), ctx.now));
+  if (r.select) patchRowActions(r, row, ctx);
+}
+
+/** The checkbox, the action button and, while an action is on its way, what it is doing. */
+function patchRowActions(r, row, ctx) {
+  const title = shownText(row, "title");
+  const selected = Boolean(ctx.selected?.(row.id));
+  if (r.select.checked !== selected) r.select.checked = selected;
+  setAttr(r.select, "aria-label", `Select ${title}`);
+  const pending = ctx.pending?.(row.id) ?? null;
+  const action = pending ? null : rowAction(row.status);
+  r.action.hidden = action === null;
+  if (action) {
+    setText(r.action, ACTIONS[action].label);
+    setAttr(r.action, "data-action", action);
+    setAttr(r.action, "aria-label", `${ACTIONS[action].label} ${title}`);
+  }
+  r.pending.hidden = pending === null;
+  setText(r.pending, pending ? ACTIONS[pending].doing : "");
+  setAttr(r.pending.closest("tr"), "data-pending", pending);
 }
 
 /** Tick: "updated 3 s ago" of a row already drawn. */

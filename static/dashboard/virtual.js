@@ -1,6 +1,8 @@
 // A windowed table body: whatever the number of ids, only the rows in view plus a margin
 // are in the DOM. Rows are keyed by id and kept while they stay in the window, so an update
-// patches a row in place (focus and selection survive) and nothing is rebuilt.
+// patches a row in place (focus and selection survive) and nothing is rebuilt. One more row
+// may be pinned (the keyboard's cursor): it stays in the DOM, in its place between spacers,
+// however far the window scrolls from it, so the focus it holds is never dropped.
 
 /**
  * Indexes [start, end) of the rows to draw.
@@ -22,6 +24,7 @@ export function windowRange({ scrollTop, viewport, rowHeight, offset, count, mar
 
 export class VirtualTable {
   /** Ids in display order. */ ids = [];
+  /** Id of a row kept drawn outside the window (the focused row), or null. */ pinned = null;
   /** @type {Map<unknown, HTMLTableRowElement>} rows in the DOM, by id */ rows = new Map();
 
   /**
@@ -46,6 +49,7 @@ export class VirtualTable {
     }
     for (const tr of tbody.querySelectorAll("tr:not(.task)")) tr.remove();
     this.top = spacer(doc, columns);
+    this.middle = spacer(doc, columns); // between the window and a pinned row outside it
     this.bottom = spacer(doc, columns);
     this.empty = doc.createElement("tr");
     this.empty.className = "empty";
@@ -53,7 +57,7 @@ export class VirtualTable {
     cell.colSpan = columns;
     this.empty.append(cell);
     tbody.prepend(this.top);
-    tbody.append(this.bottom);
+    tbody.append(this.middle, this.bottom);
     this.scrollTop = scroller.scrollTop;
     this.restore = null; // a scrollTop to set after the next draw (keeps the rows in view still)
     this.measure();
@@ -76,13 +80,19 @@ export class VirtualTable {
   }
 
   /**
-   * Replace the ids. With `anchor`, the row at the top of the view stays where it is on
-   * screen even when rows are inserted or removed above it.
+   * Replace the ids. With `anchor`, the rows in view stay where they are on screen even when
+   * rows are inserted or removed above them: scrolled down, always; at the top, only with
+   * `hold` (the person is busy with the rows: a focus, a selection, a dialog), else new rows
+   * come in at the top. The anchor is the pinned row when it is in view, else the top row.
    */
-  setIds(ids, { anchor = true } = {}) {
+  setIds(ids, { anchor = true, hold = false } = {}) {
     const rh = this.rowHeight;
-    const index = Math.floor(this.scrollTop / rh);
-    const anchorId = anchor && this.scrollTop > 0 ? this.ids[index] : undefined;
+    let index = Math.floor(this.scrollTop / rh);
+    let anchorId = anchor && (this.scrollTop > 0 || hold) ? this.ids[index] : undefined;
+    if (anchorId !== undefined && this.pinned !== null) {
+      const at = this.ids.indexOf(this.pinned);
+      if (at >= 0 && this.#inView(at)) [index, anchorId] = [at, this.pinned];
+    }
     this.ids = ids;
     if (anchorId === undefined) return;
     const now = ids.indexOf(anchorId);
@@ -90,6 +100,25 @@ export class VirtualTable {
       this.scrollTop = Math.max(0, this.scrollTop + (now - index) * rh);
       this.restore = this.scrollTop;
     }
+  }
+
+  /** Scroll just enough for the row at `index` to be in view (whole, below the header). */
+  reveal(index) {
+    const rh = this.rowHeight;
+    const visible = Math.max(rh, this.viewport - this.offset);
+    let top = this.scrollTop;
+    if (index * rh < top) top = index * rh;
+    else if ((index + 1) * rh > top + visible) top = (index + 1) * rh - visible;
+    if (top !== this.scrollTop) {
+      this.scrollTop = top;
+      this.restore = top;
+    }
+  }
+
+  /** @private Is the row at `index` wholly in view? */
+  #inView(index) {
+    const rh = this.rowHeight;
+    return index * rh >= this.scrollTop && (index + 1) * rh <= this.scrollTop + Math.max(rh, this.viewport - this.offset);
   }
 
   /** Scroll to the top (a new filter starts from the first match). */
@@ -105,26 +134,50 @@ export class VirtualTable {
       scrollTop: this.scrollTop, viewport: this.viewport, rowHeight: this.rowHeight,
       offset: this.offset, count, margin: this.margin,
     });
-    const wanted = this.ids.slice(start, end);
-    const keep = new Set(wanted);
+    // The pinned row outside the window splits a spacer in two: above it or below it.
+    const pin = this.pinned === null ? -1 : this.ids.indexOf(this.pinned);
+    const above = pin >= 0 && pin < start;
+    const below = pin >= end;
+    const indexes = [];
+    if (above) indexes.push(pin);
+    for (let i = start; i < end; i += 1) indexes.push(i);
+    if (below) indexes.push(pin);
+    const keep = new Set(indexes.map((i) => this.ids[i]));
+    const focused = this.tbody.ownerDocument.activeElement;
+    const hadFocus = focused && focused !== this.tbody && this.tbody.contains(focused) ? focused : null;
     for (const [id, tr] of this.rows) {
       if (!keep.has(id)) {
         tr.remove();
         this.rows.delete(id);
       }
     }
-    let cursor = this.top.nextSibling;
-    wanted.forEach((id, i) => {
+    // Place each node at the cursor; a node already in place is never moved (a moved node
+    // would lose the focus), and rows keep their relative order, so the focused one stays.
+    let cursor = this.tbody.firstChild;
+    const place = (node) => {
+      if (node === cursor) cursor = cursor.nextSibling;
+      else this.tbody.insertBefore(node, cursor);
+    };
+    place(this.top);
+    for (const i of indexes) {
+      if (below && i === pin) place(this.middle);
+      const id = this.ids[i];
       let tr = this.rows.get(id);
       if (!tr) this.rows.set(id, (tr = this.createRow()));
       this.patchRow(tr, id, flash.has(id));
-      const rowIndex = String(start + i + 2); // 1 is the header row
+      const rowIndex = String(i + 2); // 1 is the header row
       if (tr.getAttribute("aria-rowindex") !== rowIndex) tr.setAttribute("aria-rowindex", rowIndex);
-      if (tr === cursor) cursor = cursor.nextSibling;
-      else this.tbody.insertBefore(tr, cursor);
-    });
-    setHeight(this.top, start * this.rowHeight);
-    setHeight(this.bottom, (count - end) * this.rowHeight);
+      place(tr);
+      if (above && i === pin) place(this.middle);
+    }
+    if (!above && !below) place(this.middle);
+    const rh = this.rowHeight;
+    setHeight(this.top, (above ? pin : start) * rh);
+    setHeight(this.middle, above ? (start - pin - 1) * rh : below ? (pin - end) * rh : 0);
+    setHeight(this.bottom, (count - (below ? pin + 1 : end)) * rh);
+    if (hadFocus && hadFocus.isConnected && this.tbody.ownerDocument.activeElement !== hadFocus) {
+      hadFocus.focus({ preventScroll: true });
+    }
     this.table?.setAttribute("aria-rowcount", String(count + 1));
     this.#showEmpty(count === 0);
     if (this.restore !== null) {

@@ -98,7 +98,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "dashboard_site.static_files.StaticFilesMiddleware",  # WhiteNoise, off the non-static path
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -147,10 +147,27 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # Django's SQLite backend with one queue per process for the write lock, so concurrent
+    # writers are woken in turn instead of polling (dashboard_site/sqlite/base.py).
+    DATABASES["default"]["ENGINE"] = "dashboard_site.sqlite"
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", True):
+    # Django's psycopg connection pool. Under ASGI every request runs in a thread of its own,
+    # so a persistent connection per thread (CONN_MAX_AGE) still meant a new PostgreSQL
+    # connection per request; the pool hands out open ones instead (bench/scenarios/
+    # agentapi.py). With CONN_HEALTH_CHECKS on, Django has the pool check each checkout with
+    # a trivial query, so connections left dead by a database restart are replaced, not
+    # handed to a request. A request that finds every connection busy waits
+    # DATABASE_POOL_TIMEOUT seconds, then fails.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": env_int("DATABASE_POOL_SIZE", 20, minimum=1),
+        "timeout": env_float("DATABASE_POOL_TIMEOUT", 5.0),
+    }
 # Test databases get a per-process name (several test runs may share a machine); SQLite's
 # lives in a file rather than in memory, so a daphne process started by a test shares it.
 _test_name = f"dashboard_test_{os.getpid()}"
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "dashboard_site.sqlite":
     _test_name = str(Path(os.environ.get("TMPDIR", "/tmp")) / f"{_test_name}.sqlite3")
 DATABASES["default"]["TEST"] = {"NAME": _test_name}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -111,7 +111,7 @@ def postgres_url():
 def database_url_of(settings_dict):
     """A DATABASE_URL that points another process at the database this test uses."""
     engine, name = settings_dict["ENGINE"], settings_dict["NAME"]
-    if engine.endswith("sqlite3"):
+    if "sqlite" in engine:
         return f"sqlite:///{name}"
     user = settings_dict.get("USER") or "postgres"
     password = settings_dict.get("PASSWORD") or ""

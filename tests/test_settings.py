@@ -57,7 +57,7 @@ def test_defaults_are_the_embedded_development_setup(load):
     s = load()
     assert s["DEBUG"] is True
     assert s["SECRET_KEY"]  # a development key, only with DEBUG on
-    assert s["DATABASES"]["default"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert s["DATABASES"]["default"]["ENGINE"] == "dashboard_site.sqlite"
     assert s["DATABASES"]["default"]["NAME"] == str(ROOT / "db.sqlite3")
     assert s["CHANNEL_LAYERS"]["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
     assert s["REALTIME_HEARTBEAT_INTERVAL"] == 25.0
@@ -151,14 +151,18 @@ def test_database_url_selects_postgresql(load):
     db = s["DATABASES"]["default"]
     assert db["ENGINE"] == "django.db.backends.postgresql"
     assert (db["NAME"], db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == ("fleetdb", "fleet", "s3cret", "db.internal", 5433)
-    assert db["CONN_MAX_AGE"] == 60 and db["CONN_HEALTH_CHECKS"] is True
+    # Pooled by default: connections are reused across requests, each checked on checkout.
+    assert db["CONN_MAX_AGE"] == 0 and db["CONN_HEALTH_CHECKS"] is True
+    assert db["OPTIONS"]["pool"] == {"min_size": 2, "max_size": 20, "timeout": 5.0}
     assert "/" not in db["TEST"]["NAME"]  # a database name, not a file
+    unpooled = load(DATABASE_URL="postgres://fleet@db.internal/fleetdb", DATABASE_POOL="0")["DATABASES"]["default"]
+    assert unpooled["CONN_MAX_AGE"] == 60 and "pool" not in unpooled.get("OPTIONS", {})
 
 
 def test_database_url_selects_an_sqlite_file(load, tmp_path):
     path = tmp_path / "other.sqlite3"
     db = load(DATABASE_URL=f"sqlite:///{path}")["DATABASES"]["default"]
-    assert db["ENGINE"] == "django.db.backends.sqlite3"
+    assert db["ENGINE"] == "dashboard_site.sqlite"
     assert db["NAME"] == str(path)
     assert db["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
     assert db["TEST"]["NAME"].endswith(".sqlite3")

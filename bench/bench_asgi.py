@@ -23,6 +23,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard_site.settings")
 
 from asgiref.sync import sync_to_async  # noqa: E402
 
+if os.environ.get("BENCH_REQUEST_PATH") == "before":
+    # The agentapi scenario's reference: the request path as it was before it was made cheap,
+    # WhiteNoise's own synchronous middleware and Django's stock SQLite backend (the
+    # scenario also sets DATABASE_POOL=0). Set before the ASGI handler loads the middleware.
+    from django.conf import settings
+
+    settings.MIDDLEWARE = ["whitenoise.middleware.WhiteNoiseMiddleware" if m.endswith("StaticFilesMiddleware") else m
+                           for m in settings.MIDDLEWARE]
+    if settings.DATABASES["default"]["ENGINE"] == "dashboard_site.sqlite":
+        settings.DATABASES["default"]["ENGINE"] = "django.db.backends.sqlite3"
+
 from dashboard_site.asgi import application as project_application  # noqa: E402
 
 from bench import djwork  # noqa: E402

@@ -5,6 +5,7 @@
     ... state                                    # {id: version} of every row, and the head
     ... fill --changes 100000 --rows 50          # what a sleeping dashboard misses
     ... timesync --since S --epoch E             # build_sync() timed in-process
+    ... agents --count 8                         # agents with tokens, each running a task
 """
 import argparse
 import json
@@ -38,6 +39,8 @@ def main():
     p.add_argument("--since", type=int, required=True)
     p.add_argument("--epoch", required=True)
     p.add_argument("--repeat", type=int, default=20)
+    p = sub.add_parser("agents")
+    p.add_argument("--count", type=int, default=8)
     args = parser.parse_args()
 
     import django
@@ -56,6 +59,8 @@ def main():
         result = {"stamps": stamps, "start": t0, "elapsed": time.monotonic() - t0}
     elif args.command == "state":
         result = djwork.state()
+    elif args.command == "agents":
+        result = djwork.running_agents(args.count)
     elif args.command == "fill":
         result = djwork.fill(args.changes, args.rows, args.deletes)
     else:

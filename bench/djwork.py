@@ -70,6 +70,26 @@ def write_changes(n, rate=0.0, rows=50, offset=0):
     return stamps
 
 
+def running_agents(count):
+    """`count` agents, each with a token and a task it has claimed: [[token, task id], ...]."""
+    from django.db import connection
+
+    from tasks import domain, tokens
+    from tasks.models import Agent, Task
+
+    try:
+        pairs = []
+        for i in range(count):
+            agent = Agent.objects.create(name=f"api-agent-{i}", hostname=f"api-{i}.example")
+            _, token = tokens.issue(agent, name="bench")
+            Task.objects.create(title=f"api task {i}")
+            task = domain.claim(agent_id=agent.pk)
+            pairs.append([token, task.pk])
+        return {"pairs": pairs}
+    finally:
+        connection.close()
+
+
 def state():
     from django.db import connection
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, cleanup_all, pin_self, raise_nofile  # noqa: E402
 from bench.scenarios import EMBEDDED, SCALEOUT, Context  # noqa: E402
 
-SCENARIOS = ["fanout", "sustained", "capacity", "storm", "writes", "resume", "hostile"]
+SCENARIOS = ["fanout", "sustained", "capacity", "storm", "writes", "resume", "hostile", "agentapi"]
 # Long scenarios run once per invocation even in a multi-run: their one run already holds
 # thousands of samples (sustained: 6 million deliveries; capacity: 10,000 sockets).
 SINGLE_RUN = {"sustained", "capacity"}

@@ -1,0 +1,95 @@
+"""Agents' progress reports through the HTTP API, driven by wrk against a real server.
+
+8 agents, each with a token and a running task; wrk (1 thread on the client core, 8
+connections) sends `PATCH /api/agent/tasks/<id>/ {"progress": n}` for 15 s after a 3 s warm-up.
+Production settings (DEBUG off). The per-agent rate limit is lifted (API_AGENT_RATE) so the
+server, not the throttle, is measured: at the default 600/min, 8 agents could send 80/s.
+
+The reference beside it, in the same run: the same server with the request path as it was
+before (BENCH_REQUEST_PATH=before, see bench/bench_asgi.py): WhiteNoise's synchronous
+middleware in place of dashboard_site/static_files.py, Django's stock SQLite backend in place
+of dashboard_site/sqlite/ (no in-process write queue) and no PostgreSQL connection pool.
+"""
+import asyncio
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from bench.common import BENCH, CLIENT_CORE, dbtool, median
+from bench.scenarios import Project, warn
+
+NAME = "agentapi"
+TITLE = "Agent progress reports through the HTTP API (wrk)"
+TARGET_RATE, TARGET_P99_MS = 500, 100
+CONNECTIONS = int(__import__("os").environ.get("BENCH_API_CONNECTIONS", "8"))
+
+
+async def wrk(port, pairs_file, seconds):
+    proc = await asyncio.create_subprocess_exec(
+        "taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "5s",
+        "-s", str(BENCH / "wrk" / "progress.lua"), f"http://127.0.0.1:{port}", "--", str(pairs_file),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), seconds + 30)
+    for line in out.decode().splitlines():
+        if line.startswith("WRK_JSON "):
+            result = json.loads(line[len("WRK_JSON "):])
+            result["rate"] = result["ok"] / result["seconds"]
+            return result
+    raise RuntimeError(f"wrk printed no result: {out.decode()[-2000:]} {err.decode()[-2000:]}")
+
+
+async def measure(ctx, config, server_kind, reference):
+    extra = {"API_AGENT_RATE": "10000000/min"}
+    if reference:
+        extra.update(BENCH_REQUEST_PATH="before", DATABASE_POOL="0")
+    project = Project(ctx, config, server_kind, **extra)
+    try:
+        answer = dbtool(["agents", "--count", CONNECTIONS], project.writer_env)
+        pairs = Path(tempfile.mkstemp(prefix="bench-agents-", suffix=".txt")[1])
+        pairs.write_text("".join(f"{token} {task}\n" for token, task in answer["pairs"]))
+        server = project.start()
+        await wrk(server.port, pairs, 3)  # warm-up: connections, caches, the first queries
+        result = await wrk(server.port, pairs, ctx.size(15, 5))
+        pairs.unlink(missing_ok=True)
+        return result
+    finally:
+        project.stop()
+
+
+async def run(ctx):
+    if not shutil.which("wrk"):
+        warn("wrk is not installed (apt-get install wrk): skipping agentapi")
+        return {}
+    results = {}
+    for config in ctx.configs:
+        for server_kind in ctx.servers:
+            for reference in (True, False):
+                label = f"{'reference: before' if reference else 'project'}/{server_kind}/{config}"
+                ctx.log(f"  {label} ...")
+                r = await measure(ctx, config, server_kind, reference)
+                if r["failed"] or r["socket_errors"]:
+                    warn(f"{label}: {r['failed']} non-200 answers, {r['socket_errors']} socket errors")
+                ctx.log(f"    {r['rate']:.0f} reports/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+                        f"failed {r['failed']}")
+                results[label] = r
+    return results
+
+
+def summarize(runs):
+    rows, per = [], {}
+    for label in runs[0]:
+        rs = [r[label] for r in runs]
+        rate, p99 = median([r["rate"] for r in rs]), median([r["p99_ms"] for r in rs])
+        failed = sum(r["failed"] + r["socket_errors"] for r in rs)
+        per[label] = {"rate": rate, "p50_ms": median([r["p50_ms"] for r in rs]), "p99_ms": p99, "failed": failed}
+        if label.startswith("project/"):
+            ref = runs[0].get(label.replace("project/", "reference: before/", 1))
+            rows.append({
+                "scenario": "agent progress reports, 8 connections", "variant": label,
+                "target": f">= {TARGET_RATE}/s, p99 < {TARGET_P99_MS} ms",
+                "measured": f"{rate:.0f}/s, p99 {p99:.0f} ms, failed {failed}"
+                            + (f" (reference {ref['rate']:.0f}/s, p99 {ref['p99_ms']:.0f} ms)" if ref else ""),
+                "ratio": rate / TARGET_RATE, "pass": rate >= TARGET_RATE and p99 < TARGET_P99_MS and not failed,
+            })
+    return {"per_variant": per, "rows": rows}

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
 OPERATOR, AGENT, SYSTEM = "operator", "agent", "system"
 
 
@@ -81,12 +83,28 @@ class ActorMiddleware:
     Resets on the way out, which also ends any actor set further in (the agent API's), so
     nothing leaks into the next request run by the same thread or context."""
 
+    # Both modes, so that under ASGI a request does not cross into a thread and back just for
+    # this middleware (tests/test_static_files.py keeps every middleware async-capable).
+    sync_capable = True
+    async_capable = True
+
     def __init__(self, get_response):
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
     def __call__(self, request):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
         token = _current.set(lambda: of_user(getattr(request, "user", None)))
         try:
             return self.get_response(request)
+        finally:
+            _current.reset(token)
+
+    async def __acall__(self, request):
+        token = _current.set(lambda: of_user(getattr(request, "user", None)))
+        try:
+            return await self.get_response(request)
         finally:
             _current.reset(token)

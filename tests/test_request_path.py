@@ -1,0 +1,69 @@
+"""The request path under ASGI: every middleware async, static files served by WhiteNoise
+only under STATIC_URL, and the actor of a change still known when the view runs in a thread."""
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.core.cache import cache
+from django.conf import settings
+from django.test import AsyncClient
+from django.utils.module_loading import import_string
+
+from realtime.models import Change
+from tasks import tokens
+from tasks.models import Agent, Task
+
+
+def test_every_middleware_runs_in_the_event_loop():
+    # One synchronous middleware makes Django cross into a worker thread and back for every
+    # request under ASGI (the agent API's reports paid for that, bench/findings.md).
+    sync_only = [path for path in settings.MIDDLEWARE if not getattr(import_string(path), "async_capable", False)]
+    assert sync_only == [], f"synchronous-only middleware: {sync_only}"
+
+
+@pytest.mark.django_db
+async def test_static_files_are_served_under_asgi():
+    client = AsyncClient()
+    response = await client.get("/static/realtime/connection.js")
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    assert b"class Connection" in body
+    assert "max-age" in response.headers.get("Cache-Control", "") or response.headers.get("Last-Modified")
+
+
+@pytest.mark.django_db
+async def test_other_requests_pass_through_under_asgi():
+    client = AsyncClient()
+    assert (await client.get("/static/no/such/file.js")).status_code == 404
+    assert (await client.get("/healthz")).status_code in (200, 503)
+    response = await client.get("/")
+    assert response.status_code == 302 and "/accounts/login/" in response.headers["Location"]
+
+
+def _last_change(task_id):
+    return Change.objects.filter(entity="task", object_id=task_id).order_by("-seq").first()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_operator_request_under_asgi_names_its_user(staff_user):
+    task = await Task.objects.acreate(title="t")
+    client = AsyncClient()
+    await sync_to_async(client.force_login)(staff_user)
+    response = await client.post(f"/api/tasks/{task.pk}/cancel/", content_type="application/json")
+    assert response.status_code == 200, response.content[:300]
+    change = await sync_to_async(_last_change)(task.pk)
+    assert (change.actor_kind, change.actor_id) == ("operator", str(staff_user.pk))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_agent_request_under_asgi_names_the_agent():
+    await sync_to_async(cache.clear)()
+    agent = await Agent.objects.acreate(name="worker-asgi")
+    await Task.objects.acreate(title="job")
+    token = (await sync_to_async(tokens.issue)(agent))[1]
+    response = await AsyncClient().post("/api/agent/claim/", content_type="application/json",
+                                        headers={"authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.content[:300]
+    task_id = json.loads(response.content)["id"]
+    change = await sync_to_async(_last_change)(task_id)
+    assert (change.actor_kind, change.actor_label) == ("agent", "worker-asgi")

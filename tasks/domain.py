@@ -294,7 +294,8 @@ def report(*, agent_id, task_id, progress=None, status=None, error=None):
             task.error = error
             fields.append("error")
         task.save(update_fields=fields)
-        _heard_from(get_agent(agent_id), timezone.now(), busy=target == RUNNING)
+        # The agent, read under the lock, also serves the answer's `agent` (no second query).
+        task.agent = _heard_from(get_agent(agent_id), timezone.now(), busy=target == RUNNING)
         return task
 
 

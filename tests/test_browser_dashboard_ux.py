@@ -134,6 +134,25 @@ def test_axe_finds_no_serious_violation_on_the_sign_in_page_and_the_dashboard(da
     assert board.errors == []
 
 
+
+@pytest.mark.xfail(strict=True, reason=(
+    "static/detail/detail.css gives .change-seq (the timeline's #seq) opacity 0.8 over --muted: "
+    "below 4.5:1 in both themes. That file belongs to the task page; when it is fixed this "
+    "test passes and the marker must go."
+))
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_no_serious_violation_on_a_task_page(daphne, context, session_cookie, scheme):
+    tasks = fleet()
+    server = daphne()
+    page = context(server, session_cookie, color_scheme=scheme).new_page()
+    page.goto(f"{server.http}/tasks/{tasks[3].pk}/")
+    page.wait_for_function("() => document.body.dataset.connection === 'open'")
+    page.wait_for_selector("[data-seq]")
+    found = axe_violations(page)
+    print(f"\naxe ({scheme}): task page: {found or 'none'}")
+    assert blocking(found) == {}
+
+
 # keyboard -----------------------------------------------------------------------------------
 
 FOCUSED_ROW = "() => { const tr = document.activeElement.closest('tr.task'); return tr ? Number(tr.dataset.id) : null; }"

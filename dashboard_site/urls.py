@@ -12,6 +12,7 @@ urlpatterns = [
     path("tasks/<int:pk>/timeline", pages.task_timeline, name="task_timeline"),
     path("agents/<int:pk>/", pages.agent_detail, name="agent_detail"),
     path("agents/<int:pk>/timeline", pages.agent_timeline, name="agent_timeline"),
+    path("charts/throughput", pages.throughput, name="throughput"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -103,6 +103,11 @@ def previous_of(change):
     )
 
 
+def newest_moved(entity):
+    """The id of the newest change that moved a status of `entity` (the partial index), or None."""
+    return Change.objects.filter(entity=entity, moved=True).order_by("-at", "-id").values_list("id", flat=True).first()
+
+
 def complete_since():
     """The time from which the kept history is complete (its oldest row), or None when empty."""
     return Change.objects.aggregate(oldest=Min("at"))["oldest"]

@@ -15,12 +15,14 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.utils import timezone
-from django.views.decorators.cache import never_cache
+from django.views.decorators.cache import cache_control, never_cache
+from django.views.decorators.http import condition
 
 from realtime import changes as history
 
 from .domain import current_task
 from .models import Agent, Task
+from .throughput import throughput as throughput_data
 from .timeline import describe, online_items
 
 PAGE = 50  # timeline items per page; "Older" fetches the next
@@ -169,3 +171,23 @@ def agent_timeline(request, pk):
         "items": _items_json(items), "older": has_older, "reset": reset, "version": context["version"],
         "deleted": False, "fields_html": render_to_string("tasks/_agent_fields.html", context),
     })
+
+
+# The throughput chart -----------------------------------------------------------------------
+
+
+def _throughput_etag(request):
+    """Same newest status change, same kept history, same minute: the same picture. The chart
+    refetches every few seconds and mostly gets a 304 for two indexed reads (progress reports
+    move no status, so they change nothing here)."""
+    newest = history.newest_moved("task")
+    return f"{newest}:{history.complete_since()}:{timezone.now().strftime('%Y%m%d%H%M')}"
+
+
+@login_required
+@permission_required("tasks.view_task", raise_exception=True)
+@cache_control(private=True, no_cache=True)  # kept by the browser, revalidated every time
+@condition(etag_func=_throughput_etag)
+def throughput(request):
+    """JSON for the dashboard's chart (tasks/throughput.py)."""
+    return JsonResponse(throughput_data())

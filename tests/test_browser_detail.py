@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from realtime import actor
 from realtime.models import Change
 from tasks import liveness, tokens
 from tasks.models import Agent, Task
@@ -184,3 +185,100 @@ def test_the_dashboards_agent_names_open_the_agent_page(daphne, context):
     board.wait_for_url(f"{server.http}/agents/{agent.pk}/")
     board.wait_for_selector("h1.detail-title")
     assert board.text_content("h1.detail-title") == "bot-9"
+
+
+def chart_state(page):
+    return page.evaluate(
+        "() => { const d = document.getElementById('throughput').dataset; return [d.succeeded, d.failed, d.queued]; }"
+    )
+
+
+def test_the_dashboard_chart_draws_the_stored_history_and_updates_live(daphne, context):
+    tasks = Task.objects.bulk_create([Task(title=f"c{i}") for i in range(3)])
+    Task.objects.filter(pk=tasks[0].pk).update(status="running")
+    Task.objects.filter(pk=tasks[0].pk).update(status="succeeded", progress=100)
+    server = daphne()
+    ctx = context(server)
+    policy = PolicyWatch(ctx)
+    page = ctx.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{server.http}/")
+    page.wait_for_function("() => document.getElementById('throughput').dataset.succeeded !== undefined")
+    assert chart_state(page) == ["1", "0", "2"]
+    assert page.eval_on_selector_all("#throughput rect.bar-succeeded", "r => r.length") == 1
+    assert page.eval_on_selector("#throughput .queue-line", "p => p.getAttribute('d').startsWith('M')")
+
+    # A failure and a claim: the chart follows within seconds, from the stream's nudge.
+    Task.objects.filter(pk=tasks[1].pk).update(status="failed", error="boom")
+    Task.objects.filter(pk=tasks[2].pk).update(status="running")
+    page.wait_for_function(
+        "() => { const d = document.getElementById('throughput').dataset; return d.failed === '1' && d.queued === '0'; }",
+        timeout=15_000,
+    )
+    assert page.eval_on_selector_all("#throughput rect.bar-failed", "r => r.length") == 1
+    drawn = page.eval_on_selector("#throughput [data-part=bars] g:last-child", "g => [g.dataset.succeeded, g.dataset.failed]")
+    assert drawn == ["1", "1"]
+
+    # A reload draws the same picture: it comes from the stored history, not from the page.
+    page.reload()
+    page.wait_for_function("() => document.getElementById('throughput').dataset.succeeded !== undefined")
+    assert chart_state(page) == ["1", "1", "0"]
+    assert errors == [] and policy.violations == [], (errors, policy.violations)
+
+
+def simulate_hour(agents, now):
+    """An hour of a small fleet's work, minute by minute: tasks arrive, are claimed, succeed or
+    fail; each minute's changes are dated to that minute, as if they had happened then."""
+    import random
+
+    rng = random.Random(7)
+    for minute in range(60, -1, -1):
+        mark = Change.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+        arrivals = 3 + int(3 * (1 + __import__("math").sin(minute / 9))) + rng.randint(0, 2)
+        Task.objects.bulk_create([Task(title=f"Build #{minute}-{i}") for i in range(arrivals)])
+        queued = list(Task.objects.filter(status="queued").order_by("created_at", "id").values_list("pk", flat=True))
+        for pk, agent in zip(queued, agents):
+            if not Task.objects.filter(agent=agent, status="running").exists():
+                Task.objects.filter(pk=pk).update(status="running", agent=agent, progress=rng.randint(5, 60))
+        for pk in Task.objects.filter(status="running").values_list("pk", flat=True):
+            roll = rng.random()
+            if roll < 0.75:
+                Task.objects.filter(pk=pk).update(status="succeeded", progress=100)
+            elif roll < 0.82:
+                Task.objects.filter(pk=pk).update(status="failed", error="exit status 137 (out of memory)")
+        Change.objects.filter(seq__gt=mark).update(at=now - timedelta(minutes=minute, seconds=rng.randint(0, 50)))
+
+
+def test_screenshots_of_the_task_page_and_the_chart(daphne, context):
+    now = timezone.now()
+    agents = [Agent.objects.create(name=f"runner-{i}", status="idle", last_heartbeat=now) for i in range(6)]
+    simulate_hour(agents, now)
+    with actor.acting_as("operator", 1, "maria"):
+        task = Task.objects.create(title="Nightly integration suite", description="pytest -n 8 tests/integration")
+    edit = Task.objects.filter(pk=task.pk).update
+    with actor.acting_as("agent", agents[0].pk, agents[0].name):
+        edit(status="running", agent=agents[0])
+        for progress in (20, 45, 70):
+            edit(progress=progress)
+        edit(status="failed", error="exit status 137 (out of memory)")
+    with actor.acting_as("operator", 1, "maria"):
+        edit(status="queued", agent=None, progress=0, error="")
+    with actor.acting_as("agent", agents[1].pk, agents[1].name):
+        edit(status="running", agent=agents[1])
+        edit(progress=35)
+    server = daphne(REALTIME_HEARTBEAT_INTERVAL=25)
+
+    (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
+    detail = Page(context(server), server, f"/tasks/{task.pk}/")
+    detail.wait_open()
+    detail.page.screenshot(path=str(ROOT / "docs" / "img" / "task-detail.png"), full_page=True)
+    detail.check_clean()
+
+    board = context(server, viewport={"width": 1280, "height": 900}).new_page()
+    board.goto(f"{server.http}/")
+    board.wait_for_function("() => window.dashboard && window.dashboard.model.hydrated")
+    board.wait_for_function("() => Number(document.getElementById('throughput').dataset.succeeded) > 100")
+    board.locator("#throughput").screenshot(path=str(ROOT / "docs" / "img" / "throughput-chart.png"))
+    for name in ("task-detail.png", "throughput-chart.png"):
+        assert (ROOT / "docs" / "img" / name).stat().st_size > 10_000

@@ -11,10 +11,12 @@ django_asgi_app = get_asgi_application()  # sets Django up before the consumer i
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from dashboard_site.proxy import TrustedProxyMiddleware  # noqa: E402
 from realtime.background import StartHub  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
-application = StartHub(
+# Outermost: everything below sees the client address and scheme a trusted proxy reported.
+application = TrustedProxyMiddleware(StartHub(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
@@ -22,4 +24,4 @@ application = StartHub(
             "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
         }
     )
-)
+))

@@ -211,7 +211,8 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# collectstatic writes here; the nginx site in deploy/ serves /static/ from this folder.
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Plain storage (not the manifest one) so a missing collectstatic never breaks a page;
@@ -228,12 +229,26 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 HTTPS = env_bool("DJANGO_HTTPS", not DEBUG)
+# Proxies whose X-Forwarded-For/-Proto are believed (addresses or networks); everyone else's
+# are ignored. dashboard_site/proxy.py applies them to every HTTP and WebSocket connection,
+# so there is no SECURE_PROXY_SSL_HEADER: the scheme arrives in the ASGI scope instead.
+TRUSTED_PROXIES = env_list("DJANGO_TRUSTED_PROXIES", [])
+from dashboard_site.proxy import parse_networks  # noqa: E402 (fails fast on a bad entry)
+
+parse_networks(TRUSTED_PROXIES)
 if HTTPS:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "0"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", False)
+    # Health probes and scrapers talk plain HTTP to each process's own port, not via the proxy.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+    if SECURE_HSTS_SECONDS and not SECURE_HSTS_PRELOAD:
+        # Preloading is decided for the registrable domain (submitted at hstspreload.org), not
+        # by one app on a subdomain; docs/deploy.md explains. Opt in with DJANGO_HSTS_PRELOAD=1.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 # --- Sign-in, CSP and endpoint exposure (docs/security.md) ----------------------------------
 

@@ -126,11 +126,15 @@ def healthz(request):
 
 
 LOOPBACK = ("127.0.0.1", "::1")
-# Any of these means a proxy relayed the request: its REMOTE_ADDR is the proxy's, not the client's.
-PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
+# Any of these means a proxy relayed the request. From a trusted proxy (DJANGO_TRUSTED_PROXIES)
+# REMOTE_ADDR is then the client's address (dashboard_site/proxy.py), which may itself be
+# loopback; from anyone else it is the peer's and the header is the peer's claim. Either way
+# the request is not a direct local one, so no forwarding header may be present.
+PROXY_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
 
 
 def _metrics_allowed(request):
+    """The token when one is set; else a staff session, or a direct loopback request."""
     token = settings.METRICS_TOKEN
     if token:
         # Always the token: behind a proxy every request comes from loopback, so the address
@@ -147,7 +151,8 @@ def metrics(request):
 
     With METRICS_TOKEN set, only `Authorization: Bearer $METRICS_TOKEN` opens it. Without
     one, staff sessions do, and loopback requests that no proxy relayed (no X-Forwarded-For,
-    Forwarded or X-Real-IP header). `manage.py check --deploy` warns when DEBUG is off and no
+    X-Forwarded-Proto, Forwarded or X-Real-IP header). The nginx site in deploy/ refuses
+    /metrics outright: each process is scraped on its own port. `manage.py check --deploy` warns when DEBUG is off and no
     token is set."""
     if not _metrics_allowed(request):
         detail = ("metrics need the METRICS_TOKEN bearer token" if settings.METRICS_TOKEN

@@ -23,8 +23,9 @@ from . import dbwork, metrics
 from .access import check_session, fingerprint, session_key
 from .frames import dumps, event_frames
 from .hub import get_hub
+from .outbox import Outbox, start_eagerly
 from .protocol import (
-    CLIENT_TYPES, CLOSE_PROTOCOL_VIOLATION, CLOSE_RATE_LIMITED, CLOSE_SERVER_ERROR,
+    CLIENT_TYPES, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_PROTOCOL_VIOLATION, CLOSE_RATE_LIMITED, CLOSE_SERVER_ERROR,
     CLOSE_SERVICE_RESTART, CLOSE_TOO_LARGE, CLOSE_TOO_MANY_SOCKETS, CLOSE_TRY_LATER, ERR_BAD_FIELD, ERR_BAD_JSON,
     ERR_BINARY, ERR_CLOSING, ERR_NOT_OBJECT, ERR_UNAVAILABLE, ERR_UNKNOWN_TYPE, ERROR, MAX_CONSECUTIVE_ERRORS, PING,
     PONG,
@@ -69,6 +70,11 @@ def checked_sync(key, since, epoch):
     if access.code is not None:
         return access, None, None, None
     return (access, *build_sync(since, epoch))
+
+
+def _log_close_failure(task):
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("close failed: %s", task.exception())
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
@@ -298,12 +304,26 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             # Past that the gap is left open: the client notices it and resubscribes.
 
     async def send_text(self, text):
+        """Hand a frame to the server without waiting for a slow reader (realtime/outbox.py)."""
         if not self.closed:
-            try:
-                await self.base_send({"type": "websocket.send", "text": text})
-            except Exception as exc:  # the frame was refused: never leave the socket half-alive
-                log.warning("send failed (%s); closing with 1011", exc)
-                await self.close_with(CLOSE_SERVER_ERROR)
+            self._outbox().put({"type": "websocket.send", "text": text}, len(text))
+
+    def _outbox(self):
+        outbox = self.__dict__.get("outbox")
+        if outbox is None:
+            outbox = self.outbox = Outbox(self.base_send, self._send_failed, self._outbox_full,
+                                          settings.REALTIME_MAX_OUTBOX_BYTES)
+        return outbox
+
+    def _send_failed(self, exc):
+        # The frame was refused: never leave the socket half-alive.
+        log.warning("send failed (%s); closing with 1011", exc)
+        asyncio.ensure_future(self.close_with(CLOSE_SERVER_ERROR))
+
+    def _outbox_full(self):
+        log.warning("outbox over %d bytes: the client is not reading; closing with 4008",
+                    settings.REALTIME_MAX_OUTBOX_BYTES)
+        asyncio.ensure_future(self.close_with(CLOSE_HEARTBEAT_TIMEOUT, "the dashboard is not reading fast enough"))
 
     async def _send_closing(self, code, reason):
         """Say why, just before a close (daphne drops a close frame's reason text)."""
@@ -321,8 +341,19 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         metrics.CLOSED.labels(code=str(code)).inc()
         self.closed = True
         self._leave(f"server closed code={code}")
+        outbox = self.__dict__.get("outbox")
+        if outbox is not None:
+            outbox.discard()
+        # Started eagerly too: a close to a reader that stopped reading must not hold up the
+        # heartbeat loop that closes it.
         try:
-            await self._send_closing(code, reason)
-            await self.close(code, reason)
+            task = start_eagerly(self._close_now(code, reason))
         except Exception as exc:  # the connection is already gone
             log.debug("close failed: %s", exc)
+        else:
+            if task is not None:
+                task.add_done_callback(_log_close_failure)
+
+    async def _close_now(self, code, reason):
+        await self._send_closing(code, reason)
+        await self.close(code, reason)

@@ -3,6 +3,7 @@
 A test that needs something this machine lacks is skipped with a message saying what is
 missing. With REQUIRE_SERVICES=1 (set by .ci/run) such a skip is a failure instead.
 """
+import importlib.util
 import os
 import shutil
 import socket
@@ -119,12 +120,20 @@ def database_url_of(settings_dict):
     return f"postgresql://{auth}{settings_dict.get('HOST') or '127.0.0.1'}:{settings_dict.get('PORT') or 5432}/{name}"
 
 
-class DaphneServer:
-    """A real daphne process serving the project, sharing the test's database."""
+# The ASGI servers the project supports: daphne (manage.py runserver's) and uvicorn.
+SERVER_COMMANDS = {
+    "daphne": lambda port: [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dashboard_site.asgi:application"],
+    "uvicorn": lambda port: [PYTHON, "-m", "uvicorn", "dashboard_site.asgi:application", "--host", "127.0.0.1",
+                             "--port", str(port), "--lifespan", "off", "--no-access-log"],
+}
 
-    def __init__(self, env, port=None):
-        self.env, self.port, self.proc = env, port or free_port(), None
-        self.log_path = Path(tempfile.mkstemp(prefix="daphne-", suffix=".log")[1])
+
+class DaphneServer:
+    """A real server process (daphne unless `kind` says uvicorn) sharing the test's database."""
+
+    def __init__(self, env, port=None, kind="daphne"):
+        self.env, self.port, self.proc, self.kind = env, port or free_port(), None, kind
+        self.log_path = Path(tempfile.mkstemp(prefix=f"{kind}-", suffix=".log")[1])
 
     @property
     def http(self):
@@ -136,11 +145,11 @@ class DaphneServer:
 
     def start(self):
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "dashboard_site.asgi:application"],
+            SERVER_COMMANDS[self.kind](self.port),
             cwd=ROOT, env=self.env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
         )
         if not wait_port(self.port, self.proc, 40):
-            raise RuntimeError(f"daphne did not start:\n{self.log()}")
+            raise RuntimeError(f"{self.kind} did not start:\n{self.log()}")
         return self
 
     def signal(self, sig):
@@ -188,9 +197,11 @@ def daphne(server_env):
     """Factory: daphne(**env_overrides) starts a server; all are stopped after the test."""
     servers = []
 
-    def start(port=None, **overrides):
+    def start(port=None, kind="daphne", **overrides):
+        if kind == "uvicorn":
+            require(importlib.util.find_spec("uvicorn"), "uvicorn (pip install -e '.[test]')")
         env = dict(server_env, **{k: str(v) for k, v in overrides.items()})
-        server = DaphneServer(env, port).start()
+        server = DaphneServer(env, port, kind).start()
         servers.append(server)
         return server
 

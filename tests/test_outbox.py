@@ -1,0 +1,106 @@
+"""realtime/outbox.py: sends that never make the caller wait, in order, bounded."""
+import asyncio
+
+import pytest
+
+from realtime.outbox import Outbox, start_eagerly
+
+
+async def test_a_coroutine_that_does_not_wait_finishes_at_once():
+    done = []
+
+    async def quick():
+        done.append(1)
+
+    assert start_eagerly(quick()) is None
+    assert done == [1]
+
+
+async def test_a_coroutine_that_waits_is_finished_by_a_task():
+    gate = asyncio.get_running_loop().create_future()
+    steps = []
+
+    async def slow():
+        steps.append("written")
+        value = await gate
+        steps.append(value)
+        await asyncio.sleep(0)
+        return "sent"
+
+    task = start_eagerly(slow())
+    assert steps == ["written"] and not task.done()
+    gate.set_result("drained")
+    assert await task == "sent"
+    assert steps == ["written", "drained"]
+
+
+async def test_a_failure_after_the_wait_reaches_the_task():
+    gate = asyncio.get_running_loop().create_future()
+
+    async def failing():
+        await gate
+        raise ConnectionError("gone")
+
+    task = start_eagerly(failing())
+    gate.set_exception(OSError("reset"))
+    with pytest.raises(OSError):
+        await task
+
+
+class SlowServer:
+    """An ASGI send that makes every call wait until released, like uvicorn under backpressure."""
+
+    def __init__(self):
+        self.written, self.gates = [], []
+
+    async def send(self, message):
+        self.written.append(message["text"])  # written to the transport first, then the wait
+        gate = asyncio.get_running_loop().create_future()
+        self.gates.append(gate)
+        await gate
+
+    def release_all(self):
+        for gate in self.gates:
+            if not gate.done():
+                gate.set_result(None)
+
+
+async def _spin():
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_frames_queue_in_order_behind_a_waiting_send_and_put_never_waits():
+    server, errors, overflows = SlowServer(), [], []
+    outbox = Outbox(server.send, errors.append, lambda: overflows.append(1), limit=10_000)
+    for i in range(5):
+        outbox.put({"type": "websocket.send", "text": f"f{i}"}, 2)  # returns although the server waits
+    assert server.written == ["f0"] and outbox.queued_bytes == 8
+    for _ in range(5):
+        server.release_all()
+        await _spin()
+    assert server.written == ["f0", "f1", "f2", "f3", "f4"]
+    assert not outbox.waiting and outbox.queued_bytes == 0 and errors == [] and overflows == []
+
+
+async def test_a_reader_that_never_catches_up_overflows_once_past_the_limit():
+    server, overflows = SlowServer(), []
+    outbox = Outbox(server.send, lambda exc: None, lambda: overflows.append(1), limit=1000)
+    for i in range(13):  # one in flight, 11 queued (1,100 bytes > 1,000: dropped), one more queued
+        outbox.put({"type": "websocket.send", "text": "x" * 100}, 100)
+    assert overflows == [1] and outbox.queued_bytes == 100
+    server.release_all()
+
+
+async def test_a_refused_send_is_reported_and_the_queue_dropped():
+    errors = []
+
+    async def refuse(message):
+        await asyncio.sleep(0)
+        raise ValueError("message too big")
+
+    outbox = Outbox(refuse, errors.append, lambda: None, limit=10_000)
+    outbox.put({"type": "websocket.send", "text": "a"}, 1)
+    outbox.put({"type": "websocket.send", "text": "b"}, 1)
+    await _spin()
+    assert [type(e) for e in errors] == [ValueError] and outbox.queued_bytes == 0

@@ -135,11 +135,6 @@ def test_axe_finds_no_serious_violation_on_the_sign_in_page_and_the_dashboard(da
 
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "static/detail/detail.css gives .change-seq (the timeline's #seq) opacity 0.8 over --muted: "
-    "below 4.5:1 in both themes. That file belongs to the task page; when it is fixed this "
-    "test passes and the marker must go."
-))
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_axe_finds_no_serious_violation_on_a_task_page(daphne, context, session_cookie, scheme):
     tasks = fleet()

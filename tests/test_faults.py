@@ -73,8 +73,8 @@ class Stack:
 
     lost = None  # measured by finish(): rows that differ from the database, over all clients
 
-    def __init__(self, daphne, redis, cookie):
-        self.daphne, self.redis, self.cookie = daphne, redis, cookie
+    def __init__(self, daphne, redis, cookie, kind="daphne"):
+        self.daphne, self.redis, self.cookie, self.kind = daphne, redis, cookie, kind
         self.servers, self.clients, self.proxies = [], [], []
         self.writer = Writer()
         self.stop_writing = asyncio.Event()
@@ -94,7 +94,7 @@ class Stack:
             env["PYTHONPATH"] = os.environ["FAULTS_PYTHONPATH"]
         if os.environ.get("FAULTS_SETTINGS"):
             env["DJANGO_SETTINGS_MODULE"] = os.environ["FAULTS_SETTINGS"]
-        server = self.daphne(port=port, **env)
+        server = self.daphne(port=port, kind=self.kind, **env)
         self.servers.append(server)
         return server
 
@@ -166,6 +166,15 @@ class Stack:
 async def stack(daphne, redis_server, settings, session_cookie):
     settings.CHANNEL_LAYERS = layer_config(redis_server.url)
     stack = Stack(daphne, redis_server, session_cookie)
+    yield stack
+    await stack.close()
+
+
+@pytest.fixture(params=["daphne", "uvicorn"])
+async def either_stack(request, daphne, redis_server, settings, session_cookie):
+    """A stack on each supported ASGI server, for the promises a deploy relies on."""
+    settings.CHANNEL_LAYERS = layer_config(redis_server.url)
+    stack = Stack(daphne, redis_server, session_cookie, request.param)
     yield stack
     await stack.close()
 
@@ -420,10 +429,11 @@ async def test_slow_reader(stack):
 
 # 5. SIGTERM ---------------------------------------------------------------------------------
 
-async def test_sigterm_clients_return(stack):
+async def test_sigterm_clients_return(either_stack):
     """SIGTERM on one of two servers: the process exits by itself, the clients connected to
     it come back (spread by jitter) through the balancer, a restarted process serves again,
     and nothing is lost. Every one of them must have been closed with 1012."""
+    stack = either_stack
     a, b = stack.server(), stack.server()
     lb = await stack.proxy(a, b)
     clients = await stack.connect(40, lb.ws(), lb.http, restart_base=0.5, restart_spread=2.0)
@@ -468,9 +478,10 @@ async def test_sigterm_clients_return(stack):
     print(f"[fault] sigterm: clients whose first return hit the dying process: {len(retried)} {retried}")
 
 
-async def test_sigterm_refuses_new_connections(stack):
+async def test_sigterm_refuses_new_connections(either_stack):
     """Once SIGTERM arrived, a new connection must be refused (so a balancer moves on) or
     closed at once with 1012, never accepted into a process that is about to vanish."""
+    stack = either_stack
     import websockets
 
     server = stack.server()

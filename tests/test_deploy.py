@@ -13,7 +13,6 @@ restarts both processes. Every client must end equal to the database, and no cli
 a close other than 1012.
 """
 import asyncio
-import json
 import os
 import re
 import runpy
@@ -222,6 +221,45 @@ def test_the_nginx_timeouts_outlast_the_heartbeat():
     assert "Upgrade $http_upgrade" in ws and "X-Forwarded-Proto $scheme" in site
 
 
+def test_the_nginx_site_alone_redirects_serves_static_files_and_refuses_metrics(tmp_path):
+    """The shipped site with no process behind it: what nginx answers by itself."""
+    from tests.support.nginx import Nginx
+
+    require(shutil.which("nginx"), "nginx (apt-get install nginx)")
+    require(shutil.which("openssl"), "openssl")
+    static = tmp_path / "static"
+    (static / "dashboard").mkdir(parents=True)
+    (static / "dashboard" / "app.js").write_text("export const ok = 1;\n")
+    (tmp_path / "nginx").mkdir()
+    nginx = Nginx(tmp_path / "nginx", [free_port()], static).start()
+    try:
+        ca = str(nginx.cert[2])
+        plain = no_env().get(f"{nginx.http}/tasks/1/?x=1", allow_redirects=False, timeout=10)
+        assert plain.status_code == 301 and plain.headers["Location"] == f"{nginx.https}/tasks/1/?x=1"
+        served = no_env().get(f"{nginx.https}/static/dashboard/app.js", verify=ca, timeout=10)
+        assert served.text == "export const ok = 1;\n" and served.headers["Cache-Control"] == "no-cache"
+        assert served.headers["X-Content-Type-Options"] == "nosniff"
+        for path in ("/metrics", "/metrics/", "/metrics?format=json"):
+            assert no_env().get(nginx.https + path, verify=ca, timeout=10).status_code == 403, path
+        # No process up: the balancer says so (502) instead of hanging.
+        assert no_env().get(f"{nginx.https}/healthz", verify=ca, timeout=10).status_code == 502
+    finally:
+        nginx.stop()
+
+
+def test_the_systemd_units_verify(tmp_path):
+    """systemd's own checker finds nothing in the units, with the checkout in place of /srv/dashboard."""
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed (Debian: the systemd package)")
+    for unit in (DEPLOY / "systemd").iterdir():
+        (tmp_path / unit.name).write_text(unit.read_text().replace("/srv/dashboard", str(ROOT)))
+    (tmp_path / "dashboard@8001.service").symlink_to(tmp_path / "dashboard@.service")
+    names = ["dashboard@8001.service", "dashboard.target", "dashboard-migrate.service"]
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", *(f"./{n}" for n in names)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
+
+
 def run_script(tmp_path, **env):
     upstreams = tmp_path / "upstreams.conf"
     upstreams.write_text("as shipped\n")
@@ -303,12 +341,18 @@ class Site:
                     DRAIN_SECONDS="1", SETTLE_SECONDS="4", HEALTH_TIMEOUT="60")
 
 
-def tls_session(cert):
-    """A requests session that trusts the test CA (and no CA bundle named in the environment)."""
+def no_env():
+    """A requests session that ignores proxy and CA-bundle variables (everything is on loopback)."""
     import requests
 
     session = requests.Session()
-    session.trust_env = False  # else REQUESTS_CA_BUNDLE would replace `verify`
+    session.trust_env = False
+    return session
+
+
+def tls_session(cert):
+    """A requests session that trusts the test CA (and no CA bundle named in the environment)."""
+    session = no_env()  # else REQUESTS_CA_BUNDLE would replace `verify`
     session.verify = str(cert)
     return session
 
@@ -333,8 +377,6 @@ def sign_in_through_nginx(site, cert):
 
 def check_http_through_nginx(site, session, cert):
     """Sign-in lockout address, API, static files, /metrics, redirects: through nginx and not."""
-    import requests
-
     from axes.models import AccessAttempt
 
     base, token = site.nginx.https, site.env["METRICS_TOKEN"]
@@ -353,32 +395,32 @@ def check_http_through_nginx(site, session, cert):
     assert listed.status_code == 200 and any(t["title"] == "made through nginx" for t in listed.json()["results"])
 
     static = Path(site.env["DJANGO_STATIC_ROOT"]) / "realtime" / "constants.js"
-    served = requests.get(f"{base}/static/realtime/constants.js", verify=str(cert), timeout=10)
+    served = no_env().get(f"{base}/static/realtime/constants.js", verify=str(cert), timeout=10)
     assert served.status_code == 200 and served.content == static.read_bytes()
     assert served.headers["Cache-Control"] == "no-cache" and "javascript" in served.headers["Content-Type"]
-    gz = requests.get(f"{base}/static/realtime/constants.js", verify=str(cert), timeout=10,
+    gz = no_env().get(f"{base}/static/realtime/constants.js", verify=str(cert), timeout=10,
                       headers={"Accept-Encoding": "gzip"}, stream=True)
     assert gz.headers.get("Content-Encoding") == "gzip"  # collectstatic's .gz, served by nginx
     gz.close()
 
     bearer = {"Authorization": f"Bearer {token}"}
     for extra in ({}, bearer):
-        refused = requests.get(f"{base}/metrics", headers=extra, verify=str(cert), timeout=10)
+        refused = no_env().get(f"{base}/metrics", headers=extra, verify=str(cert), timeout=10)
         assert refused.status_code == 403, (extra, refused.status_code)
     direct = f"http://127.0.0.1:{site.servers[0].port}"
-    assert requests.get(f"{direct}/metrics", timeout=10).status_code == 403  # no token, even from loopback
-    assert requests.get(f"{direct}/metrics", headers=bearer, timeout=10).status_code == 200
+    assert no_env().get(f"{direct}/metrics", timeout=10).status_code == 403  # no token, even from loopback
+    assert no_env().get(f"{direct}/metrics", headers=bearer, timeout=10).status_code == 200
 
     # HTTP redirects to HTTPS at nginx; a process reached directly redirects too (a forged
     # X-Forwarded-Proto from a peer that is not a trusted proxy changes nothing), except
     # for the health check and the scrape, which talk plain HTTP to each process.
-    plain = requests.get(f"{site.nginx.http}/accounts/login/", allow_redirects=False, timeout=10)
+    plain = no_env().get(f"{site.nginx.http}/accounts/login/", allow_redirects=False, timeout=10)
     assert plain.status_code == 301 and plain.headers["Location"] == f"{base}/accounts/login/"
-    forged = requests.get(f"{direct}/accounts/login/", headers={"X-Forwarded-Proto": "https"},
+    forged = no_env().get(f"{direct}/accounts/login/", headers={"X-Forwarded-Proto": "https"},
                           allow_redirects=False, timeout=10)
     assert forged.status_code == 301 and forged.headers["Location"].startswith("https://"), forged.status_code
-    assert requests.get(f"{direct}/healthz", timeout=10).status_code == 200
-    health = requests.get(f"{base}/healthz", verify=str(cert), timeout=10)
+    assert no_env().get(f"{direct}/healthz", timeout=10).status_code == 200
+    health = no_env().get(f"{base}/healthz", verify=str(cert), timeout=10)
     assert health.status_code == 200 and health.json()["checks"]["channel_layer"]["ok"]
 
 

@@ -209,6 +209,7 @@ class Supervised(DaphneServer):
         super().stop(timeout)
         if self._thread is not None:
             self._thread.join(10)
+        super().stop(timeout)  # one the watcher may have started meanwhile
 
 
 # What deploy/rolling-restart runs to restart one process here: SIGTERM to the pid in the

@@ -8,12 +8,12 @@ import { Store } from "../realtime/store.js";
 import { TaskActions } from "./actions-ui.js";
 import { AgentPanel } from "./agents.js";
 import { Badge } from "./badge.js";
+import { RowCursor } from "./cursor.js";
 import { Feed, feedLines } from "./feed.js";
 import { filtersToSearch, isFiltered, parseFilters, taskMatcher } from "./filters.js";
 import { TASK_STATUS, adminUrl, ago, count } from "./format.js";
 import { Model, Pending } from "./model.js";
 import { createTaskRow, flash, patchTaskRow, setText, tickSeen, tickTime } from "./render.js";
-import { keyCommand, stepId, targetKind } from "./keys.js";
 import { FrameScheduler } from "./schedule.js";
 import { ThemeToggle } from "./theme.js";
 import { VirtualTable } from "./virtual.js";
@@ -60,7 +60,6 @@ let status = null;
 const agentName = (id) => model.agents.get(id)?.name ?? `#${id}`;
 let matches = taskMatcher(filters, agentName);
 const rowContext = { taskUrl: taskPage, agentUrl: urls.agent, agentName, now: Date.now() };
-const keyboard = { cursor: undefined, index: 0 }; // the row with the focus, kept by id
 
 // ---- panels ----
 const table = new VirtualTable({
@@ -132,7 +131,7 @@ const interval = () => status?.interval ?? 25000;
  */
 function visibleIds({ busy = false } = {}) {
   if (!isFiltered(filters)) return model.order;
-  const held = (id) => busy && (id === keyboard.cursor || actions?.selection.has(id) || actions?.pending.get(id));
+  const held = (id) => busy && (id === cursor.id || actions?.selection.has(id) || actions?.pending.get(id));
   return model.order.filter((id) => matches(model.tasks.get(id)) || held(id));
 }
 
@@ -140,7 +139,7 @@ function renderData() {
   if (store.last === null) return; // nothing synced yet: the server-rendered rows stay
   if (paused && model.hydrated) return showHeld();
   const started = performance.now();
-  const hadFocus = $("task-rows").contains(document.activeElement);
+  const hadFocus = cursor.focused;
   const diff = model.merge(store, pending.take());
   stats.renders += 1;
   const now = Date.now();
@@ -152,7 +151,7 @@ function renderData() {
   actions?.settle();
   const changed = diff.first ? undefined : new Set(diff.tasks.filter((c) => c.after).map((c) => c.id));
   table.render(changed);
-  keepCursor(hadFocus);
+  cursor.keep(hadFocus);
   agents.render(model, diff, now, interval());
   renderCounts();
   if (!diff.first) feed.add(feedLines(diff, agentName), now);
@@ -198,55 +197,14 @@ new ResizeObserver(() => {
 }).observe($("table-wrap"));
 
 // ---- keyboard: j/k and the arrows move the cursor row, Enter opens it ----
-/** Focus the row of `id` (drawn if needed, scrolled just into view). */
-function moveTo(id) {
-  if (id === undefined) return;
-  keyboard.cursor = id;
-  keyboard.index = Math.max(0, table.ids.indexOf(id));
-  table.pinned = id;
-  if (model.hydrated) {
-    table.reveal(keyboard.index);
+const cursor = new RowCursor({
+  doc: document, tbody: $("task-rows"), table, ready: () => model.hydrated,
+  redraw() {
     rowContext.now = Date.now();
     table.render();
-  }
-  const link = table.rows.get(id)?.querySelector(".task-link");
-  link?.focus({ preventScroll: model.hydrated });
-}
-
-/** After a render: if the focused row went away (deleted), the focus goes to the row that took its place. */
-function keepCursor(hadFocus) {
-  if (keyboard.cursor === undefined) return;
-  const at = table.ids.indexOf(keyboard.cursor);
-  if (at >= 0) {
-    keyboard.index = at;
-    return;
-  }
-  table.pinned = null;
-  const lost = hadFocus && !$("task-rows").contains(document.activeElement);
-  keyboard.cursor = undefined;
-  if (lost) moveTo(stepId(table.ids, undefined, "next", keyboard.index));
-}
-
-$("task-rows").addEventListener("focusin", (event) => {
-  const tr = event.target.closest("tr.task");
-  if (!tr) return;
-  keyboard.cursor = Number(tr.dataset.id);
-  table.pinned = keyboard.cursor;
-});
-document.addEventListener("keydown", (event) => {
-  const command = keyCommand({
-    key: event.key, ctrlKey: event.ctrlKey, metaKey: event.metaKey, altKey: event.altKey,
-    target: targetKind(event.target), inTable: $("task-rows").contains(event.target), modal: actions?.busy ?? false,
-  });
-  if (!command) return;
-  event.preventDefault();
-  if (command === "open") {
-    const href = event.target.closest("tr.task")?.querySelector(".task-link")?.href;
-    if (href) location.assign(href);
-    return;
-  }
-  const ids = model.hydrated ? table.ids : [...table.rows.keys()].filter((id) => !table.rows.get(id).hidden);
-  moveTo(stepId(ids, keyboard.cursor, command, keyboard.index));
+  },
+  modal: () => actions?.busy ?? false,
+  open: (href) => location.assign(href),
 });
 
 // ---- theme: the system's, or the one chosen here (remembered; theme-boot.js applies it) ----
@@ -385,7 +343,7 @@ connection.start();
 
 /** For people in the console and for the browser tests (they wait on these, never sleep). */
 window.dashboard = {
-  store, connection, model, table, scheduler, actions, keyboard,
+  store, connection, model, table, scheduler, actions, cursor,
   get renders() {
     return stats.renders;
   },

@@ -320,6 +320,7 @@ def test_an_operator_cancels_three_selected_tasks_and_the_rows_show_pending_then
         other_running.pk: "succeeded", succeeded.pk: "succeeded",
     }
     assert page.text_content("#bulk-count") == "2 selected", "the tasks left alone stay selected"
+    assert page.query_selector(f'#feed a.feed-text[href="/tasks/{queued.pk}/"]'), "the feed's line opens the task's page"
 
     # A row's own button asks too; Esc closes the confirmation and nothing is sent.
     failed = tasks[3]

@@ -106,7 +106,8 @@ const agents = new AgentPanel(
   { list: $("agent-list"), summary: $("agent-summary"), banner: $("no-agents-banner"), offlineCount: $("offline-count") },
   { taskUrl: urls.task, agentUrl: urls.agent },
 );
-const feed = new Feed($("feed"), { href: (entity, id) => adminUrl(urls[entity], id) });
+// A task's line opens the task's page (its timeline); an agent's, the agent in the admin.
+const feed = new Feed($("feed"), { href: (entity, id) => adminUrl(entity === "task" ? taskPage : urls[entity], id) });
 /** The pill's line for the server's words on a close (the page template has no slot for it). */
 function connDetail() {
   const span = document.createElement("span");

@@ -26,6 +26,11 @@ def session_for(user):
     return f"sessionid={client.cookies['sessionid'].value}"
 
 
+def row(task_id):
+    """The selector of a task's row."""
+    return f'tr.task[data-id="{task_id}"]'
+
+
 @pytest.fixture
 def viewer(django_user_model):
     """A staff user who may only look: tasks.view_task and tasks.view_agent."""
@@ -101,6 +106,13 @@ def test_axe_finds_no_serious_violation_on_the_sign_in_page_and_the_dashboard(da
     page.click("button[type=submit]")
     page.wait_for_selector(".form-error")
     report["login with an error"] = axe_violations(page)
+    for _ in range(4):  # the fifth failure from this address locks it (LOGIN_FAILURE_LIMIT)
+        page.fill("#id_username", "nobody")
+        page.fill("#id_password", "wrong")
+        page.click("button[type=submit]")
+        page.wait_for_load_state("load")
+    page.wait_for_selector("#lockout-message")
+    report["sign-in locked"] = axe_violations(page)
 
     ctx = context(server, session_cookie, color_scheme=scheme)
     board = Dashboard(ctx, server)
@@ -174,6 +186,14 @@ def test_the_keyboard_moves_a_focus_that_survives_updates_and_scrolling(daphne, 
     # j/k and the arrows move between rows; the focused control shows its ring and the row is marked.
     page.keyboard.press("j")
     assert focused() == order[0]
+    page.check(f"{row(order[0])} .row-select")  # from a checkbox, "/" still goes to the search
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "search"
+    page.keyboard.press("Escape")  # empty search: Esc leaves it
+    page.keyboard.press("j")
+    assert focused() == order[1], "j goes on from the cursor row"
+    page.keyboard.press("k")
+    page.uncheck(f"{row(order[0])} .row-select")
     for key in ("j", "j", "ArrowDown"):
         page.keyboard.press(key)
     assert focused() == order[3]
@@ -242,10 +262,6 @@ document.addEventListener('DOMContentLoaded', () => {
     }).observe(document.getElementById('task-rows'), {attributes: true, subtree: true, attributeFilter: ['data-status', 'data-pending']});
 });
 """
-
-
-def row(task_id):
-    return f'tr.task[data-id="{task_id}"]'
 
 
 def test_a_view_only_user_sees_no_action_controls(daphne, context, viewer):

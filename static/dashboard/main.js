@@ -12,6 +12,7 @@ import { RowCursor } from "./cursor.js";
 import { Feed, feedLines } from "./feed.js";
 import { filtersToSearch, isFiltered, parseFilters, taskMatcher } from "./filters.js";
 import { TASK_STATUS, adminUrl, ago, count } from "./format.js";
+import { targetKind } from "./keys.js";
 import { Model, Pending } from "./model.js";
 import { createTaskRow, flash, patchTaskRow, setText, tickSeen, tickTime } from "./render.js";
 import { FrameScheduler } from "./schedule.js";
@@ -292,8 +293,7 @@ $("clear-filters").addEventListener("click", () => {
 });
 document.addEventListener("keydown", (event) => {
   if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey) return;
-  const target = event.target;
-  if (target.closest?.("input, textarea, select, [contenteditable]")) return;
+  if (targetKind(event.target) === "text" || actions?.busy) return; // typing, or a dialog's own keys
   event.preventDefault();
   search.focus();
   search.select();

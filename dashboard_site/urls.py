@@ -18,3 +18,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("tasks.api.urls")),  # agent and operator API, schema at /api/schema/
 ]
+
+# Errors Django answers itself are JSON under /api/ (dashboard_site/api_errors.py).
+handler400 = "dashboard_site.api_errors.bad_request"
+handler403 = "dashboard_site.api_errors.permission_denied"
+handler404 = "dashboard_site.api_errors.page_not_found"
+handler500 = "dashboard_site.api_errors.server_error"

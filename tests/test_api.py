@@ -292,12 +292,13 @@ def test_failed_records_the_error(bot, agent):
 
 
 @pytest.mark.parametrize("final", ["cancelled", "succeeded", "failed"])
-def test_finishing_a_finished_task_is_400_on_status(bot, agent, final):
+def test_reporting_on_a_finished_task_is_409(bot, agent, final):
+    # A well-formed report the task's current status forbids: a conflict, not a bad request.
     task = make_task(status=final, agent=agent, progress=100 if final == "succeeded" else 0)
     for body in ({"status": "succeeded"}, {"progress": 50}, {"status": "failed", "error": "late"}):
         response = bot.patch(f"/api/agent/tasks/{task.pk}/", body, format="json")
-        assert response.status_code == 400, response.content
-        assert final in response.json()["status"][0]
+        assert response.status_code == 409, response.content
+        assert final in response.json()["detail"]
 
 
 def test_agents_may_only_touch_their_own_tasks(bot, other_bot, agent):
@@ -381,20 +382,20 @@ def test_cancel_a_running_task_frees_its_agent(op, bot, agent):
     response = op.post(f"/api/tasks/{task.pk}/cancel/")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
     assert Agent.objects.get(pk=agent.pk).status == "idle"
-    # the agent learns on its next report, with a 400 that says why
+    # the agent learns on its next report, with a 409 that says why
     response = bot.patch(f"/api/agent/tasks/{task.pk}/", {"progress": 60}, format="json")
-    assert response.status_code == 400 and "cancelled" in response.json()["status"][0]
+    assert response.status_code == 409 and "cancelled" in response.json()["detail"]
 
 
 def test_cancel_and_requeue_follow_the_transition_table(op, agent):
     done = make_task(status="succeeded", progress=100)
     queued = make_task()
     response = op.post(f"/api/tasks/{done.pk}/cancel/")
-    assert response.status_code == 400 and "succeeded" in response.json()["status"][0]
+    assert response.status_code == 409 and "succeeded" in response.json()["detail"]
     response = op.post(f"/api/tasks/{queued.pk}/requeue/")
-    assert response.status_code == 400 and "already queued" in response.json()["status"][0]
+    assert response.status_code == 409 and "already queued" in response.json()["detail"]
     assert op.post(f"/api/tasks/{queued.pk}/cancel/").status_code == 200
-    assert op.post(f"/api/tasks/{queued.pk}/cancel/").status_code == 400
+    assert op.post(f"/api/tasks/{queued.pk}/cancel/").status_code == 409
     failed = make_task(status="failed", agent=agent, progress=40, error="boom")
     response = op.post(f"/api/tasks/{failed.pk}/requeue/")
     assert response.status_code == 200
@@ -458,7 +459,8 @@ def test_the_browsable_pages_and_unknown_urls_never_fail(op, bot, agent):
     for client, url in ((op, "/api/tasks/"), (op, f"/api/tasks/{task.pk}/"), (op, f"/api/tasks/{task.pk}/cancel/"),
                         (op, "/api/agents/"), (bot, "/api/agent/me/"), (bot, "/api/agent/claim/"),
                         (bot, f"/api/agent/tasks/{task.pk}/")):
-        assert client.get(url, HTTP_ACCEPT="text/html").status_code in (200, 405)
+        response = client.get(url, HTTP_ACCEPT="text/html")
+        assert response.status_code in (200, 405) and response["Content-Type"] == "application/json"
     response = op.get("/api/tasks")
     assert response.status_code == 404 and "/api/tasks/" in response.json()["detail"]  # the slash hint
     assert op.get("/api/tasks/abc/").json()["detail"].startswith("No API endpoint")

@@ -1,9 +1,23 @@
-"""API errors: the domain's errors (tasks/domain.py) as HTTP answers, and a 503 for a writer
-that gave up waiting for the stream lock."""
+"""API errors: every answer under /api/ is JSON, `{"detail": "..."}` (plus fields such as
+`current_task`), or for a 400 the fields at fault with their messages.
+
+The domain's errors (tasks/domain.py) become HTTP answers here, a writer that gave up waiting
+for the stream lock becomes a 503, and an unexpected exception a JSON 500. Errors Django
+answers before a view runs (CSRF, and with DEBUG off 400/403/404/500) go through
+dashboard_site/api_errors.py, which uses error_response() for the same shape."""
+import logging
+
+from django.conf import settings
+from django.core.signals import got_request_exception
+from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.exceptions import APIException
 
 from .. import domain
+
+logger = logging.getLogger("django.request")
+
+SERVER_ERROR = "Internal server error; it has been logged. Retry later, and report it if it persists."
 
 
 class Conflict(APIException):
@@ -26,20 +40,43 @@ class Busy(APIException):
     default_code = "stream_locked"
 
 
+def error_response(status_code, detail, **extra):
+    """A JSON error answer in the API's shape, for code outside DRF's views."""
+    return JsonResponse({"detail": detail, **extra}, status=status_code)
+
+
 def from_domain(exc):
-    """The DRF exception for a domain error: 404, 403, 409 or a 400 naming the field."""
+    """The DRF exception for a domain error: 404, 403, 409 or a 400 naming the field.
+
+    A status change the task's current status forbids (cancelling a finished task, reporting
+    on a cancelled one) is a 409: the request itself is well-formed, and the same request
+    succeeds on a task in another state. Only a malformed request is a 400."""
     if isinstance(exc, domain.NotFound):
         return exceptions.NotFound(exc.message)
     if isinstance(exc, domain.NotYours):
         return exceptions.PermissionDenied(exc.message)
     if isinstance(exc, (domain.Conflict, domain.StaleEdit)):
         return Conflict(exc.message, **exc.extra)
+    if isinstance(exc, domain.InvalidChange) and exc.field == "status":
+        return Conflict(exc.message, **exc.extra)
     return exceptions.ValidationError({exc.field or "non_field_errors": [exc.message]})
 
 
+def server_error(exc, request):
+    """A JSON 500 for an exception no handler expected, logged with its traceback as Django
+    logs its own 500s; the signal lets Django's test client re-raise it in tests."""
+    got_request_exception.send(sender=None, request=request)
+    logger.error("Internal Server Error: %s", request.path, exc_info=exc)
+    detail = f"{SERVER_ERROR} ({type(exc).__name__}: {exc})" if settings.DEBUG else SERVER_ERROR
+    response = error_response(500, detail)
+    response._has_been_logged = True  # Django's request logging would log it a second time
+    return response
+
+
 def exception_handler(exc, context):
-    """DRF's handler for the domain's errors, plus the extra fields a Conflict carries, and a
-    503 with Retry-After (not a 500) when a writer gave up waiting for the stream lock."""
+    """DRF's handler for the domain's errors, plus the extra fields a Conflict carries, a
+    503 with Retry-After (not a 500) when a writer gave up waiting for the stream lock, and a
+    JSON 500 for anything else."""
     if isinstance(exc, domain.DomainError):
         exc = from_domain(exc)
     from django.db import OperationalError
@@ -53,6 +90,9 @@ def exception_handler(exc, context):
         response["Retry-After"] = "2"
         return response
     response = drf_handler(exc, context)
-    if response is not None and isinstance(exc, Conflict) and exc.extra:
+    if response is None:
+        request = context["request"]
+        return server_error(exc, getattr(request, "_request", request))
+    if isinstance(exc, Conflict) and exc.extra:
         response.data.update(exc.extra)
     return response

@@ -1,5 +1,6 @@
-"""OpenAPI details drf-spectacular cannot infer: how agent tokens are sent."""
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+"""OpenAPI details drf-spectacular cannot infer: how agent tokens are sent, and the rules
+that span several fields of a request body."""
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 
 
@@ -18,9 +19,65 @@ class AgentTokenScheme(OpenApiAuthenticationExtension):
         }
 
 
-class OperatorSchema(AutoSchema):
+class ApiSchema(AutoSchema):
+    """Every PATCH here must say what to change (an empty one is a 400), so its body is
+    required; drf-spectacular marks a body required only when some field is."""
+
+    def _get_request_body(self, direction="request"):
+        body = super()._get_request_body(direction)
+        if body and self.method == "PATCH":
+            body["required"] = True
+        return body
+
+
+class OperatorSchema(ApiSchema):
     """Operator endpoints accept only the session; the token authenticator is there just to
     answer agents with a clear 403, so it is left out of their documented security."""
 
     def get_auth(self):
         return [requirement for requirement in super().get_auth() if AgentTokenScheme.name not in requirement]
+
+
+class _RuleSchema(OpenApiSerializerExtension):
+    """A serializer's generated schema plus the rules its validate() enforces, so the schema
+    refuses what the API refuses (an empty PATCH, `error` without status failed)."""
+
+    rules = {}
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        return {**schema, **self.rules}
+
+
+class TaskEditSchema(_RuleSchema):
+    target_class = "tasks.api.serializers.TaskEditSerializer"
+    rules = {"anyOf": [{"required": ["title"]}, {"required": ["description"]}]}
+
+
+# `{"not": {}}` matches nothing: the property must be absent (OpenAPI 3.0 has no `false` schema).
+_ABSENT = {"not": {}}
+
+
+def _only(*values):
+    """A property that must be one of `values`. The enum sits inside allOf so that
+    drf-spectacular's enum hook leaves it here instead of merging it into a named component
+    (it would give the three branches below one enum)."""
+    return {"allOf": [{"enum": list(values)}]}
+
+
+class TaskReportSchema(_RuleSchema):
+    target_class = "tasks.api.serializers.TaskReportSerializer"
+    rules = {"oneOf": [
+        {   # still running: progress, or just "status": "running"
+            "properties": {"status": _only("running"), "error": _ABSENT},
+            "anyOf": [{"required": ["progress"]}, {"required": ["status"]}],
+        },
+        {   # done: progress is 100 or left out
+            "properties": {"status": _only("succeeded"), "progress": _only(100), "error": _ABSENT},
+            "required": ["status"],
+        },
+        {   # failed, saying why
+            "properties": {"status": _only("failed")},
+            "required": ["status", "error"],
+        },
+    ]}

@@ -1,10 +1,59 @@
-"""Request and response shapes. Input serializers validate only; tasks/domain.py does the writes."""
+"""Request and response shapes. Input serializers validate only; tasks/domain.py does the writes.
+
+Input fields are strict so that the OpenAPI schema says exactly what is accepted: a string
+field takes only a JSON string (not 0 or true), an integer only a JSON integer (not "5" or
+5.0), and each text field's pattern states what its validators enforce (not blank, no NUL).
+"""
+import re
+
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from .. import domain
 from ..models import TEXT_LIMIT, Agent, Task
 
 MAX_BIGINT = 2**63 - 1  # ids and offsets beyond this are not ids (and overflow SQLite)
+# What DRF's CharField checks (not blank once trimmed, no NUL), said as patterns the schema
+# carries. The NUL-free pattern needs one character, so a blank-allowing field's schema
+# ("this pattern, or the empty string") has exactly one alternative for "".
+NOT_BLANK = RegexValidator(r"^[^\x00]*[^\s\x00][^\x00]*$", "Text must not be blank or contain NUL characters.")
+NO_NUL = RegexValidator(r"^[^\x00]+$", "Text must not contain NUL characters.")
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that takes only strings, and counts max_length before trimming (as the
+    schema's maxLength does)."""
+
+    def __init__(self, **kwargs):
+        validators = kwargs.pop("validators", [])
+        super().__init__(**kwargs)
+        self.validators.append(NO_NUL if self.allow_blank else NOT_BLANK)
+        self.validators.extend(validators)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An IntegerField that takes only JSON integers (DRF also takes "5", 5.0 and true)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class QueryIntegerField(serializers.IntegerField):
+    """An integer query parameter: digits only (DRF also takes "5.0" and " 5")."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not re.fullmatch(r"-?[0-9]+", data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 # The statuses an agent may report (domain.TRANSITIONS decides which change is allowed).
 AGENT_STATUSES = [(s.value, s.label) for s in (Task.Status.RUNNING, Task.Status.SUCCEEDED, Task.Status.FAILED)]
 
@@ -43,29 +92,34 @@ class AgentSerializer(serializers.ModelSerializer):
 class TaskCreateSerializer(serializers.Serializer):
     """An operator adds a task; it starts queued."""
 
-    title = serializers.CharField(max_length=200)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=TEXT_LIMIT, default="")
+    title = StrictCharField(max_length=200)
+    description = StrictCharField(required=False, allow_blank=True, max_length=TEXT_LIMIT, default="")
 
 
 class TaskEditSerializer(serializers.Serializer):
     """An operator edits a task's text; status changes go through cancel and requeue."""
 
-    title = serializers.CharField(max_length=200, required=False)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=TEXT_LIMIT)
+    title = StrictCharField(max_length=200, required=False)
+    description = StrictCharField(required=False, allow_blank=True, max_length=TEXT_LIMIT)
+
+    def validate(self, data):
+        if not data:
+            raise serializers.ValidationError("Send at least one of: title, description.")
+        return data
 
 
 class AgentHelloSerializer(serializers.Serializer):
     """Register and heartbeat bodies: optionally the host the agent runs on."""
 
-    hostname = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    hostname = StrictCharField(max_length=255, required=False, allow_blank=True)
 
 
 class TaskReportSerializer(serializers.Serializer):
     """An agent's report on its task: progress, and/or a final status (with an error if failed)."""
 
-    progress = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    progress = StrictIntegerField(min_value=0, max_value=100, required=False)
     status = serializers.ChoiceField(choices=AGENT_STATUSES, required=False)
-    error = serializers.CharField(required=False, allow_blank=False, max_length=TEXT_LIMIT)
+    error = StrictCharField(required=False, allow_blank=False, max_length=TEXT_LIMIT)
 
     def validate(self, data):
         if not data:
@@ -81,31 +135,34 @@ class TaskReportSerializer(serializers.Serializer):
 
 
 class TaskFilterSerializer(serializers.Serializer):
-    """Query parameters of the task list."""
+    """Query parameters of the task list (validated from a plain dict: `?status=` is an
+    invalid status, not an absent one; an empty `?search=` matches everything)."""
 
     status = serializers.ChoiceField(choices=Task.Status.choices, required=False)
-    agent = serializers.IntegerField(min_value=1, max_value=MAX_BIGINT, required=False)
-    search = serializers.CharField(required=False, max_length=200)
+    agent = QueryIntegerField(min_value=1, max_value=MAX_BIGINT, required=False)
+    search = StrictCharField(required=False, allow_blank=True, max_length=200)
 
 
 class AgentFilterSerializer(serializers.Serializer):
-    """Query parameters of the agent list."""
+    """Query parameters of the agent list (see TaskFilterSerializer)."""
 
     status = serializers.ChoiceField(choices=Agent.Status.choices, required=False)
-    search = serializers.CharField(required=False, max_length=100)
+    search = StrictCharField(required=False, allow_blank=True, max_length=100)
 
 
 class ErrorSerializer(serializers.Serializer):
-    """Body of 401, 403, 404, 409 and 429 answers."""
+    """Body of 401, 403, 404, 405, 409, 415, 429, 500 and 503 answers."""
 
     detail = serializers.CharField()
     current_task = serializers.IntegerField(required=False, help_text="On a 409 claim: the task you are running.")
 
 
 class ValidationErrorSerializer(serializers.Serializer):
-    """Body of a 400: each field that was wrong, with messages saying how to fix it."""
+    """Body of a 400: each field that was wrong, with messages saying how to fix it; or, for
+    a body that could not be parsed, `detail`."""
 
     non_field_errors = serializers.ListField(child=serializers.CharField(), required=False)
+    detail = serializers.CharField(required=False, help_text="Malformed JSON: what the parser said.")
 
     class Meta:
         # Any other key is a field name with a list of messages.

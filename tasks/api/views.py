@@ -6,23 +6,25 @@ sequencing and publishing path as the admin. Domain errors become HTTP answers i
 """
 from django.conf import settings
 from django.db.models import Q
-from django.http import JsonResponse
 from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotAuthenticated, PermissionDenied
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import domain
 from ..models import Agent, Task
 from .authentication import AgentTokenAuthentication
-from .errors import exception_handler
+from .errors import error_response, exception_handler
 from .pagination import BoundedLimitOffsetPagination
 from .permissions import IsAgent, IsOperator
-from .schema import OperatorSchema
+from .schema import ApiSchema, OperatorSchema
 from .serializers import (
     AgentFilterSerializer, AgentHelloSerializer, AgentSerializer, ErrorSerializer, TaskCreateSerializer,
     TaskEditSerializer, TaskFilterSerializer, TaskReportSerializer, TaskSerializer, ValidationErrorSerializer,
@@ -34,7 +36,8 @@ ERROR_TEXT = {
     401: "Missing, malformed, invalid or revoked agent token.",
     403: "Authenticated, but not allowed: wrong kind of caller, missing permission, or not your task.",
     404: "No such task or agent.",
-    409: "The task or agent is in a state that forbids this now (a lost claim, or you already run a task).",
+    409: "The task or agent is in a state that forbids this now (a lost claim, you already run a task, "
+         "or a status change the task's current status does not allow, e.g. reporting on a cancelled task).",
     429: "Too many requests; retry after the number of seconds in the Retry-After header.",
 }
 
@@ -57,8 +60,19 @@ def errors(*codes):
     }
 
 
+class JSONOnly(DefaultContentNegotiation):
+    """Always answer JSON, whatever the Accept header asks for: API clients never get an
+    HTML page (DRF's browsable API) or a 406."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class _ApiView:
     parser_classes = [JSONParser]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JSONOnly
+    schema = ApiSchema()
     pagination_class = BoundedLimitOffsetPagination
 
     def get_exception_handler(self):
@@ -103,6 +117,7 @@ class OperatorMixin(_ApiView):
     schema = OperatorSchema()
 
 
+@csrf_exempt  # a wrong path is the news, whatever the method: not a CSRF failure
 def not_found(request, *args, **kwargs):
     """JSON 404 for unknown URLs under /api/, so API clients never get an HTML page."""
     path = request.path
@@ -113,7 +128,7 @@ def not_found(request, *args, **kwargs):
             hint = f" Did you mean {path}/ (with the trailing slash)?"
         except Resolver404:
             pass
-    return JsonResponse({"detail": f"No API endpoint at {path}.{hint} The endpoints are listed at /api/docs/."}, status=404)
+    return error_response(404, f"No API endpoint at {path}.{hint} The endpoints are listed at /api/docs/.")
 
 
 # Agents ----------------------------------------------------------------------------------
@@ -205,7 +220,7 @@ class AgentTaskView(AgentApiView):
 
     @agent_schema(
         operation_id="agent_task_report", request=TaskReportSerializer,
-        responses={200: TaskSerializer, **errors(400, 401, 403, 404, 429)},
+        responses={200: TaskSerializer, **errors(400, 401, 403, 404, 409, 429)},
         summary="Report progress, success, or failure (with an error) of a task this agent runs.",
     )
     def patch(self, request, pk):
@@ -221,7 +236,7 @@ class TaskListView(OperatorMixin, generics.GenericAPIView):
     serializer_class = TaskSerializer
 
     def get_queryset(self):
-        filters = TaskFilterSerializer(data=self.request.query_params)
+        filters = TaskFilterSerializer(data=self.request.query_params.dict())
         filters.is_valid(raise_exception=True)
         values = filters.validated_data
         queryset = Task.objects.select_related("agent")
@@ -277,8 +292,8 @@ class TaskCancelView(OperatorMixin, APIView):
 
     @operator_schema(
         operation_id="tasks_cancel", request=None,
-        responses={200: TaskSerializer, **errors(400, 403, 404, 429)},
-        summary="Cancel a queued or running task (its agent sees 400 on its next report).",
+        responses={200: TaskSerializer, **errors(403, 404, 409, 429)},
+        summary="Cancel a queued or running task (its agent gets a 409 on its next report).",
     )
     def post(self, request, pk):
         return Response(TaskSerializer(domain.cancel(task_id=pk)).data)
@@ -289,7 +304,7 @@ class TaskRequeueView(OperatorMixin, APIView):
 
     @operator_schema(
         operation_id="tasks_requeue", request=None,
-        responses={200: TaskSerializer, **errors(400, 403, 404, 429)},
+        responses={200: TaskSerializer, **errors(403, 404, 409, 429)},
         summary="Put a failed or cancelled task back in the queue at 0%.",
     )
     def post(self, request, pk):
@@ -301,7 +316,7 @@ class AgentListView(OperatorMixin, generics.GenericAPIView):
     permission_model = Agent
 
     def get_queryset(self):
-        filters = AgentFilterSerializer(data=self.request.query_params)
+        filters = AgentFilterSerializer(data=self.request.query_params.dict())
         filters.is_valid(raise_exception=True)
         values = filters.validated_data
         queryset = domain.with_current_task(Agent.objects.all())

@@ -217,6 +217,7 @@ def test_the_keyboard_moves_a_focus_that_survives_updates_and_scrolling(daphne, 
     assert focused() == order[1]
     assert page.evaluate("id => document.querySelector(`tr.task[data-id=\"${id}\"]`).keep", order[1]) == "same"
     assert page.evaluate(ROW_TOP, order[1]) == top, "the focused row did not move"
+    assert page.text_content("#new-above") == "↑ 3 new above", "said below the table"
 
     # Scrolling far away keeps the focused row (and its focus); the next j goes on from it.
     page.eval_on_selector("#table-wrap", "el => { el.scrollTop = el.scrollHeight * 0.7 }")
@@ -232,6 +233,7 @@ def test_the_keyboard_moves_a_focus_that_survives_updates_and_scrolling(daphne, 
     page.keyboard.press("Home")
     ids = page.evaluate("window.dashboard.table.ids")
     assert focused() == ids[0]
+    page.wait_for_selector("#new-above", state="hidden")  # back at the top, nothing is above
 
     # The focused row is deleted: the focus goes to the row that took its place.
     page.keyboard.press("j")

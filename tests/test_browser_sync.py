@@ -326,7 +326,7 @@ def test_an_error_cut_to_an_excerpt_on_the_wire_says_so(daphne, context):
     board.page.wait_for_function(f"() => document.querySelector('{badge}')?.title.includes('…')")
     title = board.page.get_attribute(badge, "title")
     assert title == f"Failed: {long_error[:100]}…\n(Shortened here: the full error is in the admin.)"
-    assert board.page.get_attribute(f'tr.task[data-id="{cut.pk}"] .task-link', "href") == f"/admin/tasks/task/{cut.pk}/change/"
+    assert board.page.get_attribute(f'tr.task[data-id="{cut.pk}"] .task-link', "href") == f"/tasks/{cut.pk}/"  # the whole error is on its page
     assert board.page.get_attribute(f'tr.task[data-id="{short.pk}"] .badge', "title") == "Failed: exit status 137"
     assert board.page.get_attribute(f'tr.task[data-id="{plain.pk}"] .badge', "title") is None
     assert board.row_text(cut.pk, ".task-link") == "Nightly backup"

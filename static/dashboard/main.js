@@ -168,7 +168,21 @@ function renderCounts() {
   setText($("task-footer"), isFiltered(filters)
     ? `${count(table.ids.length)} of ${count(total)} tasks match`
     : `${count(total)} tasks, newest first`);
+  showNewAbove();
 }
+
+// Rows that came in above a view held still: said below the table (nothing above it moves).
+function showNewAbove() {
+  const n = table.newAbove;
+  $("new-above").hidden = n === 0;
+  if (n) setText($("new-above"), `↑ ${count(n)} new above`);
+}
+$("new-above").addEventListener("click", () => {
+  table.toTop();
+  rowContext.now = Date.now();
+  table.render();
+  showNewAbove();
+});
 
 const scheduler = new FrameScheduler(renderData);
 store.subscribe(() => {
@@ -191,6 +205,7 @@ function drawWindow() {
 }
 $("table-wrap").addEventListener("scroll", () => {
   table.scrolled();
+  if (table.newAbove === 0 && !$("new-above").hidden) showNewAbove();
   drawWindow();
 }, { passive: true });
 new ResizeObserver(() => {

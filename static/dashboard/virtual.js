@@ -25,6 +25,7 @@ export function windowRange({ scrollTop, viewport, rowHeight, offset, count, mar
 export class VirtualTable {
   /** Ids in display order. */ ids = [];
   /** Id of a row kept drawn outside the window (the focused row), or null. */ pinned = null;
+  /** Rows that came in above the view while it was held still (reset back at the top). */ newAbove = 0;
   /** @type {Map<unknown, HTMLTableRowElement>} rows in the DOM, by id */ rows = new Map();
 
   /**
@@ -77,6 +78,7 @@ export class VirtualTable {
   /** Call from the scroll listener. */
   scrolled() {
     this.scrollTop = this.scroller.scrollTop;
+    if (this.scrollTop < this.rowHeight) this.newAbove = 0;
   }
 
   /**
@@ -99,6 +101,7 @@ export class VirtualTable {
     if (now >= 0 && now !== index) {
       this.scrollTop = Math.max(0, this.scrollTop + (now - index) * rh);
       this.restore = this.scrollTop;
+      this.newAbove = Math.max(0, this.newAbove + now - index);
     }
   }
 
@@ -125,6 +128,7 @@ export class VirtualTable {
   toTop() {
     this.scrollTop = 0;
     this.restore = 0;
+    this.newAbove = 0;
   }
 
   /** Draw the window; rows whose id is in `flash` get the change highlight. */

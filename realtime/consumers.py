@@ -113,8 +113,17 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await handler(message)
 
     async def connect(self):
-        """Called on the WebSocket handshake. Refusals are accepted and then closed with a
-        code: a browser cannot see an HTTP refusal and would retry forever."""
+        """Called on the WebSocket handshake.
+
+        The handshake is accepted first, then access is checked: refusals are closed with a
+        code (a browser cannot see an HTTP refusal and would retry forever), and daphne drops
+        any handshake not accepted within its connect timeout (5 s), which in a reconnect
+        storm threw away sockets that were only waiting their turn for the access check
+        (docs/performance.md, finding 4). Frames the client sends meanwhile wait: Channels
+        hands a consumer its next message only once connect() has returned."""
+        await self.accept()
+        if get_hub().closing:  # shutting down: come back to another process, without a query
+            return await self._refuse(CLOSE_SERVICE_RESTART, "the server is restarting")
         key = session_key(self.scope)
         try:
             access = await dbwork.run("access", check_session, key)
@@ -137,19 +146,17 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.errors = 0
         self.bucket = TokenBucket(settings.REALTIME_RATE_LIMIT, settings.REALTIME_RATE_BURST)
         try:
-            await hub.join(self)  # before accept: the socket is a member once the client sees it
+            await hub.join(self)  # before connect() returns, so the first subscribe finds it a member
         except Exception as exc:
             log.warning("the hub could not start (%s); socket told to come back", exc)
             return await self._refuse(CLOSE_TRY_LATER, "the server is starting; try again shortly")
         self.hub = hub
-        await self.accept()
         metrics.CONNECTIONS.inc()
         log.info("connect user=%s channel=%s", self.username, id(self))
 
     async def _refuse(self, code, reason):
         metrics.REFUSED.labels(code=str(code)).inc()
         log.info("refused code=%s reason=%s", code, reason)
-        await self.accept()
         await self._send_closing(code, reason)
         await self.close(code)
 

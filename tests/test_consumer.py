@@ -46,7 +46,14 @@ def cookie(staff_user):
 async def connect(cookie, origin=ORIGIN):
     headers = [origin] + ([(b"cookie", cookie)] if cookie else [])
     comm = WebsocketCommunicator(application, "/ws/dashboard/", headers=headers)
+    before = len(get_hub().members)
     connected, code = await comm.connect()
+    # The handshake is accepted before access is checked: wait until the socket joined the
+    # hub or was told why not (its closing frames are in the output queue).
+    deadline = asyncio.get_running_loop().time() + 5
+    while connected and len(get_hub().members) <= before and comm.output_queue.empty():
+        assert asyncio.get_running_loop().time() < deadline, "the socket neither joined nor was refused"
+        await asyncio.sleep(0.005)
     return comm, connected, code
 
 

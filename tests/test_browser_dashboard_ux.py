@@ -355,6 +355,22 @@ def test_an_operator_cancels_three_selected_tasks_and_the_rows_show_pending_then
     board.wait_row_text(failed.pk, ".badge", "Queued")
     page.wait_for_function("text => document.getElementById('action-result').textContent === text", arg="Requeued 1 of 1 task.")
     assert Task.objects.get(pk=failed.pk).status == "queued"
+
+    # Paused, the page shows a task still running that has finished meanwhile: the confirm
+    # checks the newest row received, so it is reported, not sent.
+    finished = tasks[11]
+    page.click("#pause")
+    Task.objects.filter(pk=finished.pk).update(status="succeeded", progress=100)
+    page.wait_for_selector("#held-banner:not([hidden])")
+    page.click(f"{row(finished.pk)} .row-action")
+    assert page.text_content("#confirm-title") == "Cancel 1 task?"
+    page.click("#confirm-go")
+    page.wait_for_function(
+        "text => document.getElementById('action-result').textContent === text",
+        arg="Cancelled 0 of 1 task. 1 task changed before it could be sent (now succeeded) and was left alone.",
+    )
+    page.click("#pause")
+    board.wait_row_text(finished.pk, ".badge", "Succeeded")
     assert watch.violations == []
     assert board.errors == []
 

@@ -18,13 +18,15 @@ export class TaskActions {
    * @param {HTMLElement} o.bar the selection bar (#bulk-bar)
    * @param {HTMLDialogElement} o.dialog
    * @param {HTMLInputElement} o.selectAll the header checkbox
-   * @param {(id: unknown) => object|undefined} o.rowOf the page's row of a task
+   * @param {(id: unknown) => object|undefined} o.rowOf the row of a task as the page shows it
+   * @param {(id: unknown) => object|undefined} [o.liveRowOf] the newest row known (the Store,
+   *   which runs ahead of the page while it is paused): what a confirm checks against
    * @param {() => unknown[]} o.shown the ids the table lists now
    * @param {(id: unknown, action: string) => Promise<object>} o.post see actions.js sendAll
    * @param {() => void} o.redraw patch the rows in view
    */
-  constructor({ tbody, bar, dialog, selectAll, rowOf, shown, post, redraw }) {
-    Object.assign(this, { tbody, bar, dialog, selectAll, rowOf, shown, post, redraw });
+  constructor({ tbody, bar, dialog, selectAll, rowOf, liveRowOf = rowOf, shown, post, redraw }) {
+    Object.assign(this, { tbody, bar, dialog, selectAll, rowOf, liveRowOf, shown, post, redraw });
     const $ = (sel) => dialog.querySelector(sel);
     this.els = {
       count: bar.querySelector("#bulk-count"), result: bar.querySelector("#action-result"),
@@ -132,7 +134,7 @@ export class TaskActions {
   /** @private */
   async #run(planned) {
     const { action } = planned;
-    const { send, changed } = recheck(planned, this.rowOf);
+    const { send, changed } = recheck(planned, this.liveRowOf);
     for (const item of send) this.pending.start(item.id, action, item.version);
     this.#say(send.length ? `${ACTIONS[action].doing} ${count(send.length)}…` : "");
     this.redraw();

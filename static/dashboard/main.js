@@ -92,7 +92,7 @@ async function postAction(id, action) {
 }
 const actions = canChange ? new TaskActions({
   tbody: $("task-rows"), bar: $("bulk-bar"), dialog: $("confirm-dialog"), selectAll: $("select-all"),
-  rowOf: (id) => model.tasks.get(id), shown: () => table.ids, post: postAction,
+  rowOf: (id) => model.tasks.get(id), liveRowOf: (id) => store.tasks.get(id), shown: () => table.ids, post: postAction,
   redraw() {
     if (!model.hydrated) return;
     rowContext.now = Date.now();

@@ -47,8 +47,10 @@ def serve():
     sh(*manage, "create_local_admin")
     fleet = None
     if os.environ.get("DEMO_FLEET", "1") != "0" and (ROOT / "tasks/management/commands/demo_fleet.py").exists():
-        print("Starting the demo fleet (set DEMO_FLEET=0 to turn it off)", flush=True)
-        fleet = subprocess.Popen([str(PY), "manage.py", "demo_fleet", "--provision", "--url", "http://127.0.0.1:8000"], cwd=ROOT)
+        # --adopt: the fleet drives the agents seed_demo created (their running tasks go on from
+        # the seeded progress), so the dashboard shows one fleet, not two side by side.
+        print("Starting the demo fleet on the demo agents (set DEMO_FLEET=0 to turn it off)", flush=True)
+        fleet = subprocess.Popen([str(PY), "manage.py", "demo_fleet", "--provision", "--adopt", "--url", "http://127.0.0.1:8000"], cwd=ROOT)
     print("\nDashboard: http://127.0.0.1:8000  (admin: http://127.0.0.1:8000/admin/)\n", flush=True)
     env = dict(os.environ)
     env.setdefault("DJANGO_REQUEST_LOG_LEVEL", "ERROR")  # the fleet's expected 409s are not news

@@ -1,10 +1,13 @@
 """The seed_demo management command."""
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from realtime.models import Stream, Tombstone
+from tasks import liveness
 from tasks.models import Agent, Task
 
 pytestmark = pytest.mark.django_db
@@ -42,6 +45,22 @@ def test_seeded_rows_are_valid_and_consistent():
         # Busy means running something; a running task's agent is busy.
         assert (agent.status == "busy") == (agent.current_task is not None), agent.name
         assert agent.last_heartbeat is not None
+
+
+def test_the_seeded_fleet_is_ready_for_the_demo_fleet_to_take_over(settings):
+    # The demo fleet adopts these agents a few seconds after seeding (python3 run.py): online
+    # agents must still count as alive then, and each running task runs on an online agent
+    # that the fleet will carry on with.
+    before = timezone.now()
+    seed(seed=4, agents=12, tasks=60)
+    online = Agent.objects.exclude(status="offline")
+    assert online.exists() and Agent.objects.filter(status="offline").exists()
+    for agent in online:
+        assert (before - agent.last_heartbeat).total_seconds() <= 20 < settings.AGENT_OFFLINE_AFTER / 2
+    # Nothing for the sweep to take offline right away, nor a few seconds later.
+    assert liveness.sweep(now=before + timedelta(seconds=10)) == {"offline": [], "requeued": [], "failed": []}
+    for task in Task.objects.filter(status="running"):
+        assert task.agent.status == "busy" and 0 < task.progress < 100
 
 
 def test_seeding_is_sequenced():

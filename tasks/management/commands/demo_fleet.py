@@ -1,8 +1,11 @@
 """A simulated fleet: N agents working through the HTTP API, and an operator keeping the queue full.
 
-It runs next to the server: it creates its agents, their tokens and a staff "demo-operator"
-session directly in the database (so it needs the server's DATABASE_URL), then talks to the
-server only over HTTP, like real agents would. See docs/api.md.
+It runs next to the server: it creates (or, with --adopt, takes over) its agents, gives them
+tokens and makes a staff "demo-operator" session directly in the database (so it needs the
+server's DATABASE_URL), then talks to the server only over HTTP, like real agents would.
+`python3 run.py` adopts the agents seed_demo created, so the first launch shows one fleet:
+the seeded busy agents carry on with their seeded tasks, the seeded offline ones come back
+after a while, and nothing sits at a fixed progress. See docs/api.md.
 """
 import json
 import random
@@ -11,6 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from importlib import import_module
 
 from django.conf import settings
@@ -84,17 +88,25 @@ class Stats:
 class SimulatedAgent:
     """One agent: claims, works with progress reports, sometimes fails or goes silent."""
 
-    def __init__(self, fleet, name, token, rng):
-        self.fleet, self.name, self.rng = fleet, name, rng
-        self.api = Api(fleet.url, {"Authorization": f"Bearer {token}"}, fleet.stop)
-        self.heartbeat_every = self.offline_after = 60.0
+    def __init__(self, fleet, member, rng):
+        self.fleet, self.name, self.hostname, self.rng = fleet, member.name, member.hostname, rng
+        self.api = Api(fleet.url, {"Authorization": f"Bearer {member.token}"}, fleet.stop)
+        self.heartbeat_every = self.offline_after = settings.AGENT_OFFLINE_AFTER
         self.last_heartbeat = 0.0
+        self.resume = None
+        # An adopted agent that was offline stays away a while first, then comes back, as a
+        # rebooted worker would (scaled by the rate, so a fast test sees it return).
+        self.start_after = rng.uniform(0.5, 1.0) * self.offline_after / fleet.rate if member.offline else 0.0
 
     def pause(self, low, high):
         """Sleep a random time scaled by the rate; False when the fleet is stopping."""
         return not self.fleet.stop.wait(self.rng.uniform(low, high) / self.fleet.rate)
 
     def run(self):
+        if self.start_after:
+            if self.fleet.stop.wait(self.start_after):
+                return
+            self.fleet.log(f"{self.name} is back")
         while not self.fleet.stop.is_set():
             try:
                 self.register()
@@ -106,11 +118,18 @@ class SimulatedAgent:
                 self.fleet.stop.wait(2)
 
     def register(self):
-        status, body = self.api.call("POST", "/api/agent/register/", {"hostname": f"{self.name}.demo.local"})
+        status, body = self.api.call("POST", "/api/agent/register/", {"hostname": self.hostname})
         if status != 200:
             raise CommandError(f"{self.name} could not register: HTTP {status} {body}")
         self.heartbeat_every, self.offline_after = body["heartbeat_every"], body["offline_after"]
         self.last_heartbeat = time.monotonic()
+        self.resume = body.get("current_task")  # a seeded busy agent, or a restarted fleet
+
+    def carry_on(self, task_id):
+        """Work on the task this agent is already running, from where it stands."""
+        status, task = self.api.call("GET", f"/api/agent/tasks/{task_id}/")
+        if status == 200 and task["status"] == "running":
+            self.work(task)
 
     def heartbeat(self):
         self.api.call("POST", "/api/agent/heartbeat/", {})
@@ -118,14 +137,16 @@ class SimulatedAgent:
 
     def step(self):
         """Claim and work one task, or idle a little when the queue is empty."""
+        if self.resume:
+            task_id, self.resume = self.resume, None
+            self.carry_on(task_id)
+            return
         status, body = self.api.call("POST", "/api/agent/claim/")
         if status == 200:
             self.fleet.stats.add("claimed")
             self.work(body)
         elif status == 409 and body and body.get("current_task"):
-            status, task = self.api.call("GET", f"/api/agent/tasks/{body['current_task']}/")
-            if status == 200:
-                self.work(task)  # we were restarted mid-task: carry on with it
+            self.carry_on(body["current_task"])  # running one already (an operator's edit, a race)
         elif status == 204:
             if time.monotonic() - self.last_heartbeat >= self.heartbeat_every:
                 self.heartbeat()
@@ -218,17 +239,41 @@ class SimulatedOperator:
                 self.fleet.stats.add(counter)
 
 
-def provision_agents(count, prefix):
-    """Create (or reuse) the demo agents and give each a fresh token; return [(name, token)]."""
-    names = [f"{prefix}-{AGENT_NAMES[i % len(AGENT_NAMES)]}" + (f"-{i // len(AGENT_NAMES) + 1}" if i >= len(AGENT_NAMES) else "") for i in range(count)]
-    fleet = []
+@dataclass
+class Member:
+    """One agent the fleet drives: its name, hostname, fresh token, and whether it was offline."""
+
+    name: str
+    hostname: str
+    token: str
+    offline: bool
+
+
+def provision_agents(count, prefix, adopt=False):
+    """The fleet's agents, each with a fresh token: with `adopt`, the agents already in the
+    database first (by name; seed_demo's on a demo database), then new `<prefix>-<name>`
+    agents (created, or reused from a last run) for the rest of `count`."""
+    agents = list(Agent.objects.order_by("name", "id")[:count]) if adopt else []
+    names = (f"{prefix}-{AGENT_NAMES[i % len(AGENT_NAMES)]}" + (f"-{i // len(AGENT_NAMES) + 1}" if i >= len(AGENT_NAMES) else "") for i in range(1000))
+    taken = {agent.name for agent in agents}
     for name in names:
+        if len(agents) >= count:
+            break
+        if name in taken:
+            continue
         agent = Agent.objects.filter(name=name).first()
         if agent is None:
             agent = Agent(name=name, hostname=f"{name}.demo.local", status=Agent.Status.OFFLINE)
             agent.save()
+        agents.append(agent)
+    # Fresh demo data has some agents online and some offline: the offline ones come back
+    # after a while. When every agent is offline (the fleet was stopped), all start at once.
+    mixed = adopt and any(agent.status != Agent.Status.OFFLINE for agent in agents)
+    fleet = []
+    for agent in agents:
         tokens.revoke(AgentToken.objects.filter(agent=agent, name=TOKEN_LABEL))  # last run's
-        fleet.append((name, tokens.issue(agent, TOKEN_LABEL)[1]))
+        offline = mixed and agent.status == Agent.Status.OFFLINE and agent.last_heartbeat is not None  # not a new one
+        fleet.append(Member(agent.name, agent.hostname or f"{agent.name}.demo.local", tokens.issue(agent, TOKEN_LABEL)[1], offline))
     return fleet
 
 
@@ -262,7 +307,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--agents", type=int, default=8, help="how many agents (default 8)")
+        parser.add_argument("--agents", type=int, default=None, help="how many agents (default 8; with --adopt, every agent in the database)")
+        parser.add_argument("--adopt", action="store_true", help="drive the agents already in the database (the ones seed_demo created) instead of creating demo-<name> ones; python3 run.py passes it")
         parser.add_argument("--rate", type=float, default=1.0, help="speed factor: 2.0 reports twice as often (default 1.0)")
         parser.add_argument("--url", default="http://127.0.0.1:8000", help="the server's base URL")
         parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (default: run until Ctrl-C)")
@@ -276,7 +322,7 @@ class Command(BaseCommand):
         parser.add_argument("--wait", type=float, default=60, help="seconds to wait for the server to come up (default 60)")
 
     def handle(self, *args, **o):
-        if not 1 <= o["agents"] <= 1000:
+        if o["agents"] is not None and not 1 <= o["agents"] <= 1000:
             raise CommandError("--agents must be between 1 and 1000")
         if o["rate"] <= 0:
             raise CommandError("--rate must be greater than 0, e.g. 0.5 for half speed")
@@ -284,17 +330,18 @@ class Command(BaseCommand):
             raise CommandError("--failure-rate and --silence-chance are probabilities between 0 and 1")
         self.url, self.rate, self.sweep = o["url"].rstrip("/"), o["rate"], not o["no_sweep"]
         self.failure_rate, self.silence_chance = o["failure_rate"], o["silence_chance"]
-        self.queue_target = o["queue"] if o["queue"] is not None else 2 * o["agents"]
         self.stop, self.stats = threading.Event(), Stats()
         rng = random.Random(o["seed"])
 
         self.wait_for_server(o["wait"])
-        fleet = provision_agents(o["agents"], o["prefix"])
+        count = o["agents"] or (min(1000, Agent.objects.count()) if o["adopt"] else 0) or 8
+        self.queue_target = o["queue"] if o["queue"] is not None else 2 * count
+        fleet = provision_agents(count, o["prefix"], adopt=o["adopt"])
         operator_headers = provision_operator()
         connection.close()  # threads open their own connections
         self.log(f"{len(fleet)} agents working against {self.url} at rate {self.rate:g} (Ctrl-C stops)")
 
-        actors = [SimulatedAgent(self, name, token, random.Random(rng.random())) for name, token in fleet]
+        actors = [SimulatedAgent(self, member, random.Random(rng.random())) for member in fleet]
         actors.append(SimulatedOperator(self, operator_headers, random.Random(rng.random())))
         threads = [threading.Thread(target=a.run, daemon=True, name=getattr(a, "name", "operator")) for a in actors]
         for thread in threads:

@@ -1,4 +1,9 @@
-"""Fill a fresh database with a believable fleet: agents and a few hundred tasks."""
+"""Fill a fresh database with a believable fleet: agents and a few hundred tasks.
+
+These are the agents `python3 run.py`'s demo fleet drives (demo_fleet --adopt): the busy ones
+carry on with their running tasks from the seeded progress, the offline ones come back after
+a while. So the online agents' heartbeats are seeded recent, well inside AGENT_OFFLINE_AFTER,
+and the liveness sweep finds them alive when the fleet takes over."""
 import itertools
 import random
 from datetime import timedelta

@@ -264,7 +264,7 @@ def run_script(tmp_path, **env):
     upstreams = tmp_path / "upstreams.conf"
     upstreams.write_text("as shipped\n")
     env = dict(os.environ, UPSTREAMS_FILE=str(upstreams), NGINX_RELOAD="echo reload >&2; exit 1",
-               RESTART_COMMAND="exit 1", **env)
+               RESTART_COMMAND="exit 1", PRECHECK_SECONDS="1", **env)
     result = subprocess.run(["bash", str(ROLLING_RESTART)], env=env, capture_output=True, text=True, timeout=30)
     return result, upstreams.read_text()
 

@@ -466,12 +466,12 @@ async def test_a_rolling_restart_through_nginx_keeps_every_dashboard_calm_and_eq
                          REALTIME_MAX_SOCKETS_PER_USER=1000, REALTIME_LOG_LEVEL="INFO")
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     site = Site(tmp_path, env)
-    await asyncio.to_thread(site.start)
-    settings.CHANNEL_LAYERS = layer_config(redis_server.url)  # the writer publishes like a server
-    cert = site.nginx.cert[2]  # the CA
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the protocol clients' wss:// trusts it
-    clients, browser, writer_task, stop = [], None, None, asyncio.Event()
+    clients, playwright, browser, writer_task, stop = [], None, None, None, asyncio.Event()
     try:
+        await asyncio.to_thread(site.start)
+        settings.CHANNEL_LAYERS = layer_config(redis_server.url)  # the writer publishes like a server
+        cert = site.nginx.cert[2]  # the CA
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the protocol clients' wss:// trusts it
         session = await asyncio.to_thread(sign_in_through_nginx, site, cert)
         await sync_to_async(check_http_through_nginx)(site, session, cert)
         cookie = f"sessionid={session.cookies['sessionid']}"
@@ -565,6 +565,7 @@ async def test_a_rolling_restart_through_nginx_keeps_every_dashboard_calm_and_eq
         await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
         if browser is not None:
             await browser.close()
+        if playwright is not None:
             await playwright.stop()
         await asyncio.to_thread(site.stop)
         from django.db import connections

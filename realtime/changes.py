@@ -2,7 +2,7 @@
 with who made it, kept in the database for timelines and charts.
 
 Written by sequencing (realtime/sequencing.py) at the one place each write path numbers its
-rows, with one bulk insert in the writer's transaction: a change and its history commit or roll
+rows, with one batched insert in the writer's transaction: a change and its history commit or roll
 back together, and `QuerySet.update()`, `bulk_create()`, `bulk_update()` and deletions are
 recorded like `save()`. (django-simple-history and django-auditlog record from model signals,
 which `QuerySet.update()` and `bulk_create()` never send; that is why this is not one of them.)

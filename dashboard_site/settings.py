@@ -332,10 +332,10 @@ REALTIME_MAX_FRAME_BYTES = int(os.environ.get("REALTIME_MAX_FRAME_BYTES", "65536
 REALTIME_MAX_SEND_BYTES = env_int(
     "REALTIME_MAX_SEND_BYTES", int(os.environ.get("REALTIME_SYNC_PART_BYTES") or 262144), minimum=16384
 )
-# Long text fields (a task's error) travel as an excerpt of this many characters, with the
 # Frames waiting for a socket whose server makes sends wait (uvicorn applies backpressure;
 # daphne buffers): past this many bytes the reader is closed with 4008 (realtime/outbox.py).
 REALTIME_MAX_OUTBOX_BYTES = env_int("REALTIME_MAX_OUTBOX_BYTES", 64 * 1024 * 1024, minimum=1024 * 1024)
+# Long text fields (a task's error) travel as an excerpt of this many characters, with the
 # row's `truncated` list naming the cut fields; the full text is in the admin and the API.
 REALTIME_WIRE_TEXT_CHARS = env_int("REALTIME_WIRE_TEXT_CHARS", 2000, minimum=100)
 # Access is checked again on this interval for every open socket (expired sessions are

@@ -4,8 +4,11 @@ The hub fans a frame out to every socket in one loop, and the heartbeat pings ev
 one loop. Daphne buffers whatever it is given, so an ASGI `send` returns at once. Uvicorn
 applies backpressure instead: once a socket's transport buffer passes its high-water mark,
 `send` writes the frame and then waits until the reader catches up. Awaited in those loops,
-one slow reader held up every socket after it: their pings left late and healthy clients were
-closed with 4008 (tests/test_edges.py on uvicorn, 150,000 deletions).
+one reader on a slow link would hold up every socket after it, pings included, until its own
+heartbeat closed it. (On loopback the tests could not make uvicorn wait: with 10 MB sent to
+a client that stopped reading, its transport never paused; tests/test_faults.py
+test_a_reader_that_stops_holds_up_no_one passes with and without this module.) Centrifugo
+and Phoenix keep a write queue per connection for the same reason.
 
 So a socket's sends start at once and, should the server make one wait, the rest of that
 send finishes in the background while the loop moves on; frames sent meanwhile queue behind

@@ -363,10 +363,13 @@ async def test_half_open_connections(stack):
 # 4. A client that stops reading ---------------------------------------------------------------
 
 
-async def test_slow_reader(stack):
+async def test_slow_reader(either_stack):
     """Two clients stop reading while a writer pushes big frames. The others keep their
     latency; the server's memory stays bounded; the briefly paused client heals by reading,
-    the long-paused one is disconnected by the heartbeat (4008) and heals by resuming."""
+    the long-paused one is disconnected by the heartbeat (4008) and heals by resuming. On
+    uvicorn, whose sends wait while a reader's buffer is full, this is what the per-socket
+    outbox (realtime/outbox.py) is for."""
+    stack = either_stack
     server = stack.server(REALTIME_HEARTBEAT_INTERVAL=2, REALTIME_HEARTBEAT_TIMEOUT=2)
     clients = await stack.connect(30, server.ws, server.http)
     brief = stack.client(server.ws, server.http, max_queue=1, rcvbuf=4096)
@@ -428,6 +431,63 @@ async def test_slow_reader(stack):
 
 
 # 5. SIGTERM ---------------------------------------------------------------------------------
+
+async def test_a_reader_that_stops_holds_up_no_one(either_stack):
+    """One client stops reading for 10 s while about 1 MB/s of events goes out and the
+    heartbeat is too slow to close it in that time. The other dashboards must keep their
+    latency (uvicorn makes a send wait once a socket's buffer is full; the hub's fan-out must
+    not wait with it, realtime/outbox.py), and the stopped one heals when it reads again."""
+    stack = either_stack
+    server = stack.server(REALTIME_HEARTBEAT_INTERVAL=30, REALTIME_HEARTBEAT_TIMEOUT=30)
+    clients = await stack.connect(10, server.ws, server.http)
+    stuck = stack.client(server.ws, server.http, max_queue=1, rcvbuf=4096)
+    assert await stuck.wait_for(lambda c: c.last is not None)
+
+    def prepare():
+        from tasks.models import Task
+
+        Task.objects.bulk_create([Task(title=f"wide {i}") for i in range(200)])
+
+    async def floods(stop):
+        """Bulk updates of 200 rows with long titles: one `events` frame of about 60 KB."""
+        from tasks.models import Task
+
+        def burst(n):
+            Task.objects.filter(title__startswith="wide").update(description=f"{n:08} " + "d" * 180)
+
+        n = 0
+        while not stop.is_set():
+            n += 1
+            await sync_to_async(burst)(n)
+            await asyncio.sleep(0.05)
+
+    await sync_to_async(prepare)()
+    await stack.start_writing(rate=10)
+    await asyncio.sleep(2)
+    baseline_start = time.monotonic()
+    await asyncio.sleep(3)
+    base_p50, base_p95, _ = median_latency(clients, since=baseline_start)
+    stop = asyncio.Event()
+    flooding = asyncio.ensure_future(floods(stop))
+    stuck.pause_reading()
+    paused_at = time.monotonic()
+    await asyncio.sleep(10)
+    during_p50, during_p95, n = median_latency(clients, since=paused_at + 2)
+    stop.set()
+    await flooding
+    stuck.resume_reading()
+    head = await stack.head()
+    heal = await catch_up([stuck], head, timeout=30)
+    changes, settle_s = await stack.finish()
+    report("stopped_reader", server=stack.kind, clients=len(clients) + 1, changes=changes,
+           base_p50_ms=base_p50 * 1000, base_p95_ms=base_p95 * 1000, during_p50_ms=during_p50 * 1000,
+           during_p95_ms=during_p95 * 1000, samples=n, stuck_codes=stuck.close_codes, heal_s=heal, lost=stack.lost)
+    assert n > 20, "too few latency samples while the reader was stopped"
+    assert during_p95 < max(0.5, 4 * base_p95), "the others waited for the stopped reader"
+    assert heal is not None, "the stopped client did not heal"
+    assert all(c.close_codes == [] for c in clients), [c.close_codes for c in clients]
+    stack.assert_no_crash()
+
 
 async def test_sigterm_clients_return(either_stack):
     """SIGTERM on one of two servers: the process exits by itself, the clients connected to

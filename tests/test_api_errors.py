@@ -95,6 +95,13 @@ def test_a_form_body_is_a_json_415(browser):
     assert_json_error(response, 415)
 
 
+def test_a_body_too_large_is_a_json_400_not_a_500(bot, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = json.dumps({"hostname": "x" * 2000})
+    response = bot.generic("POST", "/api/agent/heartbeat/", body, content_type="application/json")
+    assert "could not be read" in assert_json_error(response, 400)["detail"]
+
+
 def test_an_unexpected_exception_is_a_json_500_logged_once(bot, agent, monkeypatch, caplog):
     def broken(task_id):
         raise RuntimeError("the disk caught fire")

@@ -8,6 +8,7 @@ dashboard_site/api_errors.py, which uses error_response() for the same shape."""
 import logging
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
 from django.core.signals import got_request_exception
 from django.http import JsonResponse
 from rest_framework import exceptions, status
@@ -79,6 +80,8 @@ def exception_handler(exc, context):
     JSON 500 for anything else."""
     if isinstance(exc, domain.DomainError):
         exc = from_domain(exc)
+    if isinstance(exc, SuspiciousOperation):  # e.g. a body over DATA_UPLOAD_MAX_MEMORY_SIZE: Django's 400
+        exc = exceptions.ParseError(f"The request could not be read: {exc}")
     from django.db import OperationalError
     from rest_framework.views import exception_handler as drf_handler
 

@@ -98,9 +98,11 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
         Channels does not call disconnect() when a handler raises or the server cancels the
         task at shutdown, so cleanup lives here, around the whole connection."""
+        self.gone = asyncio.Event()  # set once the connection has ended (hub.shutdown waits)
         try:
             await super().__call__(scope, receive, send)
         finally:
+            self.gone.set()
             self._leave("ended")
 
     async def dispatch(self, message):
@@ -161,7 +163,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code)
 
     async def disconnect(self, code):
-        """Called when the client goes away."""
+        """Called when the connection has ended (the client left, or our close completed)."""
+        self.gone.set()
         self._leave(f"client closed code={code}")
 
     def _leave(self, reason):

@@ -140,11 +140,27 @@ class Hub:
         publish.serve_locally(asyncio.get_running_loop(), self.take)  # this process's writes come here first
         install_sigterm_handler(self)
 
-    async def shutdown(self, code=CLOSE_SERVICE_RESTART):
-        """Close every socket with `code` (1012: come back after a random delay)."""
+    async def shutdown(self, code=CLOSE_SERVICE_RESTART, handshake_timeout=5.0):
+        """Close every socket with `code` (1012: come back after a random delay), then wait
+        until each close handshake ended (at most `handshake_timeout`).
+
+        The server only queues a close frame; stopping the process before the peer has
+        answered it would cut the connection under a client that is slow to read, and it
+        would see 1006 (a crash) instead of 1012 (a restart). Daphne's close handshake is
+        given 5 s for the same reason (realtime/daphne_compat.py)."""
         self.closing = True
-        for consumer in tuple(self.members):
+        closing = tuple(self.members)
+        for consumer in closing:
             await consumer.close_with(code)
+        pending = [asyncio.ensure_future(consumer.gone.wait()) for consumer in closing
+                   if getattr(consumer, "gone", None) is not None and not consumer.gone.is_set()]
+        if pending:
+            done, still = await asyncio.wait(pending, timeout=handshake_timeout)
+            for task in still:
+                task.cancel()
+            if still:
+                log.warning("shutdown: %d of %d close handshakes had not ended after %.0f s",
+                            len(still), len(closing), handshake_timeout)
 
     # Incoming messages -------------------------------------------------------------------
 

@@ -56,6 +56,21 @@ def signed_in_context(browser, server, session_cookie, **options):
     return context
 
 
+@pytest.fixture
+def context(browser, session_cookie):
+    """Factory: context(server, **options) is a signed-in browser context, closed after the test."""
+    contexts = []
+
+    def make(server, **options):
+        ctx = signed_in_context(browser, server, session_cookie, **options)
+        contexts.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
 class Dashboard:
     """A dashboard page plus what it did: its WebSockets, dialogs and page errors."""
 

@@ -12,27 +12,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from tasks.models import Agent, Task
-from tests.browser_support import Dashboard, browser, server_env, signed_in_context  # noqa: F401 (fixtures)
+from tests.browser_support import Dashboard, browser, context, server_env  # noqa: F401 (fixtures)
 from tests.support.stream import database_versions
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parent.parent
 XSS = "<img src=x onerror=alert(1)>"
-
-
-@pytest.fixture
-def context(browser, session_cookie):
-    contexts = []
-
-    def make(server, **options):
-        ctx = signed_in_context(browser, server, session_cookie, **options)
-        contexts.append(ctx)
-        return ctx
-
-    yield make
-    for ctx in contexts:
-        ctx.close()
 
 
 # 1 -------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from realtime import actor
 from realtime.models import Change
 from tasks import liveness, tokens
 from tasks.models import Agent, Task
-from tests.browser_support import browser, server_env, signed_in_context  # noqa: F401 (fixtures)
+from tests.browser_support import browser, context, server_env  # noqa: F401 (fixtures)
 from tests.test_browser import PolicyWatch
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.django_db(transaction=True)]
@@ -53,20 +53,6 @@ class Page:
 
 def stored_seqs(entity, object_id, **filters):
     return list(Change.objects.filter(entity=entity, object_id=object_id, **filters).order_by("-seq").values_list("seq", flat=True))
-
-
-@pytest.fixture
-def context(browser, session_cookie):
-    contexts = []
-
-    def make(server, **options):
-        ctx = signed_in_context(browser, server, session_cookie, **options)
-        contexts.append(ctx)
-        return ctx
-
-    yield make
-    for ctx in contexts:
-        ctx.close()
 
 
 def test_the_task_page_shows_every_field_and_a_live_timeline(daphne, context, staff_user, settings):

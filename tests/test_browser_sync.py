@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from tasks.models import Agent, Task
-from tests.browser_support import Dashboard, browser, server_env, signed_in_context  # noqa: F401 (fixtures)
+from tests.browser_support import Dashboard, browser, context, server_env  # noqa: F401 (fixtures)
 from tests.support.stream import database_versions
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.django_db(transaction=True)]
@@ -31,20 +31,6 @@ Object.defineProperty(window, 'dashboard', {
     },
 });
 """
-
-
-@pytest.fixture
-def context(browser, session_cookie):
-    contexts = []
-
-    def make(server, **options):
-        ctx = signed_in_context(browser, server, session_cookie, **options)
-        contexts.append(ctx)
-        return ctx
-
-    yield make
-    for ctx in contexts:
-        ctx.close()
 
 
 # A proxy that cuts the first WebSocket after the first sync part --------------------------

@@ -9,7 +9,8 @@
    When a connection has MAX_QUEUED_FRAMES frames waiting, it is not read any further and
    is closed with 4029 (too many messages).
 3. Shutdown. The listening ports are recorded so that on SIGTERM the process stops
-   accepting connections before it closes the ones it has (realtime/lifecycle.py).
+   accepting connections before it closes the ones it has (realtime/lifecycle.py), and
+   those closes get a longer close handshake (allow_slow_close_handshakes).
 
 These reach into daphne's and autobahn's internals, so each hook checks that what it touches
 exists, for the versions the tests have run (TESTED), and says so loudly when it cannot be
@@ -24,10 +25,11 @@ log = logging.getLogger("realtime.daphne")
 
 SERVER_CODES = frozenset({CLOSE_TOO_LARGE, CLOSE_SERVER_ERROR, CLOSE_SERVICE_RESTART})
 MAX_QUEUED_FRAMES = 100
-CLOSE_HANDSHAKE_TIMEOUT = 5.0  # seconds a closed socket waits for the peer's close reply
+SHUTDOWN_CLOSE_HANDSHAKE_TIMEOUT = 5.0  # seconds a peer has to answer a 1012 close on SIGTERM
 TESTED = {"daphne": "4.2", "autobahn": "26.", "twisted": "26."}
 
 listening_ports = []
+servers = []  # daphne's Server objects, for their connections at shutdown
 installed = set()  # the hooks in place, for tests and the startup log
 
 
@@ -109,18 +111,26 @@ def _patch_listen(server):
 
     def record_listen_success(self, port):
         listening_ports.append(port)
-        factory = getattr(self, "ws_factory", None)
-        if factory is not None and not getattr(factory, "dashboard_close_timeout", False):
-            # Autobahn waits 1 s for the peer's reply to a close frame, then aborts the TCP
-            # connection, and an abort (RST) makes the peer's kernel drop whatever it had not
-            # read yet, the close frame included. A busy client (or 2,000 of them in one test
-            # process) then saw 1006 instead of 1012 on a restart.
-            factory.setProtocolOptions(closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT)
-            factory.dashboard_close_timeout = True
+        if self not in servers:
+            servers.append(self)
         return listen_success(self, port)
 
     server.listen_success = record_listen_success
     installed.add("listeners")
+
+
+def allow_slow_close_handshakes(seconds=SHUTDOWN_CLOSE_HANDSHAKE_TIMEOUT):
+    """Before the 1012 closes of a shutdown: give each peer `seconds` to answer its close.
+
+    Autobahn waits 1 s for the reply to a close frame, then aborts the connection, and the
+    abort (RST) makes the peer's kernel drop what it had not read yet, the close frame too:
+    a client slow to read (2,000 of them in one process, in a test) saw 1006 instead of
+    1012. The 1 s stays for every other close, so a dead peer's connection is still released
+    within a second of its 4008."""
+    for server in servers:
+        for protocol in list(getattr(server, "connections", {})):
+            if hasattr(protocol, "closeHandshakeTimeout"):
+                protocol.closeHandshakeTimeout = seconds
 
 
 def stop_listening():

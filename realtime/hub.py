@@ -146,8 +146,8 @@ class Hub:
 
         The server only queues a close frame; stopping the process before the peer has
         answered it would cut the connection under a client that is slow to read, and it
-        would see 1006 (a crash) instead of 1012 (a restart). Daphne's close handshake is
-        given 5 s for the same reason (realtime/daphne_compat.py)."""
+        would see 1006 (a crash) instead of 1012 (a restart). Daphne's close handshakes are
+        given 5 s at shutdown for the same reason (realtime/daphne_compat.py)."""
         self.closing = True
         closing = tuple(self.members)
         for consumer in closing:

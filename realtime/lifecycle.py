@@ -7,7 +7,7 @@ import threading
 
 from django.conf import settings
 
-from .daphne_compat import stop_listening
+from .daphne_compat import allow_slow_close_handshakes, stop_listening
 
 log = logging.getLogger("realtime.hub")
 
@@ -34,6 +34,7 @@ def install_sigterm_handler(hub):
 
     async def close_then_chain(signum, frame):
         stop_listening()
+        allow_slow_close_handshakes()
         try:
             # Closing thousands of sockets takes a while on a busy process: give it up to 10 s.
             await asyncio.wait_for(hub.shutdown(), max(10.0, settings.REALTIME_SHUTDOWN_GRACE * 4))

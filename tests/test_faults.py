@@ -596,8 +596,8 @@ async def test_sigterm_sends_1012_to_every_socket(stack):
 async def test_sigterm_sends_1012_to_two_thousand_sockets(stack):
     """Every one of 2,000 sockets gets its 1012, although their client (this process) is slow
     to read them all: with autobahn's 1 s close handshake the connections of the ones not yet
-    read were aborted and 1006 was all they saw (2 of 5 runs without the longer handshake
-    timeout in realtime/daphne_compat.py, 0 of 5 with it)."""
+    read were aborted and 1006 was all they saw (2 of 5 runs without the longer shutdown
+    handshake timeout in realtime/daphne_compat.py, 0 of 5 with it)."""
     import resource
 
     import websockets

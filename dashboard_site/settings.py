@@ -150,14 +150,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Django's SQLite backend with one queue per process for the write lock, so concurrent
     # writers are woken in turn instead of polling (dashboard_site/sqlite/base.py).
     DATABASES["default"]["ENGINE"] = "dashboard_site.sqlite"
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", True):
-    # Django's psycopg connection pool. Under ASGI every request runs in a thread of its own,
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", False):
+    # Opt-in: Django's psycopg connection pool. Under ASGI every request runs in a thread of its own,
     # so a persistent connection per thread (CONN_MAX_AGE) still meant a new PostgreSQL
     # connection per request; the pool hands out open ones instead (bench/scenarios/
     # agentapi.py). With CONN_HEALTH_CHECKS on, Django has the pool check each checkout with
     # a trivial query, so connections left dead by a database restart are replaced, not
     # handed to a request. A request that finds every connection busy waits
-    # DATABASE_POOL_TIMEOUT seconds, then fails.
+    # DATABASE_POOL_TIMEOUT seconds, then fails. Not the default: a thread keeps its pooled
+    # connection until Django closes it, so a process with more database threads than
+    # DATABASE_POOL_SIZE (the test suite's in-process streams) ran out of connections.
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 2,

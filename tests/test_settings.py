@@ -151,12 +151,11 @@ def test_database_url_selects_postgresql(load):
     db = s["DATABASES"]["default"]
     assert db["ENGINE"] == "django.db.backends.postgresql"
     assert (db["NAME"], db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == ("fleetdb", "fleet", "s3cret", "db.internal", 5433)
-    # Pooled by default: connections are reused across requests, each checked on checkout.
-    assert db["CONN_MAX_AGE"] == 0 and db["CONN_HEALTH_CHECKS"] is True
-    assert db["OPTIONS"]["pool"] == {"min_size": 2, "max_size": 20, "timeout": 5.0}
+    assert db["CONN_MAX_AGE"] == 60 and db["CONN_HEALTH_CHECKS"] is True and "pool" not in db.get("OPTIONS", {})
     assert "/" not in db["TEST"]["NAME"]  # a database name, not a file
-    unpooled = load(DATABASE_URL="postgres://fleet@db.internal/fleetdb", DATABASE_POOL="0")["DATABASES"]["default"]
-    assert unpooled["CONN_MAX_AGE"] == 60 and "pool" not in unpooled.get("OPTIONS", {})
+    # The pool is opt-in: connections reused across requests, each checked on checkout.
+    pooled = load(DATABASE_URL="postgres://fleet@db.internal/fleetdb", DATABASE_POOL="1")["DATABASES"]["default"]
+    assert pooled["CONN_MAX_AGE"] == 0 and pooled["OPTIONS"]["pool"] == {"min_size": 2, "max_size": 20, "timeout": 5.0}
 
 
 def test_database_url_selects_an_sqlite_file(load, tmp_path):

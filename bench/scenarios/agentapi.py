@@ -40,7 +40,7 @@ async def wrk(port, pairs_file, seconds):
 
 
 async def measure(ctx, config, server_kind, reference):
-    extra = {"API_AGENT_RATE": "10000000/min"}
+    extra = {"API_AGENT_RATE": "10000000/min", "DATABASE_POOL": "1"}  # the pool is opt-in
     if reference:
         extra.update(BENCH_REQUEST_PATH="before", DATABASE_POOL="0")
     project = Project(ctx, config, server_kind, **extra)

@@ -3,8 +3,9 @@
 WhiteNoise's middleware is synchronous. Under ASGI, Django runs a synchronous middleware in
 a worker thread and hops back to the event loop for the asynchronous ones below it, so with
 WhiteNoise near the top of MIDDLEWARE every API call and page paid two extra thread
-crossings before its view ran (the agent API's progress reports are mostly that overhead,
-bench/findings.md). This subclass is asynchronous: a request under STATIC_URL is looked up
+crossings before its view ran. (A profile of the agents' progress reports puts most of their
+cost in the view's own database work, not in these crossings; bench/scenarios/agentapi.py
+measures the whole path.) This subclass is asynchronous: a request under STATIC_URL is looked up
 and served by WhiteNoise (in a thread, since it touches the file system); every other request
 goes straight on, in the event loop. Under WSGI and the test client it behaves as WhiteNoise.
 """

@@ -16,7 +16,7 @@ from tasks.models import Agent, Task
 
 def test_every_middleware_runs_in_the_event_loop():
     # One synchronous middleware makes Django cross into a worker thread and back for every
-    # request under ASGI (the agent API's reports paid for that, bench/findings.md).
+    # request under ASGI.
     sync_only = [path for path in settings.MIDDLEWARE if not getattr(import_string(path), "async_capable", False)]
     assert sync_only == [], f"synchronous-only middleware: {sync_only}"
 

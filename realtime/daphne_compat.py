@@ -11,6 +11,12 @@
 3. Shutdown. The listening ports are recorded so that on SIGTERM the process stops
    accepting connections before it closes the ones it has (realtime/lifecycle.py), and
    those closes get a longer close handshake (allow_slow_close_handshakes).
+4. Writes. Twisted buffers every write and registers the socket for writability
+   (`epoll_ctl`), writes when the reactor next polls, then unregisters it: two system calls
+   and a poll per frame, and in a fan-out every socket's bytes wait until the loop over all
+   sockets has finished (bench/findings.md, finding 1). An open WebSocket's transport now
+   writes at once when nothing is waiting in its buffer, the way asyncio's transports do,
+   and buffers only what the kernel did not take.
 
 These reach into daphne's and autobahn's internals, so each hook checks that what it touches
 exists, for the versions the tests have run (TESTED), and says so loudly when it cannot be
@@ -64,6 +70,10 @@ def patch_daphne():
     else:
         _patch_close(WebSocketProtocol)
         _patch_flood(WebSocketProtocol)
+    if hasattr(WebSocketProtocol, "onOpen"):
+        _patch_eager_writes(WebSocketProtocol)
+    else:
+        log.error("daphne's WebSocketProtocol has no onOpen: frames are written the slow way")
     if hasattr(Server, "listen_success"):
         _patch_listen(Server)
     else:
@@ -104,6 +114,49 @@ def _patch_flood(protocol):
 
     protocol.onMessage = onMessage
     installed.add("flood_guard")
+
+
+TRANSPORT_PARTS = ("writeSomeData", "dataBuffer", "offset", "_tempDataLen", "_writeDisconnected", "connected", "disconnecting")
+
+
+def eager_writer(transport):
+    """`transport.write`, trying the socket first: the kernel takes what it can now and only
+    the rest is buffered (in order, behind nothing). None for a transport of another kind
+    (TLS terminated in daphne, say), which keeps Twisted's own write."""
+    if not all(hasattr(transport, name) for name in TRANSPORT_PARTS):
+        return None
+    buffered_write = transport.write
+
+    def write(data):
+        if (data and transport.connected and not transport.disconnecting and not transport._writeDisconnected
+                and transport.offset == len(transport.dataBuffer) and not transport._tempDataLen):
+            sent = transport.writeSomeData(data)
+            if isinstance(sent, int) and sent > 0:
+                if sent >= len(data):
+                    return
+                data = data[sent:]
+            # 0: the kernel's buffer is full; an exception: the connection is gone, which the
+            # reactor finds out when it writes the rest, as it would have without this.
+        buffered_write(data)
+
+    return write
+
+
+def _patch_eager_writes(protocol):
+    on_open = protocol.onOpen
+    warned = []
+
+    def onOpen(self):
+        write = eager_writer(self.transport)
+        if write is not None:
+            self.transport.write = write
+        elif not warned:
+            warned.append(True)
+            log.info("a %s transport keeps Twisted's buffered writes", type(self.transport).__name__)
+        return on_open(self)
+
+    protocol.onOpen = onOpen
+    installed.add("eager_writes")
 
 
 def _patch_listen(server):

@@ -91,7 +91,64 @@ def test_the_daphne_adjustments_are_installed_on_the_tested_versions():
 
     from realtime import daphne_compat
 
-    assert daphne_compat.installed == {"close_codes", "flood_guard", "listeners"}
+    assert daphne_compat.installed == {"close_codes", "flood_guard", "listeners", "eager_writes"}
     assert WebSocketProtocol.dashboard_patched
     for name, prefix in daphne_compat.TESTED.items():
         assert daphne_compat._version(name).startswith(prefix), name
+
+
+class BufferedTransport:
+    """The parts of a Twisted TCP transport the eager writer reads, over a real socket pair."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.connected, self.disconnecting, self._writeDisconnected = True, False, False
+        self.dataBuffer, self.offset, self._tempDataLen = b"", 0, 0
+        self.buffered = []
+
+    def writeSomeData(self, data):
+        try:
+            return self.sock.send(data)
+        except BlockingIOError:
+            return 0
+
+    def write(self, data):  # Twisted's buffered write: held until the reactor polls
+        self.buffered.append(bytes(data))
+        self._tempDataLen += len(data)
+
+
+def test_the_eager_writer_sends_at_once_and_buffers_only_what_the_kernel_refused():
+    import socket
+
+    from realtime.daphne_compat import eager_writer
+
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    try:
+        transport = BufferedTransport(ours)
+        write = eager_writer(transport)
+        write(b"hello")
+        assert theirs.recv(100) == b"hello" and transport.buffered == []
+
+        big = bytes(range(256)) * 40_000  # 10 MB: more than the kernel takes at once
+        write(big)
+        assert len(transport.buffered) == 1 and 0 < len(transport.buffered[0]) < len(big)
+        # Once something waits in the buffer, later frames queue behind it, never ahead.
+        write(b"next")
+        assert transport.buffered[-1] == b"next"
+        kernel = len(big) - len(transport.buffered[0])
+        received = b""
+        theirs.settimeout(2)
+        while len(received) < kernel:
+            received += theirs.recv(1 << 20)
+        assert received == big[:kernel]
+
+        closing = BufferedTransport(ours)
+        closing.disconnecting = True
+        eager_writer(closing)(b"bye")
+        assert closing.buffered == [b"bye"]
+        assert eager_writer(object()) is None  # another kind of transport keeps its own write
+    finally:
+        ours.close()
+        theirs.close()

@@ -248,7 +248,10 @@ class SequencedModel(models.Model):
         update_fields = kwargs.get("update_fields")
         if update_fields is not None:
             kwargs["update_fields"] = set(update_fields) | {"version", "updated_at", *self.derived_fields}
-        with transaction.atomic(using=using):
+        # No savepoint inside a caller's transaction (two statements less per write), as
+        # Django's own save_base does: a failed save marks that transaction for rollback, so
+        # its numbers are given back with it.
+        with transaction.atomic(using=using, savepoint=False):
             self.version, epoch = allocate(1, using)
             op, before = _before_save(self, using)
             self.prepare_for_write(timezone.now())

@@ -117,8 +117,9 @@ def with_current_task(agents):
     return agents.annotate(running_task_id=Subquery(running.values("pk")[:1]))
 
 
-def get_task(task_id):
-    task = Task.objects.filter(pk=task_id).first()
+def get_task(task_id, with_agent=False):
+    tasks = Task.objects.filter(pk=task_id)
+    task = (tasks.select_related("agent") if with_agent else tasks).first()
     if task is None:
         raise NotFound(f"No task with id {task_id}.")
     return task
@@ -275,7 +276,7 @@ def report(*, agent_id, task_id, progress=None, status=None, error=None):
     """An agent reports on its task: progress, and/or that it succeeded or failed."""
     with transaction.atomic():
         lock_stream()
-        task = get_task(task_id)
+        task = get_task(task_id, with_agent=True)  # the agent too: its heartbeat is checked below
         if task.agent_id != agent_id:
             raise NotYours(
                 f"Task {task_id} is not assigned to you (it was requeued, reassigned, or never "
@@ -295,7 +296,7 @@ def report(*, agent_id, task_id, progress=None, status=None, error=None):
             fields.append("error")
         task.save(update_fields=fields)
         # The agent, read under the lock, also serves the answer's `agent` (no second query).
-        task.agent = _heard_from(get_agent(agent_id), timezone.now(), busy=target == RUNNING)
+        task.agent = _heard_from(task.agent, timezone.now(), busy=target == RUNNING)
         return task
 
 

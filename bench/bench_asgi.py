@@ -29,6 +29,7 @@ if os.environ.get("BENCH_REQUEST_PATH") == "before":
     # scenario also sets DATABASE_POOL=0). Set before the ASGI handler loads the middleware.
     from django.conf import settings
 
+    settings.REQUEST_THREADS = 0  # a thread (and a database connection) per request
     settings.MIDDLEWARE = ["whitenoise.middleware.WhiteNoiseMiddleware" if m.endswith("StaticFilesMiddleware") else m
                            for m in settings.MIDDLEWARE]
     if settings.DATABASES["default"]["ENGINE"] == "dashboard_site.sqlite":

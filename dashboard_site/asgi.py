@@ -3,9 +3,9 @@
 Run with `daphne dashboard_site.asgi:application` (or `manage.py runserver`)."""
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard_site.settings")
+from dashboard_site.request_threads import get_asgi_application  # noqa: E402
+
 django_asgi_app = get_asgi_application()  # sets Django up before the consumer imports models
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -151,10 +151,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # writers are woken in turn instead of polling (dashboard_site/sqlite/base.py).
     DATABASES["default"]["ENGINE"] = "dashboard_site.sqlite"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", False):
-    # Opt-in: Django's psycopg connection pool. Under ASGI every request runs in a thread of its own,
-    # so a persistent connection per thread (CONN_MAX_AGE) still meant a new PostgreSQL
-    # connection per request; the pool hands out open ones instead (bench/scenarios/
-    # agentapi.py). With CONN_HEALTH_CHECKS on, Django has the pool check each checkout with
+    # Opt-in: Django's psycopg connection pool, in place of the connection each request thread
+    # keeps (REQUEST_THREADS below). With CONN_HEALTH_CHECKS on, Django has the pool check each checkout with
     # a trivial query, so connections left dead by a database restart are replaced, not
     # handed to a request. A request that finds every connection busy waits
     # DATABASE_POOL_TIMEOUT seconds, then fails. Not the default: a thread keeps its pooled
@@ -166,6 +164,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
         "max_size": env_int("DATABASE_POOL_SIZE", 20, minimum=1),
         "timeout": env_float("DATABASE_POOL_TIMEOUT", 5.0),
     }
+# HTTP requests run their synchronous parts on this many long-lived threads, each keeping its
+# database connection (dashboard_site/request_threads.py); 0 is Django's thread per request.
+REQUEST_THREADS = env_int("DJANGO_REQUEST_THREADS", 8)
 # Test databases get a per-process name (several test runs may share a machine); SQLite's
 # lives in a file rather than in memory, so a daphne process started by a test shares it.
 _test_name = f"dashboard_test_{os.getpid()}"

@@ -20,6 +20,15 @@ class RealtimeConfig(AppConfig):
             post_save.connect(history.raw_save, sender=model, dispatch_uid=f"realtime.raw_save.{model._meta.label}")
         post_migrate.connect(history.after_migrate, sender=self, dispatch_uid="realtime.after_migrate")
         connection_created.connect(set_lock_timeout, dispatch_uid="realtime.lock_timeout")
+        connection_created.connect(count_connection, dispatch_uid="realtime.count_connection")
+
+
+def count_connection(sender, connection, **kwargs):
+    """Connection churn shows on /metrics: under ASGI a request used to open one of its own
+    (dashboard_site/request_threads.py)."""
+    from .metrics import DATABASE_CONNECTIONS
+
+    DATABASE_CONNECTIONS.inc()
 
 
 def set_lock_timeout(sender, connection, **kwargs):

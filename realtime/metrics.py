@@ -21,3 +21,4 @@ DATABASE_UP = Gauge("dashboard_database_up", "1 while this process's last stream
 ACCESS_ENDED = Counter("dashboard_ws_access_ended_total", "Sockets closed because access ended, by reason", ["reason"])
 SYNC_WAITS = Counter("dashboard_ws_sync_retries_total", "Sync builds retried because the database did not answer")
 EPOCH_ROTATIONS = Counter("dashboard_stream_epoch_rotations_total", "Times this process saw the stream epoch change")
+DATABASE_CONNECTIONS = Counter("dashboard_database_connections_opened_total", "Database connections this process opened")

@@ -67,3 +67,55 @@ async def test_an_agent_request_under_asgi_names_the_agent():
     task_id = json.loads(response.content)["id"]
     change = await sync_to_async(_last_change)(task_id)
     assert (change.actor_kind, change.actor_label) == ("agent", "worker-asgi")
+
+
+def _reports(server, token, task_id, count):
+    import requests
+
+    with requests.Session() as http:
+        for i in range(count):
+            response = http.patch(f"{server.http}/api/agent/tasks/{task_id}/", json={"progress": i % 100},
+                                  headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert response.status_code == 200, response.text[:300]
+
+
+def _opened(server):
+    from tests.support.faults import metric, scrape_metrics
+
+    return metric(scrape_metrics(server.http), "dashboard_database_connections_opened_total")
+
+
+@pytest.mark.parametrize("kind", ["daphne", "uvicorn"])
+def test_requests_reuse_their_threads_database_connections(daphne, kind):
+    """40 progress reports through a real server open a database connection or two, not 40:
+    requests borrow long-lived threads (dashboard_site/request_threads.py). With Django's
+    thread per request (DJANGO_REQUEST_THREADS=0) each report opens its own."""
+    agent = Agent.objects.create(name="bot", status=Agent.Status.BUSY)
+    task = Task.objects.create(title="t", status=Task.Status.RUNNING, agent=agent, progress=1)
+    _, token = tokens.issue(agent)
+    server = daphne(kind=kind, API_AGENT_RATE="100000/min")
+    _reports(server, token, task.pk, 3)  # warm: the first requests open the pool's connections
+    before = _opened(server)
+    _reports(server, token, task.pk, 40)
+    assert _opened(server) - before <= 3
+
+    stock = daphne(kind=kind, API_AGENT_RATE="100000/min", DJANGO_REQUEST_THREADS="0")
+    _reports(stock, token, task.pk, 3)
+    before = _opened(stock)
+    _reports(stock, token, task.pk, 40)
+    assert _opened(stock) - before >= 40
+
+
+def test_more_concurrent_requests_than_threads_all_complete(daphne):
+    """Past DJANGO_REQUEST_THREADS a request gets a thread of its own instead of waiting."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    agents = [Agent.objects.create(name=f"bot{i}", status=Agent.Status.BUSY) for i in range(12)]
+    jobs = []
+    for agent in agents:
+        task = Task.objects.create(title=agent.name, status=Task.Status.RUNNING, agent=agent, progress=1)
+        jobs.append((tokens.issue(agent)[1], task.pk))
+    server = daphne(DJANGO_REQUEST_THREADS="2", API_AGENT_RATE="100000/min")
+    with ThreadPoolExecutor(12) as pool:
+        list(pool.map(lambda job: _reports(server, job[0], job[1], 15), jobs))
+    assert set(Task.objects.values_list("progress", flat=True)) == {14}

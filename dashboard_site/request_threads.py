@@ -1,49 +1,105 @@
-"""Django's HTTP requests on a fixed set of threads that keep their database connections.
+"""Django's HTTP requests in one crossing to a long-lived thread that keeps its database
+connection.
 
-Django's ASGIHandler runs the synchronous parts of each request (sync middleware, the view)
-on a thread started for that request: asgiref's ThreadSensitiveContext gives every request a
-new one-thread executor and stops it at the end. Database connections belong to a thread, so
-under ASGI every request also opened a new database connection (CONN_MAX_AGE never got a
-second use) and started and joined a thread. For an agent's progress report that was about
-a fifth of the server's busy samples on SQLite (bench/findings.md, finding 10), and a new
-PostgreSQL connection per request on the scale-out configuration.
+Django's ASGIHandler runs a request's synchronous parts on a thread started for that request
+(asgiref's ThreadSensitiveContext gives each request a new one-thread executor and stops it
+at the end), and it crosses between the event loop and that thread three times: for the
+`request_started` receivers, for the view, and for `response.close()` (`request_finished`).
+Each crossing waits for the other side to hand over the GIL, which a busy event loop does
+only every few milliseconds; and a new thread per request is a new database connection per
+request, since connections belong to a thread (CONN_MAX_AGE never got a second use). For an
+agent's progress report that was most of the server's time (bench/findings.md, finding 10).
 
-Here a request borrows one of REQUEST_THREADS long-lived one-thread executors for its whole
-life: its synchronous parts still run on one thread, as Django requires, and no other
-request runs on that thread meanwhile, exactly as under a threaded WSGI server, so
-connections are reused and closed by Django's own rules (CONN_MAX_AGE, health checks, at
-the end of each request on error). When every thread is lent out, a request gets a thread of
-its own, as before: a slow client or a burst never waits for a free thread.
+Here a request (other than a static file) borrows one of REQUEST_THREADS long-lived
+one-thread executors and runs whole in one call on it, as under a threaded WSGI server:
+`request_started`, the middleware (their synchronous side; every one has both), the view and,
+for a response already in memory, `close()`. No other request runs on that thread meanwhile,
+so Django's per-request rules hold (it reuses and closes connections by CONN_MAX_AGE, health
+checks and errors). When every thread is lent out, a request gets a thread of its own, as
+before: a burst never waits for a free thread. Static files never leave the event loop
+(dashboard_site/static_files.py). Reading the body and sending the answer stay on the loop.
 """
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import ThreadSensitiveContext
-from django.core.handlers.asgi import ASGIHandler
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers import asgi, base
+from django.http import FileResponse
+from django.urls import set_script_prefix
+
+log = logging.getLogger("dashboard_site.requests")
+
+# What this handler uses of Django's ASGIHandler (tested with Django 5.2): checked at start,
+# so a Django that renamed one falls back to Django's own request path, loudly.
+DJANGO_PARTS = ("read_body", "create_request", "send_response", "chunk_size", "handle")
 
 
-class PooledThreadsASGIHandler(ASGIHandler):
-    def __init__(self, threads):
-        super().__init__()
+class RequestHandler(asgi.ASGIHandler):
+    def __init__(self, threads, static_url):
+        super().__init__()  # Django's asynchronous middleware chain: static files, fallback
+        self._sync = base.BaseHandler()
+        self._sync.load_middleware(is_async=False)
+        self._static = static_url
         # A stack: the most recently used thread (and its warm connection) goes out first.
         self._idle = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"request-{i}") for i in range(threads)]
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not self._idle:
+        if scope["type"] != "http" or scope["path"].startswith(self._static):
             return await super().__call__(scope, receive, send)
-        executor = self._idle.pop()
+        executor = self._idle.pop() if self._idle else None  # None: a new thread, as Django does
         try:
             async with ThreadSensitiveContext(executor=executor):
-                await self.handle(scope, receive, send)
+                await self._handle(scope, receive, send)
         finally:
-            self._idle.append(executor)
+            if executor is not None:
+                self._idle.append(executor)
+
+    async def _handle(self, scope, receive, send):
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        try:
+            set_script_prefix(asgi.get_script_prefix(scope))
+            request, error_response = self.create_request(scope, body_file)
+            if request is None:
+                await self.send_response(error_response, send)
+                await sync_to_async(error_response.close)()
+                return
+            response = await sync_to_async(self._respond, thread_sensitive=True)(request, scope)
+            await self.send_response(response, send)
+            if response.streaming:  # its body was read while it was sent: close it now
+                await sync_to_async(response.close)()
+        finally:
+            body_file.close()
+
+    def _respond(self, request, scope):
+        """The whole request, on the borrowed thread."""
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        response = self._sync.get_response(request)
+        response._handler_class = self.__class__
+        if isinstance(response, FileResponse):
+            response.block_size = self.chunk_size  # the ASGI server chunks; as Django does
+        if not response.streaming:
+            response.close()  # request_finished, on this thread: the body is already in memory
+        return response
 
 
 def get_asgi_application():
-    """django.core.asgi.get_asgi_application, on REQUEST_THREADS pooled threads (0: Django's
-    own thread per request)."""
+    """django.core.asgi.get_asgi_application, with requests on REQUEST_THREADS threads (0:
+    Django's own thread per request)."""
     import django
     from django.conf import settings
 
     django.setup(set_prefix=False)
     threads = getattr(settings, "REQUEST_THREADS", 0)
-    return PooledThreadsASGIHandler(threads) if threads else ASGIHandler()
+    if not threads:
+        return asgi.ASGIHandler()
+    missing = [name for name in DJANGO_PARTS if not hasattr(asgi.ASGIHandler, name)]
+    if missing:
+        log.error("Django's ASGIHandler has no %s: requests take Django's own path (a thread and "
+                  "a database connection each); check dashboard_site/request_threads.py", ", ".join(missing))
+        return asgi.ASGIHandler()
+    return RequestHandler(threads, settings.STATIC_URL)

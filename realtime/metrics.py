@@ -1,5 +1,5 @@
 """Prometheus metrics of this process, served at /metrics (docs/operations.md)."""
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 OPEN_CONNECTIONS = Gauge("dashboard_ws_open_connections", "WebSocket connections open in this process")
 CONNECTIONS = Counter("dashboard_ws_connections_total", "WebSocket connections accepted")
@@ -22,3 +22,5 @@ ACCESS_ENDED = Counter("dashboard_ws_access_ended_total", "Sockets closed becaus
 SYNC_WAITS = Counter("dashboard_ws_sync_retries_total", "Sync builds retried because the database did not answer")
 EPOCH_ROTATIONS = Counter("dashboard_stream_epoch_rotations_total", "Times this process saw the stream epoch change")
 DATABASE_CONNECTIONS = Counter("dashboard_database_connections_opened_total", "Database connections this process opened")
+REPORT_BATCH = Histogram("dashboard_agent_report_batch_size", "Agents' progress reports written in one transaction",
+                         buckets=(1, 2, 4, 8, 16, 32, 64, 100))

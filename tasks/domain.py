@@ -28,6 +28,7 @@ from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from realtime import actor as actors
 from realtime.sequencing import lock_stream
 
 from .models import Agent, Task
@@ -272,18 +273,29 @@ def claim(*, agent_id, task_id=None):
         return task
 
 
+def _check_report(task, agent_id, target):
+    if task.agent_id != agent_id:
+        raise NotYours(
+            f"Task {task.pk} is not assigned to you (it was requeued, reassigned, or never "
+            "yours). Stop working on it and claim another task."
+        )
+    check_transition(task, target, AGENT)
+
+
 def report(*, agent_id, task_id, progress=None, status=None, error=None):
-    """An agent reports on its task: progress, and/or that it succeeded or failed."""
+    """An agent reports on its task: progress, and/or that it succeeded or failed.
+
+    Plain progress reports from several request threads are written together
+    (tasks/report_batch.py, report_progress below); the rules are the same."""
+    if status is None and error is None and progress is not None and not transaction.get_connection().in_atomic_block:
+        from . import report_batch
+
+        return report_batch.submit(agent_id, task_id, progress)
     with transaction.atomic():
         lock_stream()
         task = get_task(task_id, with_agent=True)  # the agent too: its heartbeat is checked below
-        if task.agent_id != agent_id:
-            raise NotYours(
-                f"Task {task_id} is not assigned to you (it was requeued, reassigned, or never "
-                "yours). Stop working on it and claim another task."
-            )
         target = status or RUNNING
-        check_transition(task, target, AGENT)
+        _check_report(task, agent_id, target)
         fields = ["status"]
         task.status = target
         if target == SUCCEEDED:
@@ -298,6 +310,48 @@ def report(*, agent_id, task_id, progress=None, status=None, error=None):
         # The agent, read under the lock, also serves the answer's `agent` (no second query).
         task.agent = _heard_from(task.agent, timezone.now(), busy=target == RUNNING)
         return task
+
+
+@dataclass
+class ProgressReport:
+    agent_id: int
+    task_id: int
+    progress: int
+    actor: object = None  # who reported it (realtime/actor.py), for the task's history
+
+
+def report_progress(reports):
+    """Several agents' progress reports in one transaction: for each, in order, the task as
+    written or the DomainError that refused it (the others are written all the same). Two
+    reports on one task: the later one's progress stands, both answer with it."""
+    outcomes = [None] * len(reports)
+    with transaction.atomic():
+        lock_stream()
+        tasks = Task.objects.select_related("agent").in_bulk({r.task_id for r in reports})
+        last = {}  # task id -> the report whose progress is written
+        for index, r in enumerate(reports):
+            try:
+                task = tasks.get(r.task_id)
+                if task is None:
+                    raise NotFound(f"No task with id {r.task_id}.")
+                _check_report(task, r.agent_id, RUNNING)
+            except DomainError as refused:
+                outcomes[index] = refused
+                continue
+            task.progress = r.progress
+            last[r.task_id] = r
+        if not last:
+            return outcomes
+        written = [tasks[pk] for pk in last]
+        who = {("task", pk): r.actor for pk, r in last.items()}
+        who.update({("agent", tasks[pk].agent_id): r.actor for pk, r in last.items()})
+        with actors.acting_per_row(who):
+            Task.objects.bulk_update(written, ["progress"])
+            now = timezone.now()
+            for agent in {task.agent_id: task.agent for task in written}.values():
+                _heard_from(agent, now, busy=True)
+        fresh = Task.objects.select_related("agent").in_bulk(list(last))
+    return [fresh[r.task_id] if outcome is None else outcome for r, outcome in zip(reports, outcomes)]
 
 
 # Tasks: operators -----------------------------------------------------------------------------

@@ -119,3 +119,9 @@ def test_more_concurrent_requests_than_threads_all_complete(daphne):
     with ThreadPoolExecutor(12) as pool:
         list(pool.map(lambda job: _reports(server, job[0], job[1], 15), jobs))
     assert set(Task.objects.values_list("progress", flat=True)) == {14}
+    # Concurrent reports are written together (tasks/report_batch.py); each change still
+    # names the agent that reported it.
+    for agent in agents:
+        labels = set(Change.objects.filter(entity="task", object_id=agent.tasks.get().pk, actor_kind="agent")
+                     .values_list("actor_label", flat=True))
+        assert labels == {agent.name}

@@ -1,0 +1,108 @@
+"""Agents' progress reports written together (tasks/report_batch.py): every report gets its
+own answer, the history names each report's own agent, nothing is lost or numbered twice."""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import OperationalError
+
+from realtime import actor
+from realtime.models import Change, Stream
+from tasks import domain
+from tasks.models import Agent, Task
+from tasks.report_batch import Batcher
+
+
+def _running(count):
+    agents, tasks = [], []
+    for i in range(count):
+        agent = Agent.objects.create(name=f"bot-{i}", status=Agent.Status.BUSY)
+        agents.append(agent)
+        tasks.append(Task.objects.create(title=f"t{i}", status=Task.Status.RUNNING, agent=agent, progress=0))
+    return agents, tasks
+
+
+def test_reports_that_arrive_while_one_is_written_go_together_in_order():
+    release, started = threading.Event(), threading.Event()
+    batches = []
+
+    def write(reports):
+        batches.append(list(reports))
+        if len(batches) == 1:
+            started.set()
+            release.wait(5)
+        return [f"done {r}" for r in reports]
+
+    batcher = Batcher(write)
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(batcher.submit, 0)
+        assert started.wait(5)
+        rest = [pool.submit(batcher.submit, n) for n in range(1, 6)]
+        while len(batcher._queue) < 5:
+            threading.Event().wait(0.01)
+        release.set()
+        assert first.result(5) == "done 0"
+        assert [f.result(5) for f in rest] == [f"done {n}" for n in range(1, 6)]
+    assert batches == [[0], [1, 2, 3, 4, 5]]
+
+
+def test_each_report_gets_its_own_error_and_a_failed_write_fails_its_batch():
+    def write(reports):
+        if "boom" in reports:
+            raise OperationalError("database is locked")
+        return [ValueError(r) if r == "bad" else r for r in reports]
+
+    batcher = Batcher(write)
+    assert batcher.submit("ok") == "ok"
+    with pytest.raises(ValueError):
+        batcher.submit("bad")
+    with pytest.raises(OperationalError):
+        batcher.submit("boom")
+    assert batcher.submit("ok again") == "ok again"  # the batcher is not left stuck
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_transaction_answers_each_report_and_keeps_each_agents_name():
+    agents, tasks = _running(3)
+    stranger = Agent.objects.create(name="stranger", status=Agent.Status.IDLE)
+    reports = [
+        domain.ProgressReport(agents[0].pk, tasks[0].pk, 10, actor.Actor(actor.AGENT, str(agents[0].pk), "bot-0")),
+        domain.ProgressReport(stranger.pk, tasks[1].pk, 99, actor.Actor(actor.AGENT, str(stranger.pk), "stranger")),
+        domain.ProgressReport(agents[1].pk, tasks[1].pk, 20, actor.Actor(actor.AGENT, str(agents[1].pk), "bot-1")),
+        domain.ProgressReport(agents[2].pk, 10**9, 30, actor.Actor(actor.AGENT, str(agents[2].pk), "bot-2")),
+        domain.ProgressReport(agents[0].pk, tasks[0].pk, 15, actor.Actor(actor.AGENT, str(agents[0].pk), "bot-0")),
+    ]
+    head = Stream.objects.get().head
+    outcomes = domain.report_progress(reports)
+    assert [type(o).__name__ for o in outcomes] == ["Task", "NotYours", "Task", "NotFound", "Task"]
+    assert outcomes[0].progress == outcomes[4].progress == 15  # the later report on a task stands
+    assert outcomes[2].progress == 20 and outcomes[2].agent.name == "bot-1"
+    assert dict(Task.objects.filter(pk__in=[t.pk for t in tasks]).values_list("pk", "progress")) == {
+        tasks[0].pk: 15, tasks[1].pk: 20, tasks[2].pk: 0}
+    task_changes = Change.objects.filter(entity="task", seq__gt=head)
+    assert dict(task_changes.values_list("object_id", "actor_label")) == {tasks[0].pk: "bot-0", tasks[1].pk: "bot-1"}
+    assert Stream.objects.get().head == head + task_changes.count() + Change.objects.filter(entity="agent", seq__gt=head).count()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_agents_reports_all_land_numbered_once():
+    agents, tasks = _running(8)
+    head = Stream.objects.get().head
+
+    def agent_work(i):
+        with actor.acting_as(actor.AGENT, agents[i].pk, agents[i].name):
+            for n in range(1, 26):
+                task = domain.report(agent_id=agents[i].pk, task_id=tasks[i].pk, progress=n)
+                assert task.progress == n and task.agent_id == agents[i].pk
+        return i
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sorted(pool.map(agent_work, range(8))) == list(range(8))
+    assert set(Task.objects.filter(pk__in=[t.pk for t in tasks]).values_list("progress", flat=True)) == {25}
+    changes = Change.objects.filter(seq__gt=head).order_by("seq")
+    seqs = list(changes.values_list("seq", flat=True))
+    assert seqs == list(range(head + 1, Stream.objects.get().head + 1))  # gapless, none twice
+    for task, agent in zip(tasks, agents):  # each change names the agent that reported it
+        labels = set(changes.filter(entity="task", object_id=task.pk).values_list("actor_label", flat=True))
+        assert labels == {agent.name}
+    assert changes.filter(entity="task").count() == 8 * 25

@@ -51,26 +51,6 @@ def current():
     return value or Actor(SYSTEM, None, process_label())
 
 
-_per_row = ContextVar("realtime_actor_per_row", default=None)
-
-
-@contextmanager
-def acting_per_row(actors):
-    """Inside the block, the change of the row (entity name, id) is attributed to
-    actors[(entity name, id)]: a batch writes for several actors at once (tasks/report_batch.py).
-    Rows not in the mapping keep the current actor."""
-    token = _per_row.set(actors)
-    try:
-        yield
-    finally:
-        _per_row.reset(token)
-
-
-def per_row():
-    """The mapping of acting_per_row, or None outside one."""
-    return _per_row.get()
-
-
 def set_current(actor):
     """Set the actor (an Actor, or a callable returning one) until reset; returns the token."""
     return _current.set(actor)

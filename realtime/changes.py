@@ -52,17 +52,16 @@ def record(events, using, op=UPDATE, before=None):
     `op` says whether upserts created or updated their rows; `before` maps (entity, object id)
     to its status before the change, where the writer read it. In the writer's transaction."""
     before = before or {}
-    current, by_row = None, actors.per_row() or {}
+    who = None
     rows = []
     for event in events:
         entity = registry.by_name(event["entity"])
         if entity is None or not entity.history:
             continue
-        current = current or actors.current()
+        who = who or actors.current()
         deleted = event["op"] == DELETE
         row = None if deleted else event["data"]
         object_id = event["data"]["id"]
-        who = by_row.get((entity.name, object_id)) or current
         status, prior = status_of(entity, row), before.get((entity.name, object_id), "")
         kind = Change.DELETE if deleted else op
         rows.append((event["seq"], entity.name, object_id, kind, who.kind, who.id or "", who.label[:150],

@@ -119,11 +119,11 @@ def with_current_task(agents):
 
 
 def get_task(task_id, with_agent=False):
-    tasks = Task.objects.filter(pk=task_id)
-    task = (tasks.select_related("agent") if with_agent else tasks).first()
-    if task is None:
-        raise NotFound(f"No task with id {task_id}.")
-    return task
+    tasks = Task.objects.select_related("agent") if with_agent else Task.objects
+    try:
+        return tasks.get(pk=task_id)  # get(): no ORDER BY to build for a primary key
+    except (Task.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"No task with id {task_id}.") from None
 
 
 def get_agent(agent_id):
@@ -282,12 +282,13 @@ def _check_report(task, agent_id, target):
     check_transition(task, target, AGENT)
 
 
-def report(*, agent_id, task_id, progress=None, status=None, error=None):
+def report(*, agent_id, task_id, progress=None, status=None, error=None, batch=True):
     """An agent reports on its task: progress, and/or that it succeeded or failed.
 
     Plain progress reports from several request threads are written together
     (tasks/report_batch.py, report_progress below); the rules are the same."""
-    if status is None and error is None and progress is not None and not transaction.get_connection().in_atomic_block:
+    if (batch and status is None and error is None and progress is not None
+            and not transaction.get_connection().in_atomic_block):
         from . import report_batch
 
         return report_batch.submit(agent_id, task_id, progress)
@@ -338,20 +339,22 @@ def report_progress(reports):
             except DomainError as refused:
                 outcomes[index] = refused
                 continue
-            task.progress = r.progress
+            task.status, task.progress = RUNNING, r.progress
             last[r.task_id] = r
         if not last:
             return outcomes
-        written = [tasks[pk] for pk in last]
-        who = {("task", pk): r.actor for pk, r in last.items()}
-        who.update({("agent", tasks[pk].agent_id): r.actor for pk, r in last.items()})
-        with actors.acting_per_row(who):
-            Task.objects.bulk_update(written, ["progress"])
-            now = timezone.now()
-            for agent in {task.agent_id: task.agent for task in written}.values():
-                _heard_from(agent, now, busy=True)
-        fresh = Task.objects.select_related("agent").in_bulk(list(last))
-    return [fresh[r.task_id] if outcome is None else outcome for r, outcome in zip(reports, outcomes)]
+        # Each task is saved as a lone report saves it (one number each); what the batch
+        # shares is the transaction: its lock, its read and its commit.
+        now = timezone.now()
+        for pk, r in last.items():
+            task = tasks[pk]
+            token = actors.set_current(r.actor)
+            try:
+                task.save(update_fields=["status", "progress"])
+                _heard_from(task.agent, now, busy=True)
+            finally:
+                actors.reset(token)
+    return [tasks[r.task_id] if outcome is None else outcome for r, outcome in zip(reports, outcomes)]
 
 
 # Tasks: operators -----------------------------------------------------------------------------

@@ -55,8 +55,11 @@ def authenticate(token):
     prefix = parse_prefix(token)
     if prefix is None:
         return None
-    row = AgentToken.objects.select_related("agent").filter(prefix=prefix, revoked_at__isnull=True).first()
-    if row is None or not hmac.compare_digest(row.key_hash, digest(token)):
+    try:  # the prefix is unique; get() builds no ORDER BY
+        row = AgentToken.objects.select_related("agent").get(prefix=prefix, revoked_at__isnull=True)
+    except AgentToken.DoesNotExist:
+        return None
+    if not hmac.compare_digest(row.key_hash, digest(token)):
         return None
     now = timezone.now()
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_PRECISION:

@@ -194,7 +194,9 @@ else:
 # Throttle counters must be shared between processes: Redis when there is one.
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
-                          "KEY_PREFIX": os.environ.get("REDIS_PREFIX", "dashboard")}}
+                          "KEY_PREFIX": os.environ.get("REDIS_PREFIX", "dashboard"),
+                          # One pool per process, not one per request (dashboard_site/redis_cache.py).
+                          "OPTIONS": {"pool_class": "dashboard_site.redis_cache.SharedConnectionPool"}}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -125,3 +125,21 @@ def test_more_concurrent_requests_than_threads_all_complete(daphne):
         labels = set(Change.objects.filter(entity="task", object_id=agent.tasks.get().pk, actor_kind="agent")
                      .values_list("actor_label", flat=True))
         assert labels == {agent.name}
+
+
+def test_the_cache_keeps_its_redis_connections_across_requests(daphne, redis_server):
+    """The agents' rate limit counts in Redis on every API request; 40 requests must not
+    open 40 Redis connections (dashboard_site/redis_cache.py)."""
+    import redis
+
+    agent = Agent.objects.create(name="bot", status=Agent.Status.BUSY)
+    task = Task.objects.create(title="t", status=Task.Status.RUNNING, agent=agent, progress=1)
+    _, token = tokens.issue(agent)
+    server = daphne(REDIS_URL=redis_server.url)
+    _reports(server, token, task.pk, 3)
+    watch = redis.Redis.from_url(redis_server.url)
+    before = watch.info("stats")["total_connections_received"]
+    _reports(server, token, task.pk, 40)
+    opened = watch.info("stats")["total_connections_received"] - before
+    assert opened <= 3, f"{opened} Redis connections for 40 requests"
+    assert any(b"throttle" in key for key in watch.keys("*"))  # the limit did count there

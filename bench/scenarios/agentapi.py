@@ -6,9 +6,11 @@ Production settings (DEBUG off). The per-agent rate limit is lifted (API_AGENT_R
 server, not the throttle, is measured: at the default 600/min, 8 agents could send 80/s.
 
 The reference beside it, in the same run: the same server with the request path as it was
-before (BENCH_REQUEST_PATH=before, see bench/bench_asgi.py): WhiteNoise's synchronous
-middleware in place of dashboard_site/static_files.py, Django's stock SQLite backend in place
-of dashboard_site/sqlite/ (no in-process write queue) and no PostgreSQL connection pool.
+before (BENCH_REQUEST_PATH=before, see bench/bench_asgi.py): Django's thread (and database
+connection) per request with its three crossings, WhiteNoise's synchronous middleware in
+place of dashboard_site/static_files.py, Django's stock SQLite backend in place of
+dashboard_site/sqlite/, a Redis connection per request for the rate limit, and every report
+in a transaction of its own (no tasks/report_batch.py).
 """
 import asyncio
 import json
@@ -40,9 +42,9 @@ async def wrk(port, pairs_file, seconds):
 
 
 async def measure(ctx, config, server_kind, reference):
-    extra = {"API_AGENT_RATE": "10000000/min", "DATABASE_POOL": "1"}  # the pool is opt-in
+    extra = {"API_AGENT_RATE": "10000000/min"}
     if reference:
-        extra.update(BENCH_REQUEST_PATH="before", DATABASE_POOL="0")
+        extra.update(BENCH_REQUEST_PATH="before")
     project = Project(ctx, config, server_kind, **extra)
     try:
         answer = dbtool(["agents", "--count", CONNECTIONS], project.writer_env)

@@ -44,6 +44,13 @@ if os.environ.get("BENCH_REQUEST_PATH") == "before":
     report_batch.submit = lambda agent_id, task_id, progress: domain.report(
         agent_id=agent_id, task_id=task_id, progress=progress, batch=False)
 
+if os.environ.get("BENCH_DAPHNE_WRITES") == "buffered":
+    # Reference for the fan-out on daphne: Twisted's own buffered write per frame
+    # (realtime/daphne_compat.py, adjustment 4, not installed).
+    from realtime import daphne_compat
+
+    daphne_compat._patch_eager_writes = lambda protocol: None
+
 from dashboard_site.asgi import application as project_application  # noqa: E402
 
 from bench import djwork  # noqa: E402

@@ -136,6 +136,12 @@ def base_env(db_url=None, redis_url=None, **extra):
     return env
 
 
+# The production flags of deploy/systemd/dashboard@.service (docs/operations.md), except the
+# handshake margin, which the `connecttimeout` prototype adds.
+DAPHNE_FLAGS = ["--ping-interval", "300", "--ping-timeout", "30", "--application-close-timeout", "10",
+                "--websocket_timeout", "86400"]
+
+
 def _daphne_extra():
     patches = os.environ.get("BENCH_PATCHES", "")
     return ["--websocket_connect_timeout", "30"] if ("connecttimeout" in patches or "all" in patches) else []
@@ -143,7 +149,7 @@ def _daphne_extra():
 
 SERVER_COMMANDS = {
     # The project, wrapped with the bench-only write endpoint (bench/bench_asgi.py).
-    "daphne": lambda port: [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *_daphne_extra(),
+    "daphne": lambda port: [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *DAPHNE_FLAGS, *_daphne_extra(),
                             "bench.bench_asgi:application"],
     "uvicorn": lambda port: [PYTHON, "-m", "uvicorn", "bench.bench_asgi:application", "--host", "127.0.0.1",
                              "--port", str(port), "--lifespan", "off", "--log-level", "warning", "--no-access-log"],

@@ -17,6 +17,11 @@
    sockets has finished (bench/findings.md, finding 1). An open WebSocket's transport now
    writes at once when nothing is waiting in its buffer, the way asyncio's transports do,
    and buffers only what the kernel did not take.
+5. Idle sockets. Daphne walks every connection once a second to reap finished application
+   instances (`Server.application_checker`): at 10,000 idle sockets, a quarter of the
+   process's idle time (bench/findings.md, finding 9). It now walks them every
+   APPLICATION_CHECK_EVERY seconds; what it finds (a connection closed and its consumer
+   done) only waits that much longer to be forgotten.
 
 These reach into daphne's and autobahn's internals, so each hook checks that what it touches
 exists, for the versions the tests have run (TESTED), and says so loudly when it cannot be
@@ -31,6 +36,7 @@ log = logging.getLogger("realtime.daphne")
 
 SERVER_CODES = frozenset({CLOSE_TOO_LARGE, CLOSE_SERVER_ERROR, CLOSE_SERVICE_RESTART})
 MAX_QUEUED_FRAMES = 100
+APPLICATION_CHECK_EVERY = 5  # seconds between daphne's walks over every connection
 SHUTDOWN_CLOSE_HANDSHAKE_TIMEOUT = 5.0  # seconds a peer has to answer a 1012 close on SIGTERM
 TESTED = {"daphne": "4.2", "autobahn": "26.", "twisted": "26."}
 
@@ -74,6 +80,10 @@ def patch_daphne():
         _patch_eager_writes(WebSocketProtocol)
     else:
         log.error("daphne's WebSocketProtocol has no onOpen: frames are written the slow way")
+    if hasattr(Server, "application_checker"):
+        _patch_application_checker(Server)
+    else:
+        log.error("daphne's Server has no application_checker: its per-second walk is left as it is")
     if hasattr(Server, "listen_success"):
         _patch_listen(Server)
     else:
@@ -157,6 +167,23 @@ def _patch_eager_writes(protocol):
 
     protocol.onOpen = onOpen
     installed.add("eager_writes")
+
+
+def _patch_application_checker(server):
+    check = server.application_checker
+
+    def application_checker(self):
+        # Daphne's check schedules itself again 1 s later; let four of five ticks pass.
+        self.dashboard_ticks = getattr(self, "dashboard_ticks", 0) + 1
+        if self.dashboard_ticks % APPLICATION_CHECK_EVERY:
+            from twisted.internet import reactor
+
+            reactor.callLater(1, self.application_checker)
+            return
+        return check(self)
+
+    server.application_checker = application_checker
+    installed.add("application_checker")
 
 
 def _patch_listen(server):

@@ -91,7 +91,7 @@ def test_the_daphne_adjustments_are_installed_on_the_tested_versions():
 
     from realtime import daphne_compat
 
-    assert daphne_compat.installed == {"close_codes", "flood_guard", "listeners", "eager_writes"}
+    assert daphne_compat.installed == {"close_codes", "flood_guard", "listeners", "eager_writes", "application_checker"}
     assert WebSocketProtocol.dashboard_patched
     for name, prefix in daphne_compat.TESTED.items():
         assert daphne_compat._version(name).startswith(prefix), name

@@ -9,6 +9,7 @@ from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
 from django.test import Client
 
 from dashboard_site.asgi import application
@@ -84,7 +85,8 @@ def test_a_sequenced_model_that_is_not_registered_fails_loudly_on_its_first_writ
     registry.unregister(Note)
     try:
         with pytest.raises(ImproperlyConfigured, match="not registered with the stream"):
-            Note.objects.create(text="x")
+            with transaction.atomic():  # a failed save spoils its transaction, as in Django
+                Note.objects.create(text="x")
         assert not Note.objects.exists()
     finally:
         from tests.streamed.apps import note_row

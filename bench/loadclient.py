@@ -13,9 +13,8 @@ Two modes:
 - "apply": applies the stream by PROTOCOL.md's client rules (tests/support/stream.py does the
   same with `websockets`): sync/reset, event only when seq == last + 1, duplicates ignored,
   a gap or a ping ahead of `last` resubscribes with `since`, pongs, and (optionally)
-  reconnects like the browser client: 1012 -> 0.5 s + U(0, 5 s), not counted as an attempt;
-  other closes -> full-jitter backoff 0.25 s .. min(30 s, 1 s * 2^attempt); 4500-4999 and
-  1009 -> stop.
+  reconnects like the browser client: 1012 -> 0.5 s + U(0, 5 s); other closes -> full-jitter
+  backoff 0.25 s .. min(30 s, 1 s * 2^attempt); 4500-4999 and 1009 -> stop.
   Identical frames are JSON-decoded once per fleet (every socket gets the same pre-encoded
   frame), then applied per client.
 """
@@ -236,8 +235,7 @@ class Client:
         else:
             ceiling = min(30.0, 1.0 * 2 ** min(self.attempt, 16))
             delay = 0.25 + random.random() * (ceiling - 0.25)
-        if code != 1012:  # as the browser client: a restart is not a failed attempt
-            self.attempt += 1
+        self.attempt += 1
         asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(self._reconnect()))
 
     async def _reconnect(self):

@@ -223,9 +223,7 @@ export class Connection {
     const delay = action === "restart"
       ? TIMING.RESTART_BASE + random() * TIMING.RESTART_SPREAD
       : this.#opts.backoff(this.#attempt, random);
-    // A restart is not a failed attempt: when the first try after it meets the process still
-    // starting, the backoff begins at its shortest step, not one step later.
-    if (action !== "restart") this.#attempt += 1;
+    this.#attempt += 1;
     this.#enter(STATE.WAITING, { reason, message, retryAt: this.#opts.now() + delay });
   }
 

@@ -437,19 +437,6 @@ describe("close codes", () => {
     }
   });
 
-  test("a try refused after a 1012 starts the backoff from its first step", () => {
-    const spy = spyBackoff(700);
-    const h = harness({ backoff: spy.fn, random: () => 0 });
-    h.connect().serverClose(1012);
-    h.clock.advance(TIMING.RESTART_BASE);
-    assert.equal(h.net.sockets.length, 2);
-    h.net.socket.fail(); // the process is still starting: connection refused
-    assert.deepEqual(spy.calls, [0]);
-    h.clock.advance(700);
-    h.net.socket.fail();
-    assert.deepEqual(spy.calls, [0, 1]);
-  });
-
   for (const code of [4008, 4013, 4029, 4030, 1006, 1000, 1001, 1011, 4000, 4499]) {
     test(`${code} reconnects with backoff`, () => {
       const spy = spyBackoff(1234);

@@ -161,7 +161,8 @@ class Nginx:
 
 def unit_daphne_arguments():
     """The daphne arguments of deploy/systemd/dashboard@.service's ExecStart, port as %i."""
-    match = re.search(r"^ExecStart=\S*/daphne (.+)$", UNIT.read_text(), re.M)
+    text = re.sub(r"\\\n\s*", " ", UNIT.read_text())  # systemd joins lines ending in a backslash
+    match = re.search(r"^ExecStart=\S*/daphne (.+)$", text, re.M)
     assert match, "deploy/systemd/dashboard@.service has no daphne ExecStart"
     return match.group(1).split()
 

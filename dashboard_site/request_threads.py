@@ -16,8 +16,9 @@ one-thread executors and runs whole in one call on it, as under a threaded WSGI 
 for a response already in memory, `close()`. No other request runs on that thread meanwhile,
 so Django's per-request rules hold (it reuses and closes connections by CONN_MAX_AGE, health
 checks and errors). When every thread is lent out, a request gets a thread of its own, as
-before: a burst never waits for a free thread. Static files never leave the event loop
-(dashboard_site/static_files.py). Reading the body and sending the answer stay on the loop.
+before: a burst never waits for a free thread. Static files take Django's own asynchronous
+path, whose middleware run on the loop (dashboard_site/static_files.py). Reading the body and
+sending the answer stay on the loop.
 """
 import logging
 from concurrent.futures import ThreadPoolExecutor

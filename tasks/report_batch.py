@@ -9,8 +9,8 @@ So the reports of one process queue here. When none is being written, a report i
 once (no timer: a lone report waits for nothing). Reports that arrive meanwhile wait, and
 when that write commits, the first of them writes them all in one transaction
 (domain.report_progress), the way a database's group commit shares one flush among the
-transactions that queued for it. Every change is still numbered, recorded with its own agent
-as actor and published after the commit, as one sequenced `QuerySet.update()` is; nothing is
+transactions that queued for it. Each report is saved as a lone report is (its own number,
+its own agent as the actor of its history) and published after the commit; nothing is
 published that is not durable, so a crash loses nothing a dashboard has seen.
 
 Each report gets its own answer: its task as written, or the DomainError that refused it

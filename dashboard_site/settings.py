@@ -167,6 +167,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
 # HTTP requests run their synchronous parts on this many long-lived threads, each keeping its
 # database connection (dashboard_site/request_threads.py); 0 is Django's thread per request.
 REQUEST_THREADS = env_int("DJANGO_REQUEST_THREADS", 8)
+# Concurrent requests past REQUEST_THREADS that still get a thread of their own; past that the
+# server answers 503 with Retry-After.
+REQUEST_OVERFLOW = env_int("DJANGO_REQUEST_OVERFLOW", 64)
 # Test databases get a per-process name (several test runs may share a machine); SQLite's
 # lives in a file rather than in memory, so a daphne process started by a test shares it.
 _test_name = f"dashboard_test_{os.getpid()}"
@@ -360,6 +363,12 @@ REALTIME_RATE_BURST = env_float("REALTIME_RATE_BURST", 60.0)
 REALTIME_REORDER_WINDOW = env_float("REALTIME_REORDER_WINDOW", 0.25)
 # How long clients are given to receive the 1012 close frames on SIGTERM.
 REALTIME_SHUTDOWN_GRACE = env_float("REALTIME_SHUTDOWN_GRACE", 0.5)
+# A subscribe without a view on a task table larger than this is answered with an error frame
+# telling the client to use a view.
+REALTIME_MAX_STREAM_ROWS = env_int("REALTIME_MAX_STREAM_ROWS", 50000, minimum=1)
+# Bytes queued for all of one user's sockets in one process; the socket that passes it is
+# closed with a retry code.
+REALTIME_MAX_USER_OUTBOX_BYTES = env_int("REALTIME_MAX_USER_OUTBOX_BYTES", 128 * 1024 * 1024, minimum=1)
 
 # /metrics: with a token set, scrapers must send `Authorization: Bearer <token>`; without
 # one, staff sessions and direct (not proxied) loopback requests may read it.
@@ -371,6 +380,11 @@ AGENT_OFFLINE_TASK_POLICY = os.environ.get("AGENT_OFFLINE_TASK_POLICY", "requeue
 if AGENT_OFFLINE_TASK_POLICY not in ("requeue", "fail"):
     raise ImproperlyConfigured("AGENT_OFFLINE_TASK_POLICY must be 'requeue' or 'fail'")
 AGENT_SWEEP_INTERVAL = env_float("AGENT_SWEEP_INTERVAL", 10.0)
+# Finished tasks (succeeded, failed, cancelled) older than this many days are deleted by the
+# periodic jobs; 0 keeps everything.
+TASK_RETENTION_DAYS = env_int("TASK_RETENTION_DAYS", 30)
+# How long a progress report waits for the batched write it joined before answering 503.
+API_REPORT_WAIT = env_float("API_REPORT_WAIT", 10.0)
 
 # Sync functions each server process runs periodically (realtime/hub.py), as
 # (dotted path, seconds). They run in whichever processes are up; a job that must run once

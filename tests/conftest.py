@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,65 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+
+
+# Hung tests -------------------------------------------------------------------------------------
+
+HUNG_GRACE = 30  # seconds an interrupted run gets to stop (its fixtures stop their servers)
+_interrupted = threading.Event()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item, settings):
+    """pytest-timeout's thread method, naming the test: past its limit (pyproject.toml's
+    `timeout`, or the test's @pytest.mark.timeout) the test's id and every thread's stack are
+    printed and the run is interrupted, so fixtures still stop the servers they started; a
+    run that has not stopped HUNG_GRACE seconds later is ended."""
+    if settings.method != "thread":
+        return None  # the plugin's own method
+    fired = threading.Event()
+    timer = threading.Timer(settings.timeout, _timed_out, (item, settings, fired))
+    timer.name, timer.daemon = f"timeout {item.nodeid}", True
+
+    def cancel():
+        timer.cancel()
+        if not fired.is_set():
+            timer.join(5)
+
+    item.cancel_timeout = cancel
+    timer.start()
+    return True
+
+
+def pytest_keyboard_interrupt(excinfo):
+    """The run was interrupted (by a timeout, or by hand): the run is stopping."""
+    _interrupted.set()
+
+
+def _timed_out(item, settings, fired):
+    import _thread
+
+    from pytest_timeout import dump_stacks
+
+    fired.set()
+    try:
+        capture = item.config.pluginmanager.getplugin("capturemanager")
+        if capture:
+            capture.suspend_global_capture(item)
+        terminal = item.config.get_terminal_writer()
+        terminal.sep("+", f"Timeout: {item.nodeid} ran longer than {settings.timeout:g} s")
+        dump_stacks(terminal)
+        terminal.sep("+", f"Timeout: {item.nodeid} (stacks above); interrupting the run")
+        terminal.flush()
+    finally:
+        _thread.interrupt_main()
+        if not _interrupted.wait(5):  # asyncio's runner only cancels the test on the first
+            _thread.interrupt_main()
+        _interrupted.wait(5)
+        time.sleep(HUNG_GRACE)
+        sys.stderr.write(f"\nTimeout: {item.nodeid} did not stop when interrupted; ending the run\n")
+        sys.stderr.flush()
+        os._exit(1)
 
 
 def require(available, what):

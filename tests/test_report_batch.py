@@ -1,6 +1,7 @@
 """Agents' progress reports written together (tasks/report_batch.py): every report gets its
 own answer, the history names each report's own agent, nothing is lost or numbered twice."""
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -35,12 +36,18 @@ def test_reports_that_arrive_while_one_is_written_go_together_in_order():
 
     batcher = Batcher(write)
     with ThreadPoolExecutor(6) as pool:
-        first = pool.submit(batcher.submit, 0)
-        assert started.wait(5)
-        rest = [pool.submit(batcher.submit, n) for n in range(1, 6)]
-        while len(batcher._queue) < 5:
-            threading.Event().wait(0.01)
-        release.set()
+        try:
+            first = pool.submit(batcher.submit, 0)
+            assert started.wait(5), "the first report was not written"
+            rest = [pool.submit(batcher.submit, n) for n in range(1, 6)]
+            deadline = time.monotonic() + 10
+            while len(batcher._queue) < 5:
+                assert time.monotonic() < deadline, (
+                    f"reports that arrive while one is written should wait for it: {len(batcher._queue)} of 5 "
+                    f"queued after 10 s, batches written meanwhile: {batches}")
+                threading.Event().wait(0.01)
+        finally:
+            release.set()
         assert first.result(5) == "done 0"
         assert [f.result(5) for f in rest] == [f"done {n}" for n in range(1, 6)]
     assert batches == [[0], [1, 2, 3, 4, 5]]

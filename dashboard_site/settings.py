@@ -1,81 +1,59 @@
-"""Settings, read from the environment.
+"""The site's settings: its decisions, with every environment variable read through env.py.
 
 The embedded default (nothing set) is SQLite in the project folder, the in-process channel
 layer and DEBUG on, so `manage.py runserver` works on a fresh machine. Production sets
 DJANGO_DEBUG=0, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, and usually DATABASE_URL and
-REDIS_URL. Every variable is listed in README.md.
+REDIS_URL. README.md's "Configuration" table lists every variable; dashboard_site/env.py
+parses and checks them (a bad value stops the process with a message naming it), and
+realtime/conf.py holds the REALTIME_* settings' defaults and rules.
 """
 import os
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
-from csp.constants import NONCE, NONE, SELF
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+
+from dashboard_site import env
+from realtime import conf as realtime_conf
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# --- Debug, secrets and hosts ---------------------------------------------------------------
 
-def env_bool(name, default):
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean: use 1 or 0")
-
-
-def env_float(name, default, allow_zero=False):
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={value!r} is not a number of seconds") from None
-    if number < 0 or (number == 0 and not allow_zero):
-        raise ImproperlyConfigured(f"{name} must be greater than zero, got {value!r}")
-    return number
+DEBUG = env.boolean("DJANGO_DEBUG", True)
+_secret_key = env.text("DJANGO_SECRET_KEY", shown="a development-only key with DJANGO_DEBUG=1, required otherwise")
+if not _secret_key and not DEBUG:
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set. With DJANGO_DEBUG=0 there is no default secret key: "
+        "set DJANGO_SECRET_KEY to a long random string, for example the output of "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+    )
+SECRET_KEY = _secret_key or "insecure-development-key-only-used-when-DJANGO_DEBUG-is-on"
+ALLOWED_HOSTS = env.hosts("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [],
+                          shown="localhost,127.0.0.1,[::1] when debugging, else none")
+CSRF_TRUSTED_ORIGINS = env.origins("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 
-def env_int(name, default, minimum=0):
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={value!r} is not a whole number") from None
-    if number < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value!r}")
-    return number
+def is_local_host(host):
+    """An ALLOWED_HOSTS entry only this machine can reach (the same rule as dashboard_site/checks.py)."""
+    host = host.strip().lower()
+    return host in ("localhost", "127.0.0.1", "[::1]", "::1", "testserver") or host.endswith(".localhost")
 
 
-def env_list(name, default):
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return default
-    return [item.strip() for item in value.split(",") if item.strip()]
+# A deployment that forgets DJANGO_DEBUG=0 would serve the public development key (anyone could
+# forge a session) and debug pages to other machines: refuse to start instead.
+if DEBUG and not _secret_key and not all(map(is_local_host, ALLOWED_HOSTS)):
+    raise ImproperlyConfigured(
+        "DJANGO_DEBUG is on (the default) and DJANGO_SECRET_KEY is not set, but DJANGO_ALLOWED_HOSTS "
+        f"lists hosts other machines reach ({', '.join(h for h in ALLOWED_HOSTS if not is_local_host(h))}). "
+        "The public development key must never serve them: for a deployment set DJANGO_DEBUG=0 and "
+        "DJANGO_SECRET_KEY (a long random string). Debug mode is for localhost, 127.0.0.1, [::1] "
+        "and *.localhost only."
+    )
 
-
-DEBUG = env_bool("DJANGO_DEBUG", True)
-
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is not set. With DJANGO_DEBUG=0 there is no default secret key: "
-            "set DJANGO_SECRET_KEY to a long random string, for example the output of "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
-        )
-    SECRET_KEY = "insecure-development-key-only-used-when-DJANGO_DEBUG-is-on"
-
-ALLOWED_HOSTS = env_list(
-    "DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
-)
-CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# --- Applications ---------------------------------------------------------------------------
 
 INSTALLED_APPS = [
     "daphne",  # must come first: `runserver` then serves HTTP and WebSockets
@@ -89,6 +67,7 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from /static/ (no CDN)
     "realtime",
     "tasks",
     "axes",  # sign-in lockout (see "Sign-in, CSP and endpoint exposure" below)
@@ -97,6 +76,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "dashboard_site.api_errors.ApiHostCheck",  # a refused Host gets JSON under /api/, DEBUG or not
     "django.middleware.security.SecurityMiddleware",
     "dashboard_site.static_files.StaticFilesMiddleware",  # WhiteNoise, off the non-static path
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -130,46 +110,48 @@ TEMPLATES = [
     },
 ]
 
-# Database: DATABASE_URL (postgres://..., sqlite:///path) or a SQLite file in the project.
-DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
-        conn_health_checks=True,
-    )
-}
+# --- Real-time stream -------------------------------------------------------------------------
+
+# Every REALTIME_* setting from the environment variable of the same name, or its default
+# (realtime/conf.py says what each means and what it accepts).
+globals().update({name: env.setting(name, rule) for name, rule in realtime_conf.SETTINGS.items()})
+# The agents' liveness sweep is offered every second; its database lease lets one process
+# run it per AGENT_SWEEP_INTERVAL.
+REALTIME_PERIODIC_JOBS = [("tasks.liveness.run_due_sweep", 1.0)]
+if os.environ.get("REALTIME_SYNC_PART_BYTES"):
+    raise ImproperlyConfigured("REALTIME_SYNC_PART_BYTES was renamed: set REALTIME_MAX_SEND_BYTES instead.")
+
+# --- Database ---------------------------------------------------------------------------------
+
+_database_url = env.database_url("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+                                 shown="sqlite:///<project>/db.sqlite3")
+_conn_max_age = env.whole("DATABASE_CONN_MAX_AGE", 60, "seconds", zero="a new connection per request")
+_pool = env.boolean("DATABASE_POOL", False)
+_pool_size = env.whole("DATABASE_POOL_SIZE", 20, "connections")
+_pool_timeout = env.seconds("DATABASE_POOL_TIMEOUT", 5.0)
+DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=_conn_max_age, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Writers wait for the lock instead of failing at once; IMMEDIATE transactions take
-    # the write lock up front so two writers never deadlock upgrading a read lock.
+    # Django's SQLite backend with one queue per process for the write lock, so concurrent
+    # writers are woken in turn instead of polling (dashboard_site/sqlite/base.py). Writers
+    # wait for the lock (the busy timeout is the stream lock timeout, realtime/sequencing.py);
+    # IMMEDIATE transactions take the write lock up front, so two writers never deadlock
+    # upgrading a read lock.
+    DATABASES["default"]["ENGINE"] = "dashboard_site.sqlite"
     DATABASES["default"]["OPTIONS"] = {
-        # The busy timeout is SQLite's stream lock timeout (realtime/sequencing.py).
-        "timeout": env_float("REALTIME_STREAM_LOCK_TIMEOUT", 10.0),
+        "timeout": REALTIME_STREAM_LOCK_TIMEOUT,  # noqa: F821 (from realtime/conf.py above)
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # Django's SQLite backend with one queue per process for the write lock, so concurrent
-    # writers are woken in turn instead of polling (dashboard_site/sqlite/base.py).
-    DATABASES["default"]["ENGINE"] = "dashboard_site.sqlite"
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", False):
-    # Opt-in: Django's psycopg connection pool, in place of the connection each request thread
-    # keeps (REQUEST_THREADS below). With CONN_HEALTH_CHECKS on, Django has the pool check each checkout with
-    # a trivial query, so connections left dead by a database restart are replaced, not
-    # handed to a request. A request that finds every connection busy waits
-    # DATABASE_POOL_TIMEOUT seconds, then fails. Not the default: a thread keeps its pooled
-    # connection until Django closes it, so a process with more database threads than
-    # DATABASE_POOL_SIZE (the test suite's in-process streams) ran out of connections.
+elif _pool:
+    # PostgreSQL, opt-in: Django's psycopg pool in place of the connection each request thread
+    # keeps. With CONN_HEALTH_CHECKS, each checkout is checked with a trivial query, so
+    # connections a database restart killed are replaced, not handed to a request. Not the
+    # default: a thread keeps its pooled connection until Django closes it, so a process with
+    # more database threads than DATABASE_POOL_SIZE (the test suite's streams) ran out.
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 2,
-        "max_size": env_int("DATABASE_POOL_SIZE", 20, minimum=1),
-        "timeout": env_float("DATABASE_POOL_TIMEOUT", 5.0),
+        "min_size": 2, "max_size": _pool_size, "timeout": _pool_timeout,
     }
-# HTTP requests run their synchronous parts on this many long-lived threads, each keeping its
-# database connection (dashboard_site/request_threads.py); 0 is Django's thread per request.
-REQUEST_THREADS = env_int("DJANGO_REQUEST_THREADS", 8)
-# Concurrent requests past REQUEST_THREADS that still get a thread of their own; past that the
-# server answers 503 with Retry-After.
-REQUEST_OVERFLOW = env_int("DJANGO_REQUEST_OVERFLOW", 64)
 # Test databases get a per-process name (several test runs may share a machine); SQLite's
 # lives in a file rather than in memory, so a daphne process started by a test shares it.
 _test_name = f"dashboard_test_{os.getpid()}"
@@ -178,28 +160,35 @@ if DATABASES["default"]["ENGINE"] == "dashboard_site.sqlite":
 DATABASES["default"]["TEST"] = {"NAME": _test_name}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Channel layer: REDIS_URL switches to channels-redis; unset means the in-process layer,
-# which only works with one server process. The pub/sub layer was chosen by measurement
-# (docs/operations.md): one Redis command per change instead of dozens, no connection-pool
-# limit, and it resubscribes by itself after a Redis restart. What it may lose while Redis
-# is away, the sequence numbers heal.
-REDIS_URL = os.environ.get("REDIS_URL", "")
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("REDIS_PREFIX", "dashboard")},
-        }
-    }
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 5000, "expiry": 30}}}
+# HTTP requests run their synchronous parts on this many long-lived threads, each keeping its
+# database connection (dashboard_site/request_threads.py); 0 is Django's thread per request.
+REQUEST_THREADS = env.whole("DJANGO_REQUEST_THREADS", 8, "threads", zero="a thread and connection per request")
+# Concurrent requests past REQUEST_THREADS that still get a thread of their own; past that
+# the server answers 503 with Retry-After.
+REQUEST_OVERFLOW = env.whole("DJANGO_REQUEST_OVERFLOW", 64, "requests", zero="none: answer 503 at once")
 
-# Throttle counters must be shared between processes: Redis when there is one.
+# --- Channel layer and cache ------------------------------------------------------------------
+
+# REDIS_URL switches to channels-redis; unset means the in-process layer, which only works
+# with one server process. The pub/sub layer was chosen by measurement (docs/operations.md):
+# one Redis command per change instead of dozens, no connection-pool limit, and it
+# resubscribes by itself after a Redis restart. What it may lose, the sequence numbers heal.
+REDIS_URL = env.redis_url("REDIS_URL", "")
+REDIS_PREFIX = env.text("REDIS_PREFIX", "dashboard", pattern=r"[A-Za-z0-9_.:-]+",
+                        expected="letters, digits and _ . : - only, e.g. dashboard-staging")
 if REDIS_URL:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                                  "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX}}}
+    # The API's throttle counters live in the cache: on Redis, every process shares them.
+    # One connection pool per process, not one per request (dashboard_site/redis_cache.py).
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
-                          "KEY_PREFIX": os.environ.get("REDIS_PREFIX", "dashboard"),
-                          # One pool per process, not one per request (dashboard_site/redis_cache.py).
+                          "KEY_PREFIX": REDIS_PREFIX,
                           "OPTIONS": {"pool_class": "dashboard_site.redis_cache.SharedConnectionPool"}}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer",
+                                  "CONFIG": {"capacity": 5000, "expiry": 30}}}
+
+# --- Passwords, sign-in, pages ----------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -207,7 +196,6 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -220,7 +208,7 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # collectstatic writes here; the nginx site in deploy/ serves /static/ from this folder.
-STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles")
+STATIC_ROOT = env.absolute_path("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles", shown="<project>/staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Plain storage (not the manifest one) so a missing collectstatic never breaks a page;
@@ -229,7 +217,8 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 
-# Security: safe by default when DEBUG is off.
+# --- HTTPS and proxies ------------------------------------------------------------------------
+
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
@@ -237,21 +226,21 @@ CSRF_FAILURE_VIEW = "dashboard_site.api_errors.csrf_failure"  # JSON under /api/
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-HTTPS = env_bool("DJANGO_HTTPS", not DEBUG)
 # Proxies whose X-Forwarded-For/-Proto are believed (addresses or networks); everyone else's
 # are ignored. dashboard_site/proxy.py applies them to every HTTP and WebSocket connection,
 # so there is no SECURE_PROXY_SSL_HEADER: the scheme arrives in the ASGI scope instead.
-TRUSTED_PROXIES = env_list("DJANGO_TRUSTED_PROXIES", [])
-from dashboard_site.proxy import parse_networks  # noqa: E402 (fails fast on a bad entry)
-
-parse_networks(TRUSTED_PROXIES)
+TRUSTED_PROXIES = env.networks("DJANGO_TRUSTED_PROXIES", [])
+HTTPS = env.boolean("DJANGO_HTTPS", not DEBUG, shown="on when DJANGO_DEBUG=0")
+_hsts_seconds = env.whole("DJANGO_HSTS_SECONDS", 0, "seconds", zero="no HSTS header")
+_hsts_subdomains = env.boolean("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+_hsts_preload = env.boolean("DJANGO_HSTS_PRELOAD", False)
+_ssl_redirect = env.boolean("DJANGO_SSL_REDIRECT", False)
 if HTTPS:
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "0"))
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
-    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
-    SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", False)
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = _hsts_seconds
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _hsts_subdomains
+    SECURE_HSTS_PRELOAD = _hsts_preload
+    SECURE_SSL_REDIRECT = _ssl_redirect
     # Health probes and scrapers talk plain HTTP to each process's own port, not via the proxy.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
     if SECURE_HSTS_SECONDS and not SECURE_HSTS_PRELOAD:
@@ -259,25 +248,7 @@ if HTTPS:
         # by one app on a subdomain; docs/deploy.md explains. Opt in with DJANGO_HSTS_PRELOAD=1.
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
-# --- Sign-in, CSP and endpoint exposure (docs/security.md) ----------------------------------
-
-
-def is_local_host(host):
-    """An ALLOWED_HOSTS entry only this machine can reach (the same rule as dashboard_site/checks.py)."""
-    host = host.strip().lower()
-    return host in ("localhost", "127.0.0.1", "[::1]", "::1", "testserver") or host.endswith(".localhost")
-
-
-# A deployment that forgets DJANGO_DEBUG=0 would serve the public development key (anyone could
-# forge a session) and debug pages to other machines: refuse to start instead.
-if DEBUG and not os.environ.get("DJANGO_SECRET_KEY") and not all(map(is_local_host, ALLOWED_HOSTS)):
-    raise ImproperlyConfigured(
-        "DJANGO_DEBUG is on (the default) and DJANGO_SECRET_KEY is not set, but DJANGO_ALLOWED_HOSTS "
-        f"lists hosts other machines reach ({', '.join(h for h in ALLOWED_HOSTS if not is_local_host(h))}). "
-        "The public development key must never serve them: for a deployment set DJANGO_DEBUG=0 and "
-        "DJANGO_SECRET_KEY (a long random string). Debug mode is for localhost, 127.0.0.1, [::1] "
-        "and *.localhost only."
-    )
+# --- Sign-in, CSP and endpoint exposure (docs/security.md) ------------------------------------
 
 # Failed sign-ins (/accounts/login/, the admin's login, any authenticate() with a request) are
 # counted by django-axes per user name and, separately, per client address; either count reaching
@@ -291,8 +262,8 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
-_lockout_minutes = env_float("LOGIN_LOCKOUT_MINUTES", 15.0, allow_zero=True)
+AXES_FAILURE_LIMIT = env.whole("LOGIN_FAILURE_LIMIT", 5, "failed sign-ins")
+_lockout_minutes = env.minutes("LOGIN_LOCKOUT_MINUTES", 15.0, zero="until an administrator unlocks")
 AXES_COOLOFF_TIME = timedelta(minutes=_lockout_minutes) if _lockout_minutes else None
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # two separate counters, not the pair
 AXES_RESET_ON_SUCCESS = False  # else one valid account would reset its address's counter
@@ -304,16 +275,16 @@ AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
 AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 AXES_IPWARE_PROXY_COUNT = None
 
-# Content-Security-Policy on every response (django-csp 4). No inline script or style anywhere:
-# the dashboard and the Django admin need none (the admin's badges are classes in
-# static/admin/dashboard-admin.css). Only a page that marks a tag with request.csp_nonce gets
-# a nonce (the API's Swagger page, templates/drf_spectacular/swagger_ui.html). connect-src
-# 'self' covers the dashboard's ws:/wss: socket to the same host and port.
+# Content-Security-Policy on every response (django-csp 4): only this site's own files, no
+# inline script or style, no nonce, no other host. The dashboard and the Django admin need no
+# inline code (the admin's badges are classes in static/admin/dashboard-admin.css), and the
+# API's Swagger page loads Swagger UI from /static/ (drf-spectacular-sidecar) and its start-up
+# script from /api/docs/?script. connect-src 'self' covers the dashboard's ws:/wss: socket.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
-        "script-src": [SELF, NONCE],
-        "style-src": [SELF, NONCE],
+        "script-src": [SELF],
+        "style-src": [SELF],
         "img-src": [SELF, "data:"],  # the favicon and a few icons are data: SVGs
         "font-src": [SELF],
         "connect-src": [SELF],
@@ -323,82 +294,31 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     },
 }
-# --- end of sign-in, CSP and endpoint exposure settings -------------------------------------
-
-# Real-time stream (DESIGN.md contract names).
-REALTIME_HEARTBEAT_INTERVAL = env_float("REALTIME_HEARTBEAT_INTERVAL", 25.0)
-REALTIME_HEARTBEAT_TIMEOUT = env_float("REALTIME_HEARTBEAT_TIMEOUT", 10.0)
-# Deletions are remembered this long; a client that last synced before that gets a reset.
-REALTIME_TOMBSTONE_RETENTION = env_float("REALTIME_TOMBSTONE_RETENTION", 7 * 24 * 3600.0)
-# The history of changes (task and agent timelines, the throughput chart) is kept this many
-# days and at most this many rows, whichever is less (realtime/changes.py).
-REALTIME_HISTORY_DAYS = env_float("REALTIME_HISTORY_DAYS", 7.0)
-REALTIME_HISTORY_MAX_ROWS = env_int("REALTIME_HISTORY_MAX_ROWS", 2_000_000, minimum=1000)
-REALTIME_MAX_FRAME_BYTES = int(os.environ.get("REALTIME_MAX_FRAME_BYTES", "65536"))
-# No frame the server sends is larger than this: `events` batches and `sync` parts are cut to
-# fit (daphne refuses to send a message over 1 MiB; proxies and browsers have limits too).
-REALTIME_MAX_SEND_BYTES = env_int(
-    "REALTIME_MAX_SEND_BYTES", int(os.environ.get("REALTIME_SYNC_PART_BYTES") or 262144), minimum=16384
-)
-# Frames waiting for a socket whose server makes sends wait (uvicorn applies backpressure;
-# daphne buffers): past this many bytes the reader is closed with 4008 (realtime/outbox.py).
-REALTIME_MAX_OUTBOX_BYTES = env_int("REALTIME_MAX_OUTBOX_BYTES", 64 * 1024 * 1024, minimum=1024 * 1024)
-# Long text fields (a task's error) travel as an excerpt of this many characters, with the
-# row's `truncated` list naming the cut fields; the full text is in the admin and the API.
-REALTIME_WIRE_TEXT_CHARS = env_int("REALTIME_WIRE_TEXT_CHARS", 2000, minimum=100)
-# Access is checked again on this interval for every open socket (expired sessions are
-# also closed on time, and logout, deactivation and permission changes at once).
-REALTIME_AUTH_RECHECK_INTERVAL = env_float("REALTIME_AUTH_RECHECK_INTERVAL", 5.0)
-# Syncs are built by at most this many threads per process; others wait their turn.
-REALTIME_MAX_CONCURRENT_SYNCS = env_int("REALTIME_MAX_CONCURRENT_SYNCS", 4, minimum=1)
-# A socket's subscribes closer together than this are answered once, at the end of the gap.
-REALTIME_MIN_SUBSCRIBE_INTERVAL = env_float("REALTIME_MIN_SUBSCRIBE_INTERVAL", 1.0, allow_zero=True)
-# Open sockets per user in one process; the next one is closed with 4030 (retry later).
-REALTIME_MAX_SOCKETS_PER_USER = env_int("REALTIME_MAX_SOCKETS_PER_USER", 30, minimum=1)
-# A writer waits at most this long for the stream lock, then fails with a clear error.
-REALTIME_STREAM_LOCK_TIMEOUT = env_float("REALTIME_STREAM_LOCK_TIMEOUT", 10.0)
-REALTIME_RATE_LIMIT = env_float("REALTIME_RATE_LIMIT", 20.0)  # messages per second, sustained
-REALTIME_RATE_BURST = env_float("REALTIME_RATE_BURST", 60.0)
-# How long a process waits for a missing sequence number before passing the gap on.
-REALTIME_REORDER_WINDOW = env_float("REALTIME_REORDER_WINDOW", 0.25)
-# How long clients are given to receive the 1012 close frames on SIGTERM.
-REALTIME_SHUTDOWN_GRACE = env_float("REALTIME_SHUTDOWN_GRACE", 0.5)
-# A subscribe without a view on a task table larger than this is answered with an error frame
-# telling the client to use a view.
-REALTIME_MAX_STREAM_ROWS = env_int("REALTIME_MAX_STREAM_ROWS", 50000, minimum=1)
-# Bytes queued for all of one user's sockets in one process; the socket that passes it is
-# closed with a retry code.
-REALTIME_MAX_USER_OUTBOX_BYTES = env_int("REALTIME_MAX_USER_OUTBOX_BYTES", 128 * 1024 * 1024, minimum=1)
 
 # /metrics: with a token set, scrapers must send `Authorization: Bearer <token>`; without
 # one, staff sessions and direct (not proxied) loopback requests may read it.
-METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_TOKEN = env.text("METRICS_TOKEN", pattern=r"[!-~]+",
+                         expected="printable characters without spaces (it is sent in an HTTP header)")
 
-# Agents (see docs/api.md).
-AGENT_OFFLINE_AFTER = env_float("AGENT_OFFLINE_AFTER", 60.0)
-AGENT_OFFLINE_TASK_POLICY = os.environ.get("AGENT_OFFLINE_TASK_POLICY", "requeue")
-if AGENT_OFFLINE_TASK_POLICY not in ("requeue", "fail"):
-    raise ImproperlyConfigured("AGENT_OFFLINE_TASK_POLICY must be 'requeue' or 'fail'")
-AGENT_SWEEP_INTERVAL = env_float("AGENT_SWEEP_INTERVAL", 10.0)
+# --- Agents and the API (docs/api.md) ---------------------------------------------------------
+
+AGENT_OFFLINE_AFTER = env.seconds("AGENT_OFFLINE_AFTER", 60.0)
+AGENT_OFFLINE_TASK_POLICY = env.choice("AGENT_OFFLINE_TASK_POLICY", "requeue", ("requeue", "fail"))
+AGENT_SWEEP_INTERVAL = env.seconds("AGENT_SWEEP_INTERVAL", 10.0)
 # Finished tasks (succeeded, failed, cancelled) older than this many days are deleted by the
 # periodic jobs; 0 keeps everything.
-TASK_RETENTION_DAYS = env_int("TASK_RETENTION_DAYS", 30)
+TASK_RETENTION_DAYS = env.whole("TASK_RETENTION_DAYS", 30, "days", zero="keep every task")
 # How long a progress report waits for the batched write it joined before answering 503.
-API_REPORT_WAIT = env_float("API_REPORT_WAIT", 10.0)
-
-# Sync functions each server process runs periodically (realtime/hub.py), as
-# (dotted path, seconds). They run in whichever processes are up; a job that must run once
-# per interval across processes takes a database lease itself.
-# The sweep is offered every second; its database lease lets one process run it per interval.
-REALTIME_PERIODIC_JOBS = [("tasks.liveness.run_due_sweep", 1.0)]
+API_REPORT_WAIT = env.seconds("API_REPORT_WAIT", 10.0)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "tasks.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
+    # Counted in the cache (CACHES above): per process without Redis, shared with it.
     "DEFAULT_THROTTLE_RATES": {
-        "agent": os.environ.get("API_AGENT_RATE", "600/min"),
-        "operator": os.environ.get("API_OPERATOR_RATE", "300/min"),
+        "agent": env.rate("API_AGENT_RATE", "600/min"),
+        "operator": env.rate("API_OPERATOR_RATE", "300/min"),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -406,8 +326,25 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agents report work; operators manage tasks. See docs/api.md.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from this site's /static/ (drf-spectacular-sidecar), not from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Names for the three `status` choice sets (otherwise drf-spectacular invents hashed names
+    # like Status716Enum that change when the choices do).
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStatusEnum": "tasks.models.Task.Status",
+        "AgentStatusEnum": "tasks.models.Agent.Status",
+        "ReportStatusEnum": "tasks.api.serializers.AGENT_STATUSES",
+    },
 }
 
+# --- Logs -------------------------------------------------------------------------------------
+
+# Request logs (the development server's, and Django's 4xx/5xx warnings) at
+# DJANGO_REQUEST_LOG_LEVEL: run.py sets ERROR, since the demo fleet's expected 409s would
+# flood the console; INFO shows every request. One handler each, no echo.
+_request_log_level = env.log_level("DJANGO_REQUEST_LOG_LEVEL", "WARNING")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -415,30 +352,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "realtime": {"level": os.environ.get("REALTIME_LOG_LEVEL", "INFO"), "propagate": True},
+        "realtime": {"level": REALTIME_LOG_LEVEL, "propagate": True},  # noqa: F821 (from realtime/conf.py above)
         "tasks": {"level": "INFO", "propagate": True},
-        # Request logs (the development server's, and Django's 4xx/5xx warnings) at
-        # DJANGO_REQUEST_LOG_LEVEL: run.py sets ERROR, since the demo fleet's expected 409s
-        # would flood the console; INFO shows every request. One handler each, no echo.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        "django.request": {"level": os.environ.get("DJANGO_REQUEST_LOG_LEVEL", "WARNING")},
-        "django.channels.server": {
-            "level": os.environ.get("DJANGO_REQUEST_LOG_LEVEL", "WARNING"),
-            "handlers": ["console"],
-            "propagate": False,
-        },
+        "django.request": {"level": _request_log_level},
+        "django.channels.server": {"level": _request_log_level, "handlers": ["console"], "propagate": False},
     },
 }
-
-# --- Agent API (tasks/api, docs/api.md) ---------------------------------------------------
-# Names for the three `status` choice sets in the OpenAPI schema (otherwise drf-spectacular
-# invents hashed names like Status716Enum that change when the choices do).
-SPECTACULAR_SETTINGS = {
-    **SPECTACULAR_SETTINGS,
-    "ENUM_NAME_OVERRIDES": {
-        "TaskStatusEnum": "tasks.models.Task.Status",
-        "AgentStatusEnum": "tasks.models.Agent.Status",
-        "ReportStatusEnum": "tasks.api.serializers.AGENT_STATUSES",
-    },
-}
-# --- end of Agent API settings ------------------------------------------------------------

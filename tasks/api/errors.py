@@ -19,6 +19,10 @@ from .. import domain
 logger = logging.getLogger("django.request")
 
 SERVER_ERROR = "Internal server error; it has been logged. Retry later, and report it if it persists."
+# DRF's "Authentication credentials were not provided." says what is missing, not what to do.
+SIGN_IN = ("Not signed in. Operators sign in as a staff user at /accounts/login/ and send the session "
+           "cookie (writes also send the csrftoken cookie's value in X-CSRFToken); agents use the "
+           "/api/agent/ endpoints with `Authorization: Bearer <token>`.")
 
 
 class Conflict(APIException):
@@ -80,6 +84,8 @@ def exception_handler(exc, context):
     JSON 500 for anything else."""
     if isinstance(exc, domain.DomainError):
         exc = from_domain(exc)
+    if isinstance(exc, exceptions.NotAuthenticated) and exc.detail == exceptions.NotAuthenticated.default_detail:
+        exc.detail = exceptions.ErrorDetail(SIGN_IN, code=exc.detail.code)  # keeps DRF's 401 or 403
     if isinstance(exc, SuspiciousOperation):  # e.g. a body over DATA_UPLOAD_MAX_MEMORY_SIZE: Django's 400
         exc = exceptions.ParseError(f"The request could not be read: {exc}")
     from django.db import OperationalError

@@ -2,6 +2,7 @@
 that span several fields of a request body."""
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.views import SpectacularAPIView
 
 
 class AgentTokenScheme(OpenApiAuthenticationExtension):
@@ -81,3 +82,16 @@ class TaskReportSchema(_RuleSchema):
             "required": ["status", "error"],
         },
     ]}
+
+
+class SchemaView(SpectacularAPIView):
+    """/api/schema/: YAML, or JSON (`?format=json`, or asked for by Accept). A browser (its
+    Accept names text/html) gets it as text it shows, text/plain for YAML and
+    application/json for JSON, instead of an application/vnd.oai.openapi file to save."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if response.status_code == 200 and "text/html" in request.headers.get("Accept", ""):
+            yaml = response.accepted_renderer.format == "yaml"
+            response.content_type = "text/plain; charset=utf-8" if yaml else "application/json"
+        return response

@@ -1,8 +1,9 @@
 """URLs under /api/ (included from dashboard_site/urls.py). docs/api.md describes each one."""
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from . import views
+from .schema import SchemaView
 
 app_name = "api"
 
@@ -21,9 +22,10 @@ urlpatterns = [
     path("tasks/<int:pk>/requeue/", views.TaskRequeueView.as_view(), name="task-requeue"),
     path("agents/", views.AgentListView.as_view(), name="agent-list"),
     path("agents/<int:pk>/", views.AgentDetailView.as_view(), name="agent-detail"),
-    # The contract: OpenAPI 3 schema and an interactive page for it
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # The contract: OpenAPI 3 schema and an interactive page for it (Swagger UI from /static/,
+    # its start-up script from docs/?script: nothing inline, nothing from another host)
+    path("schema/", SchemaView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
     # Anything else under /api/ gets a JSON 404 (not Django's HTML page), naming the fix.
     re_path(r"^[\s\S]*\Z", views.not_found, name="not-found"),
 ]

@@ -1,12 +1,17 @@
 """The request path under ASGI: every middleware async, static files served by WhiteNoise
 only under STATIC_URL, and the actor of a change still known when the view runs in a thread."""
 import json
+import threading
 
 import pytest
 from asgiref.sync import sync_to_async
+from asgiref.testing import ApplicationCommunicator
 from django.core.cache import cache
 from django.conf import settings
+from django.core.signals import request_finished, request_started
+from django.http import HttpResponse
 from django.test import AsyncClient
+from django.urls import include, path
 from django.utils.module_loading import import_string
 
 from realtime.models import Change
@@ -38,6 +43,55 @@ async def test_other_requests_pass_through_under_asgi():
     assert (await client.get("/healthz")).status_code in (200, 503)
     response = await client.get("/")
     assert response.status_code == 302 and "/accounts/login/" in response.headers["Location"]
+
+
+# The project's URLs plus one view that notes when it runs (ROOT_URLCONF in the test below).
+_noted = []
+
+
+def _noting_view(request):
+    _noted.append(("view", threading.get_ident()))
+    return HttpResponse("ok")
+
+
+urlpatterns = [path("noted/", _noting_view), path("", include("dashboard_site.urls"))]
+
+
+async def test_a_request_on_a_borrowed_thread_sends_started_then_runs_the_view_then_sends_finished(settings):
+    """dashboard_site/request_threads.py sends Django's request signals itself: request_started
+    before the middleware and the view, request_finished after, once each and on the request's
+    thread, as Django does (their receivers reset the query log and manage connections)."""
+    from dashboard_site.request_threads import RequestHandler
+
+    settings.ROOT_URLCONF = __name__
+    handler = RequestHandler(1, settings.STATIC_URL)
+    _noted.clear()
+
+    def on_started(sender, **kwargs):
+        _noted.append(("started", threading.get_ident()))
+
+    def on_finished(sender, **kwargs):
+        _noted.append(("finished", threading.get_ident()))
+
+    request_started.connect(on_started)
+    request_finished.connect(on_finished)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+             "scheme": "http", "path": "/noted/", "raw_path": b"/noted/", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 50000), "server": ("testserver", 80)}
+    try:
+        app = ApplicationCommunicator(handler, scope)
+        await app.send_input({"type": "http.request", "body": b"", "more_body": False})
+        start = await app.receive_output(10)
+        body = await app.receive_output(10)
+        await app.wait(10)
+    finally:
+        request_started.disconnect(on_started)
+        request_finished.disconnect(on_finished)
+        for executor in handler._idle:
+            executor.shutdown(wait=False)
+    assert (start["status"], body["body"]) == (200, b"ok"), (start, body)
+    assert [name for name, _ in _noted] == ["started", "view", "finished"]
+    assert len({thread for _, thread in _noted}) == 1, f"not all on the request's thread: {_noted}"
 
 
 def _last_change(task_id):

@@ -4,6 +4,7 @@ Most tests execute dashboard_site/settings.py afresh (runpy) under a controlled 
 the ones about what a process does (exit status, Host checking) start a real subprocess.
 """
 import json
+import re
 import os
 import runpy
 import subprocess
@@ -316,3 +317,257 @@ def test_the_content_security_policy_allows_no_inline_code(load):
     assert directives["script-src"][0] == directives["style-src"][0] == "'self'"
     assert directives["connect-src"] == ["'self'"]
     assert directives["frame-ancestors"] == directives["object-src"] == ["'none'"]
+
+
+# Every variable in README.md's table -----------------------------------------------------------
+
+
+def readme_table():
+    """[(variables, default column)] of README.md's "Configuration" table, one entry per row."""
+    section = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 3:
+            rows.append((re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[0]), cells[1]))
+    return rows
+
+
+def documented_defaults():
+    """{variable: its default as README.md writes it}, for the rows whose default column is
+    one backticked value per variable (`600/min`, `300/min`); other rows describe theirs."""
+    defaults = {}
+    for names, column in readme_table():
+        values = re.findall(r"`([^`]+)`", column)
+        if column.startswith("`") and len(values) >= len(names):
+            defaults.update(zip(names, values))
+    return defaults
+
+
+README_VARIABLES = [name for names, _ in readme_table() for name in names]
+
+# A value each variable refuses (with the other variables it needs to be read at all), and one
+# it accepts that is not its default. A new row in README.md needs an entry in both.
+BAD = {
+    "DJANGO_DEBUG": "maybe", "DJANGO_SECRET_KEY": (" ", {"DJANGO_DEBUG": "0"}),
+    "DJANGO_ALLOWED_HOSTS": "https://dash.example.com", "DJANGO_CSRF_TRUSTED_ORIGINS": "dash.example.com",
+    "DJANGO_TRUSTED_PROXIES": "10.0.0.0/8,proxy.internal", "DJANGO_HTTPS": "sometimes", "DJANGO_HSTS_SECONDS": "1y",
+    "DJANGO_SSL_REDIRECT": "2", "DJANGO_HSTS_INCLUDE_SUBDOMAINS": "y", "DJANGO_HSTS_PRELOAD": "maybe",
+    "DJANGO_STATIC_ROOT": "staticfiles", "DATABASE_URL": "mysql://db/dashboard", "DATABASE_CONN_MAX_AGE": "-5",
+    "DJANGO_REQUEST_THREADS": "eight", "DJANGO_REQUEST_OVERFLOW": "-1", "DATABASE_POOL": "pooled",
+    "DATABASE_POOL_SIZE": "0", "DATABASE_POOL_TIMEOUT": "0", "REDIS_URL": "127.0.0.1:6379",
+    "REDIS_PREFIX": "my dashboard", "REALTIME_HEARTBEAT_INTERVAL": "25s", "REALTIME_HEARTBEAT_TIMEOUT": "0",
+    "REALTIME_TOMBSTONE_RETENTION": "7d", "REALTIME_HISTORY_DAYS": "-7", "REALTIME_HISTORY_MAX_ROWS": "999",
+    "REALTIME_MAX_FRAME_BYTES": "64k", "REALTIME_RATE_LIMIT": "fast", "REALTIME_RATE_BURST": "-60",
+    "REALTIME_REORDER_WINDOW": "0", "REALTIME_MAX_SEND_BYTES": "4096", "REALTIME_MAX_OUTBOX_BYTES": "64MB",
+    "REALTIME_MAX_USER_OUTBOX_BYTES": "0", "REALTIME_WIRE_TEXT_CHARS": "2.5", "REALTIME_AUTH_RECHECK_INTERVAL": "-5",
+    "REALTIME_MAX_SOCKETS_PER_USER": "0", "REALTIME_MAX_CONCURRENT_SYNCS": "many",
+    "REALTIME_MIN_SUBSCRIBE_INTERVAL": "-1", "REALTIME_MAX_STREAM_ROWS": "0", "REALTIME_STREAM_LOCK_TIMEOUT": "10ms",
+    "REALTIME_SHUTDOWN_GRACE": "-0.5", "REALTIME_LOG_LEVEL": "LOUD", "DJANGO_REQUEST_LOG_LEVEL": "VERBOSE",
+    "METRICS_TOKEN": "two words", "LOGIN_FAILURE_LIMIT": "0", "LOGIN_LOCKOUT_MINUTES": "-1",
+    "AGENT_OFFLINE_AFTER": "1m", "AGENT_OFFLINE_TASK_POLICY": "explode", "AGENT_SWEEP_INTERVAL": "0",
+    "TASK_RETENTION_DAYS": "-1", "API_AGENT_RATE": "lots", "API_OPERATOR_RATE": "300/fortnight",
+    "API_REPORT_WAIT": "0",
+}
+GOOD = {
+    "DJANGO_DEBUG": "off", "DJANGO_SECRET_KEY": SECRET, "DJANGO_ALLOWED_HOSTS": "dash.example.com,.example.net",
+    "DJANGO_CSRF_TRUSTED_ORIGINS": "https://dash.example.com,https://*.example.net:8443",
+    "DJANGO_TRUSTED_PROXIES": "127.0.0.1, ::1, 10.0.0.0/8", "DJANGO_HTTPS": "yes", "DJANGO_HSTS_SECONDS": "300",
+    "DJANGO_SSL_REDIRECT": "true", "DJANGO_HSTS_INCLUDE_SUBDOMAINS": "1", "DJANGO_HSTS_PRELOAD": "on",
+    "DJANGO_STATIC_ROOT": "/srv/dashboard/static", "DATABASE_URL": None, "DATABASE_CONN_MAX_AGE": "0",
+    "DJANGO_REQUEST_THREADS": "0", "DJANGO_REQUEST_OVERFLOW": "0", "DATABASE_POOL": "1", "DATABASE_POOL_SIZE": "5",
+    "DATABASE_POOL_TIMEOUT": "2.5", "REDIS_URL": "redis://cache.internal:6380/2", "REDIS_PREFIX": "fleet-staging",
+    "REALTIME_HEARTBEAT_INTERVAL": "20", "REALTIME_HEARTBEAT_TIMEOUT": "7.5", "REALTIME_TOMBSTONE_RETENTION": "86400",
+    "REALTIME_HISTORY_DAYS": "1.5", "REALTIME_HISTORY_MAX_ROWS": "1000", "REALTIME_MAX_FRAME_BYTES": "1000",
+    "REALTIME_RATE_LIMIT": "2.5", "REALTIME_RATE_BURST": "5", "REALTIME_REORDER_WINDOW": "0.1",
+    "REALTIME_MAX_SEND_BYTES": "16384", "REALTIME_MAX_OUTBOX_BYTES": "1048576", "REALTIME_MAX_USER_OUTBOX_BYTES": "1",
+    "REALTIME_WIRE_TEXT_CHARS": "100", "REALTIME_AUTH_RECHECK_INTERVAL": "0.5", "REALTIME_MAX_SOCKETS_PER_USER": "1",
+    "REALTIME_MAX_CONCURRENT_SYNCS": "1", "REALTIME_MIN_SUBSCRIBE_INTERVAL": "0", "REALTIME_MAX_STREAM_ROWS": "1",
+    "REALTIME_STREAM_LOCK_TIMEOUT": "0.5", "REALTIME_SHUTDOWN_GRACE": "2", "REALTIME_LOG_LEVEL": "warning",
+    "DJANGO_REQUEST_LOG_LEVEL": "debug", "METRICS_TOKEN": "scrape-" + "t" * 40, "LOGIN_FAILURE_LIMIT": "1",
+    "LOGIN_LOCKOUT_MINUTES": "0", "AGENT_OFFLINE_AFTER": "0.5", "AGENT_OFFLINE_TASK_POLICY": "FAIL",
+    "AGENT_SWEEP_INTERVAL": "1", "TASK_RETENTION_DAYS": "0", "API_AGENT_RATE": "10/second",
+    "API_OPERATOR_RATE": "3/min", "API_REPORT_WAIT": "0.25",
+}
+
+
+def test_readme_lists_every_variable_the_settings_read_and_each_has_test_values():
+    assert len(README_VARIABLES) == len(set(README_VARIABLES)), "a variable has two rows"
+    assert set(README_VARIABLES) == set(site_env.VARIABLES), "README.md's table and dashboard_site/env.py differ"
+    assert set(BAD) == set(GOOD) == set(README_VARIABLES), "give each README variable a BAD and a GOOD value here"
+
+
+@pytest.mark.parametrize("name", README_VARIABLES)
+def test_a_bad_value_of_each_variable_stops_manage_py_check_naming_it(tmp_path, name):
+    value, others = BAD[name] if isinstance(BAD[name], tuple) else (BAD[name], {})
+    result = run(["manage.py", "check"], clean_env(tmp_path, **others, **{name: value}))
+    assert result.returncode != 0, result.stdout
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("django.core.exceptions.ImproperlyConfigured: "), result.stderr[-3000:]
+    assert name in error
+    if value.strip():  # (an unset secret key is named, not quoted)
+        assert f"{name}={value!r}: expected " in error
+        default = documented_defaults().get(name)
+        assert default is None or f"Unset, it defaults to {default}" in error, (default, error)
+
+
+def test_good_values_of_every_variable_pass_manage_py_check(tmp_path):
+    good = {name: value for name, value in GOOD.items() if value is not None}
+    result = run(["manage.py", "check", "--deploy", "--fail-level", "ERROR"], clean_env(tmp_path, **good))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "System check identified" in result.stdout
+
+
+def test_good_values_are_read_as_written(load, tmp_path):
+    s = load(**{name: value for name, value in GOOD.items() if value is not None},
+             DATABASE_URL="postgresql://fleet@db.internal/fleet")
+    assert s["DEBUG"] is False and s["SECURE_SSL_REDIRECT"] is True and s["SECURE_HSTS_SECONDS"] == 300
+    assert s["ALLOWED_HOSTS"] == ["dash.example.com", ".example.net"]
+    assert s["TRUSTED_PROXIES"] == ["127.0.0.1", "::1", "10.0.0.0/8"]
+    assert s["STATIC_ROOT"] == Path("/srv/dashboard/static")
+    assert s["DATABASES"]["default"]["OPTIONS"]["pool"] == {"min_size": 2, "max_size": 5, "timeout": 2.5}
+    assert s["CACHES"]["default"]["KEY_PREFIX"] == s["CHANNEL_LAYERS"]["default"]["CONFIG"]["prefix"] == "fleet-staging"
+    assert (s["REQUEST_THREADS"], s["REQUEST_OVERFLOW"], s["TASK_RETENTION_DAYS"], s["API_REPORT_WAIT"]) == (0, 0, 0, 0.25)
+    assert (s["REALTIME_MAX_STREAM_ROWS"], s["REALTIME_MAX_USER_OUTBOX_BYTES"]) == (1, 1)
+    assert s["REALTIME_MIN_SUBSCRIBE_INTERVAL"] == 0.0 and s["REALTIME_HEARTBEAT_TIMEOUT"] == 7.5
+    assert s["REALTIME_LOG_LEVEL"] == "WARNING" and s["LOGGING"]["loggers"]["realtime"]["level"] == "WARNING"
+    assert s["LOGGING"]["loggers"]["django.request"]["level"] == "DEBUG"
+    assert s["AXES_FAILURE_LIMIT"] == 1 and s["AXES_COOLOFF_TIME"] is None
+    assert s["AGENT_OFFLINE_TASK_POLICY"] == "fail" and s["AGENT_OFFLINE_AFTER"] == 0.5
+    assert s["REST_FRAMEWORK"]["DEFAULT_THROTTLE_RATES"] == {"agent": "10/second", "operator": "3/min"}
+
+
+def test_the_new_settings_have_their_documented_defaults(load):
+    s = load()
+    assert s["REALTIME_MAX_STREAM_ROWS"] == 50000 and s["TASK_RETENTION_DAYS"] == 30
+    assert s["REALTIME_MAX_USER_OUTBOX_BYTES"] == 134217728 and s["REQUEST_OVERFLOW"] == 64
+    assert s["API_REPORT_WAIT"] == 10.0
+
+
+def test_every_realtime_setting_comes_from_realtime_conf_with_its_default(load):
+    from realtime import conf
+
+    s = load()
+    for name, rule in conf.SETTINGS.items():
+        assert s[name] == rule.default, name
+    defaults = documented_defaults()
+    for name, rule in conf.SETTINGS.items():
+        assert site_env.show(rule.default) == defaults[name], name
+
+
+# Kinds of value ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, parsed", [("600/min", "600/min"), ("600/m", "600/m"), ("10/second", "10/second"),
+                                           ("10/s", "10/s"), ("5/sec", "5/sec"), ("100/hour", "100/hour"),
+                                           ("100/h", "100/h"), ("1000/day", "1000/day"), ("1000/days", "1000/day"),
+                                           (" 20 / Minute ", "20/minute")])
+def test_throttle_rates_take_drf_forms(load, value, parsed):
+    rates = load(API_AGENT_RATE=value)["REST_FRAMEWORK"]["DEFAULT_THROTTLE_RATES"]
+    assert rates["agent"] == parsed
+    from rest_framework.throttling import SimpleRateThrottle
+
+    number, seconds = SimpleRateThrottle.parse_rate(None, parsed)
+    assert number == int(value.split("/")[0]) and seconds in (1, 60, 3600, 86400)
+
+
+@pytest.mark.parametrize("value", ["lots", "600", "0/min", "-1/min", "600/fortnight", "600/", "/min", "6.5/min", "600/min/2"])
+def test_a_throttle_rate_drf_cannot_use_is_refused_when_the_settings_load(load, value):
+    with pytest.raises(ImproperlyConfigured) as info:
+        load(API_OPERATOR_RATE=value)
+    assert str(info.value).startswith(f"API_OPERATOR_RATE={value!r}: expected a rate")
+    assert str(info.value).endswith("Unset, it defaults to 300/min.")
+
+
+@pytest.mark.parametrize("value", ["64k", "0", "-1", "1.5", ""])
+def test_frame_bytes_is_a_whole_number_of_at_least_one(load, value):
+    if not value:
+        assert load(REALTIME_MAX_FRAME_BYTES=value)["REALTIME_MAX_FRAME_BYTES"] == 65536  # blank: the default
+        return
+    with pytest.raises(ImproperlyConfigured) as info:
+        load(REALTIME_MAX_FRAME_BYTES=value)
+    assert str(info.value) == (f"REALTIME_MAX_FRAME_BYTES={value!r}: expected a whole number of bytes, at least 1. "
+                               "Unset, it defaults to 65536.")
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "1.5"])
+def test_conn_max_age_is_whole_seconds_zero_allowed(load, value):
+    with pytest.raises(ImproperlyConfigured, match=r"^DATABASE_CONN_MAX_AGE='.*': expected a whole number of seconds, 0 or more"):
+        load(DATABASE_CONN_MAX_AGE=value)
+    assert load(DATABASE_CONN_MAX_AGE="0")["DATABASES"]["default"]["CONN_MAX_AGE"] == 0
+
+
+def test_the_old_name_of_max_send_bytes_is_refused_with_the_new_one(load):
+    with pytest.raises(ImproperlyConfigured, match="REALTIME_SYNC_PART_BYTES was renamed: set REALTIME_MAX_SEND_BYTES"):
+        load(REALTIME_SYNC_PART_BYTES="262144")
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("DATABASE_URL", "sqlite://", "a database name (PostgreSQL) or a file path (SQLite) is missing"),
+    ("DATABASE_URL", "db.internal/dashboard", "the scheme must be one of sqlite, postgres, postgresql, pgsql"),
+    ("REDIS_URL", "redis://:6379/0", "the host is missing"),
+    ("REDIS_URL", "redis://cache:port/0", "expected a Redis URL"),
+    ("DJANGO_TRUSTED_PROXIES", "10.0.0.0/8,proxy.internal", "'proxy.internal' is not an IP address or network"),
+    ("DJANGO_CSRF_TRUSTED_ORIGINS", "https://ok.example.com,dash.example.com", "'dash.example.com' is not an origin"),
+])
+def test_urls_and_lists_name_the_part_that_is_wrong(load, name, value, words):
+    with pytest.raises(ImproperlyConfigured) as info:
+        load(**{name: value})
+    assert str(info.value).startswith(f"{name}={value!r}: expected ") and words in str(info.value)
+
+
+def test_a_realtime_setting_set_in_python_is_checked_by_manage_py_check(settings):
+    from django.core.checks import run_checks
+
+    settings.REALTIME_MAX_FRAME_BYTES = 0
+    settings.REALTIME_HEARTBEAT_INTERVAL = "soon"
+    settings.REALTIME_PERIODIC_JOBS = [("tasks.liveness.run_due_sweep", 0)]
+    errors = [e for e in run_checks() if e.id == "realtime.E100"]
+    assert sorted(e.msg.split("=")[0] for e in errors) == [
+        "REALTIME_HEARTBEAT_INTERVAL", "REALTIME_MAX_FRAME_BYTES", "REALTIME_PERIODIC_JOBS entry ('tasks.liveness.run_due_sweep', 0) is not (dotted path, seconds > 0)."]
+    assert "a whole number of bytes, at least 1" in next(e.msg for e in errors if "FRAME" in e.msg)
+    settings.REALTIME_MAX_FRAME_BYTES, settings.REALTIME_HEARTBEAT_INTERVAL = 65536, 25.0
+    settings.REALTIME_PERIODIC_JOBS = [("tasks.liveness.run_due_sweep", 1.0)]
+    assert [e for e in run_checks() if e.id == "realtime.E100"] == []
+
+
+# What a process does with its settings ---------------------------------------------------------
+
+
+def test_a_server_with_a_bad_value_does_not_start(tmp_path):
+    command = ["-m", "daphne", "-b", "127.0.0.1", "-p", "0", "dashboard_site.asgi:application"]
+    result = run(command, clean_env(tmp_path, API_AGENT_RATE="lots"))
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: API_AGENT_RATE='lots': expected a rate" in result.stderr
+
+
+def agent_statuses(servers, token):
+    """The status of GET /api/agent/me/ on each server in turn."""
+    import urllib.error
+    import urllib.request
+
+    statuses = []
+    for server in servers:
+        request = urllib.request.Request(f"{server.http}/api/agent/me/", headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                statuses.append(response.status)
+        except urllib.error.HTTPError as error:
+            statuses.append(error.code)
+    return statuses
+
+
+@pytest.mark.server
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_the_api_throttle_is_shared_by_every_process_through_redis(daphne, redis_server):
+    """docs/api.md: with REDIS_URL the counters are in Redis, so N processes still allow the
+    rate once; without it each process counts for itself."""
+    from tasks import tokens
+    from tasks.models import Agent
+
+    token = tokens.issue(Agent.objects.create(name="throttled"))[1]
+    shared = [daphne(REDIS_URL=redis_server.url, API_AGENT_RATE="3/min") for _ in range(2)]
+    assert agent_statuses([shared[0], shared[0], shared[1], shared[1]], token) == [200, 200, 200, 429]
+    alone = [daphne(API_AGENT_RATE="3/min") for _ in range(2)]
+    assert agent_statuses([alone[0], alone[0], alone[1], alone[1]], token) == [200, 200, 200, 200]

@@ -3,11 +3,14 @@ through tasks/domain.py (the rules) and the sequenced models, so dashboards see 
 Every action needs the model's change permission: a view-only staff user sees the lists and
 forms, and runs nothing.
 
-The task change form refuses what the rules refuse (a running task with no agent, an agent
-with two running tasks, a status change no operator may make) and a stale edit: it carries
-the version it was loaded at, and Django runs the whole POST (validation and save) in one
-transaction, in which the form takes the stream lock before it checks. So an agent's claim
-or report that lands while the form is open is never overwritten: the form says "reload".
+The task and agent forms refuse what the rules refuse (a running task with no agent, an agent
+with two running tasks, a status change no operator may make) and a conflicting edit. Each
+field carries the value it was loaded with (Django's hidden initial inputs), so the rules can
+tell what the operator changed from what changed meanwhile: an agent's progress reports and
+heartbeats, which land every second or two, are kept and block nothing; a field the operator
+changed that was also changed meanwhile is refused with "reload". Django runs the whole POST
+(validation and save) in one transaction, in which the form takes the stream lock before it
+reads the row and checks, so nothing changes between the check and the save.
 """
 from django import forms
 from django.contrib import admin, messages
@@ -44,8 +47,90 @@ def _report(modeladmin, request, outcome, verb, skipped_why):
     modeladmin.message_user(request, message, messages.SUCCESS if count else messages.WARNING)
 
 
+class OperatorForm(forms.ModelForm):
+    """Base of the task and agent forms: the rules (tasks/domain.py) run in clean(), under the
+    stream lock, on the values the form was loaded with, the operator's changes and the row as
+    it is now. A refused edit leaves the fields the rules judge as they are, so the model's
+    clean() (the same rules) does not report the refusal a second time."""
+
+    edit_fields = ()
+    judged_fields = ()  # the fields the model's clean() checks
+    loaded_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:  # a new row has nothing to be changed meanwhile
+            self.fields["loaded_version"].initial = self.instance.version
+            for name in self.edit_fields:
+                if name in self.fields:  # a view-only user's form has none
+                    self.fields[name].show_hidden_initial = True  # the value it was loaded with
+        self.current, self.edit = None, {}
+
+    def loaded_values(self):
+        """{name: value} the form was loaded with, or None when the POST does not say."""
+        loaded = {}
+        for name in self.edit_fields:
+            key, field = self.add_initial_prefix(name), self.fields[name]
+            if key not in self.data:
+                return None
+            raw = field.hidden_widget().value_from_datadict(self.data, self.files, key)
+            try:
+                loaded[name] = field.to_python(raw)
+            except ValidationError:  # e.g. an agent deleted since: compare its id
+                loaded[name] = raw
+        return loaded
+
+    def clean(self):
+        values = super().clean()
+        if self.errors:
+            return values
+        lock_stream()  # held until the change view's transaction ends, through the save
+        entered = {name: values[name] for name in self.edit_fields if name in values}
+        try:
+            self.cleaned_data.update(self.apply_rules(entered, values.get("loaded_version")))
+        except domain.StaleEdit as exc:
+            self._leave_as_it_is()
+            raise ValidationError(exc.message, code="stale") from None
+        except domain.DomainError as exc:
+            self._leave_as_it_is()
+            if exc.field not in self.fields:
+                raise ValidationError(exc.message) from None
+            self.add_error(exc.field, exc.message)
+        return self.cleaned_data
+
+    def check_edit(self, prepare, values, expected_version):
+        """Read the row under the lock and run `prepare` (a domain.prepare_*_edit) on it."""
+        model = self._meta.model
+        self.current = model.objects.filter(pk=self.instance.pk).first()
+        if self.current is None:
+            raise domain.NotFound(f"This {model._meta.verbose_name} was deleted while you were editing.")
+        loaded = self.loaded_values()
+        changed = None if loaded is None else [name for name in self.changed_data if name in values]
+        self.edit = prepare(self.current, values=values, loaded=loaded, changed=changed, expected_version=expected_version)
+        return {name: self.edit.get(name, getattr(self.current, name)) for name in values}
+
+    def _leave_as_it_is(self):
+        for name in self.judged_fields:
+            if name in self.cleaned_data:
+                self.cleaned_data[name] = getattr(self.instance, name)
+
+
+class AgentForm(OperatorForm):
+    edit_fields = domain.AGENT_EDIT_FIELDS
+
+    class Meta:
+        model = Agent
+        fields = ("name", "status", "hostname")
+
+    def apply_rules(self, values, expected_version):
+        if self.instance.pk is None:
+            return domain.prepare_new_agent(values=values)
+        return self.check_edit(domain.prepare_agent_edit, values, expected_version)
+
+
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
+    form = AgentForm
     list_display = ("name", "badge", "current_task_link", "hostname", "last_heartbeat", "updated_at", "version")
     list_filter = ("status",)
     search_fields = ("name", "hostname")
@@ -68,6 +153,13 @@ class AgentAdmin(admin.ModelAdmin):
         task = Task.objects.only("title").get(pk=task_id)
         return format_html('<a href="../task/{}/change/">{}</a>', task.pk, task.title)
 
+    def save_model(self, request, obj, form, change):
+        if change:
+            domain.save_agent_edit(agent=form.current, edit=form.edit, reason=f"marked offline by {request.user}")
+            obj.refresh_from_db()
+        else:
+            super().save_model(request, obj, form, change)
+
     @admin.action(permissions=["change"], description="Mark selected agents offline (their running tasks follow the offline policy)")
     def mark_offline(self, request, queryset):
         result = domain.take_agents_offline(agents=dict(queryset.values_list("pk", "name")),
@@ -79,37 +171,21 @@ class AgentAdmin(admin.ModelAdmin):
         self.message_user(request, message)
 
 
-class TaskForm(forms.ModelForm):
-    """The task change form: the rules and the version check run under the stream lock."""
+class TaskForm(OperatorForm):
+    """The task form: the rules, the merge with what changed meanwhile and what a new status
+    brings (100% when it succeeds) run under the stream lock."""
 
-    loaded_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    edit_fields = domain.TASK_EDIT_FIELDS
+    judged_fields = ("status", "progress", "agent")
 
     class Meta:
         model = Task
         fields = ("title", "description", "status", "progress", "agent", "error")
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.instance.pk is not None:
-            self.fields["loaded_version"].initial = self.instance.version
-
-    def clean(self):
-        values = super().clean()
-        if self.instance.pk is None or self.errors:
-            return values
-        lock_stream()  # held until the change view's transaction ends, through the save
-        current = Task.objects.select_related("agent").get(pk=self.instance.pk)
-        self.previous_agent_id = current.agent_id
-        try:
-            domain.check_edit(current, expected_version=values.get("loaded_version"), values=values)
-        except domain.StaleEdit as exc:
-            raise ValidationError(exc.message, code="stale") from None
-        except domain.DomainError as exc:
-            if exc.field in self.fields:
-                self.add_error(exc.field, exc.message)
-            else:
-                raise ValidationError(exc.message) from None
-        return values
+    def apply_rules(self, values, expected_version):
+        if self.instance.pk is None:
+            return domain.prepare_new_task(values=values, changed=[n for n in self.changed_data if n in values])
+        return self.check_edit(domain.prepare_task_edit, values, expected_version)
 
 
 @admin.register(Task)
@@ -129,9 +205,10 @@ class TaskAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            domain.save_edit(obj, previous_agent_id=getattr(form, "previous_agent_id", None))
+            domain.save_task_edit(task=form.current, edit=form.edit)
+            obj.refresh_from_db()
         else:
-            super().save_model(request, obj, form, change)
+            domain.save_new_task(task=obj)
 
     @admin.display(description="status", ordering="status")
     def badge(self, obj):

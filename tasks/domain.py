@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import Model, OuterRef, Subquery
 from django.utils import timezone
 
 from realtime import actor as actors
 from realtime.sequencing import lock_stream
 
-from .models import Agent, Task
+from .models import TEXT_LIMIT, Agent, Task
 
 QUEUED, RUNNING = Task.Status.QUEUED, Task.Status.RUNNING
 SUCCEEDED, FAILED, CANCELLED = Task.Status.SUCCEEDED, Task.Status.FAILED, Task.Status.CANCELLED
@@ -441,43 +441,243 @@ def requeue_many(*, task_ids):
     return _for_each(task_ids, _requeue)
 
 
-# Tasks: the admin's change form ---------------------------------------------------------------
+# Tasks and agents: operators' edits (the admin's forms) -----------------------------------------
+#
+# An operator's form is open for a while; agents report, claim and heartbeat meanwhile, and each
+# of their writes bumps the row's version. An edit is refused only when it conflicts: a field the
+# operator changed was also changed meanwhile, to something else. Every other field keeps the
+# value it has now, so a progress report that lands while the form is open is neither undone
+# nor a reason to refuse a status change or a title fix.
+
+TASK_EDIT_FIELDS = ("title", "description", "status", "progress", "agent", "error")
+AGENT_EDIT_FIELDS = ("name", "status", "hostname")
 
 
-def check_edit(task, *, expected_version, values):
-    """Check an operator's edit of `task` (its current row) against the rules, before saving.
+def _plain(value):
+    """A value as an edit compares it: a row by its id; text without CR and edge spaces (a
+    browser posts CRLF and Django's form fields strip)."""
+    if isinstance(value, Model):
+        return value.pk
+    if isinstance(value, str):
+        return value.replace("\r\n", "\n").strip()
+    return value
 
-    `values` are the form's cleaned fields; `expected_version` the version the form was
-    loaded at. Call with the stream lock held (the admin's change view holds it from
-    validation to save), so nothing can change in between."""
-    if expected_version is not None and task.version != expected_version:
-        who = f" by agent {task.agent}" if task.agent_id else ""
-        raise StaleEdit(
-            f"This task changed while you were editing (it is now {task.status}{who}, version "
-            f"{task.version}; you loaded version {expected_version}). Reload the page to see the "
-            "change, then make your edit again."
-        )
-    status, agent = values.get("status", task.status), values.get("agent", task.agent)
-    if status != task.status:
-        check_transition(task, status, OPERATOR)
-    if status == RUNNING:
-        if agent is None:
-            raise InvalidChange("A running task needs an agent: choose the agent that runs it.", field="agent")
-        if agent.status == Agent.Status.OFFLINE:
-            raise InvalidChange(f"Agent {agent} is offline; a running task needs an online agent.", field="agent")
-        other = Task.objects.filter(agent=agent, status=RUNNING).exclude(pk=task.pk).order_by(*CURRENT_ORDER).first()
-        if other is not None:
-            raise InvalidChange(f"Agent {agent} is already running task {other.pk} ({other}); an agent runs one task at a time.", field="agent")
-    elif status == QUEUED and agent is not None:
+
+def _shown(name, value):
+    if isinstance(value, Model):
+        return str(value)
+    if value is None:
+        return "none"
+    return f"{value}%" if name == "progress" else str(value)
+
+
+def _conflict(name, now, then):
+    """ "its progress is now 68% (you loaded 62%)"; long text is not quoted back."""
+    if name in ("description", "error"):
+        return f"its {name} was changed"
+    return f"its {name} is now {_shown(name, now)} (you loaded {_shown(name, then)})"
+
+
+def check_row(*, status, progress, agent_id):
+    """The rules one task row keeps by itself (Task.clean() asks here too)."""
+    if status == SUCCEEDED and progress != 100:
+        raise InvalidChange("A succeeded task is 100% done.", field="progress")
+    if status == QUEUED and agent_id is not None:
         raise InvalidChange("A queued task has no agent yet; clear the agent or mark it running.", field="agent")
+    if status == RUNNING and agent_id is None:
+        raise InvalidChange("A running task needs an agent: choose the agent that runs it.", field="agent")
 
 
-def save_edit(task, *, previous_agent_id):
-    """Save an operator's checked edit; the agents it touches settle to busy or idle."""
-    task.save()
+def check_assignment(*, task_id, status, agent):
+    """A running task's agent is online and runs no other task. Read under the stream lock."""
+    if status != RUNNING or agent is None:
+        return
+    agent = Agent.objects.filter(pk=agent.pk).first() or agent  # as it is now, not as the form read it
+    if agent.status == Agent.Status.OFFLINE:
+        raise InvalidChange(f"Agent {agent} is offline; a running task needs an online agent.", field="agent")
+    other = Task.objects.filter(agent=agent, status=RUNNING).exclude(pk=task_id).order_by(*CURRENT_ORDER).first()
+    if other is not None:
+        raise InvalidChange(
+            f"Agent {agent} is already running task {other.pk} ({other}); an agent runs one task at a time.",
+            field="agent",
+        )
+
+
+def merge_edit(current, *, values, loaded=None, changed=None, expected_version=None):
+    """The fields an operator's edit changes, as {name: value}, checked against `current`
+    (the row as it is now, read under the stream lock).
+
+    `values` are the form's values; `loaded` the values the form was loaded with and `changed`
+    the names the operator changed (Django's form.changed_data, against the loaded values).
+    A changed field that was also changed meanwhile, to something else, is a conflict:
+    StaleEdit, naming it. Without `loaded` (a form that did not send what it loaded), any
+    change since `expected_version` is one."""
+    if loaded is None or changed is None:
+        if expected_version is not None and current.version != expected_version:
+            raise StaleEdit(
+                f"This {_noun(current)} changed while you were editing ({_state(current)}, version "
+                f"{current.version}; you loaded version {expected_version}). Reload the page to see the "
+                "change, then make your edit again."
+            )
+        changed = values
+    conflicts = []
+    for name in changed:
+        now = _plain(getattr(current, name))
+        if loaded is not None and now != _plain(loaded.get(name)) and now != _plain(values[name]):
+            conflicts.append(name)
+    if conflicts:
+        said = "; ".join(_conflict(name, getattr(current, name), loaded.get(name)) for name in conflicts)
+        raise StaleEdit(
+            f"This {_noun(current)} changed while you were editing: {said}. Reload the page to see the "
+            "change, then make your edit again.",
+            field=conflicts[0], conflicts=conflicts,
+        )
+    return {name: values[name] for name in changed if _plain(values[name]) != _plain(getattr(current, name))}
+
+
+def _noun(row):
+    return "agent" if isinstance(row, Agent) else "task"
+
+
+def _state(row):
+    if isinstance(row, Agent):
+        return f"it is now {row.status}"
+    return f"it is now {row.status}" + (f" by agent {row.agent}" if row.agent_id else "")
+
+
+def _follows(status, edit, before):
+    """The values a task's new `status` brings with it, unless the operator set them."""
+    if status == SUCCEEDED:
+        return {"progress": 100}
+    if status == QUEUED:
+        return {"agent": None, "progress": 0, "error": ""}
+    if status == RUNNING and before in (None, QUEUED):
+        return {"progress": 0, "error": ""}
+    return {}
+
+
+def _complete(edit, *, before, changed, current=None):
+    """`edit` plus what its status brings; refuses an operator's value that contradicts it."""
+    status = edit.get("status")
+    if status is None or status == before:
+        return edit
+    for name, value in _follows(status, edit, before).items():
+        if name not in changed:
+            edit[name] = value
+        elif name == "progress" and status == SUCCEEDED and edit.get(name, getattr(current, name, None)) != 100:
+            was = f" (it was {current.progress}%)" if current is not None else ""
+            raise InvalidChange(
+                "A succeeded task is 100% done: set progress to 100, or leave it as it was"
+                f"{was} and it is set to 100 for you.", field="progress",
+            )
+    return edit
+
+
+def prepare_task_edit(current, *, values, loaded=None, changed=None, expected_version=None):
+    """An operator's edit of a task, checked against the rules: returns {name: value} to write
+    (their changes, and what a new status brings: 100% when it succeeds, no agent and 0% when
+    it is queued again). Call with the stream lock held (the admin's change view holds it from
+    validation to save); `current` is the row read under it. See merge_edit()."""
+    edit = merge_edit(current, values=values, loaded=loaded, changed=changed, expected_version=expected_version)
+    if "status" in edit:
+        check_transition(current, edit["status"], OPERATOR)
+    edit = _complete(edit, before=current.status, changed=set(edit), current=current)
+    edit = {name: value for name, value in edit.items() if _plain(value) != _plain(getattr(current, name))}
+    after = {name: edit.get(name, getattr(current, name)) for name in TASK_EDIT_FIELDS}
+    check_row(status=after["status"], progress=after["progress"], agent_id=_plain(after["agent"]))
+    check_assignment(task_id=current.pk, status=after["status"], agent=after["agent"])
+    return edit
+
+
+def save_task_edit(*, task, edit):
+    """Save an operator's checked edit (prepare_task_edit()) of `task`, the row read under the
+    lock; the agents it touches settle to busy or idle."""
+    if not edit:
+        return task
+    previous_agent_id = task.agent_id
+    for name, value in edit.items():
+        setattr(task, name, value)
+    task.save(update_fields=list(edit))
     for agent_id in {previous_agent_id, task.agent_id}:
         settle_agent(agent_id)
     return task
+
+
+def prepare_new_task(*, values, changed):
+    """An operator's new task (the admin's add form): returns the values to create it with,
+    with what its status brings, checked like an edit. Call with the stream lock held."""
+    new = dict(values)
+    new = _complete(new, before=None, changed=set(changed) - {"status"})
+    check_row(status=new.get("status", QUEUED), progress=new.get("progress", 0), agent_id=_plain(new.get("agent")))
+    check_assignment(task_id=None, status=new.get("status", QUEUED), agent=new.get("agent"))
+    return new
+
+
+def save_new_task(*, task):
+    """Save a checked new task (prepare_new_task()); an agent given a running task is busy."""
+    task.save()
+    settle_agent(task.agent_id)
+    return task
+
+
+def fail(*, task_id, reason):
+    """An operator closes a running task as failed, with the reason as its error; its agent
+    becomes idle (and gets a 409 on its next report)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidChange("Say why the task failed: the reason is kept as its error.", field="reason")
+    if len(reason) > TEXT_LIMIT:
+        raise InvalidChange(f"The reason is {len(reason):,} characters; at most {TEXT_LIMIT:,}.", field="reason")
+    with transaction.atomic():
+        lock_stream()
+        task = get_task(task_id)
+        check_transition(task, FAILED, OPERATOR)
+        agent_id = task.agent_id
+        task.status, task.error = FAILED, reason
+        task.save(update_fields=["status", "error"])
+        settle_agent(agent_id)
+        return task
+
+
+def prepare_agent_edit(current, *, values, loaded=None, changed=None, expected_version=None):
+    """An operator's edit of an agent (name, host, status), checked: returns {name: value} to
+    write. Busy and idle follow from whether it runs a task, so an operator chooses only
+    between online and offline; offline sends its running task to AGENT_OFFLINE_TASK_POLICY
+    (save_agent_edit()). Call with the stream lock held; `current` is read under it."""
+    edit = merge_edit(current, values=values, loaded=loaded, changed=changed, expected_version=expected_version)
+    status = edit.get("status")
+    if status in (Agent.Status.IDLE, Agent.Status.BUSY):
+        running = current_task(current.pk) if current.status != Agent.Status.OFFLINE else None
+        should = Agent.Status.BUSY if running is not None else Agent.Status.IDLE
+        if status != should:
+            why = f"runs task {running.pk} ({running})" if running is not None else "runs no task"
+            raise InvalidChange(
+                f"Busy and idle follow from an agent's work: {current} {why}, so it is {should}. "
+                "To stop it, mark it offline (its running task then follows the offline policy) or "
+                "cancel its task.", field="status",
+            )
+    return edit
+
+
+def save_agent_edit(*, agent, edit, reason):
+    """Save an operator's checked agent edit; taken offline, its running task follows
+    AGENT_OFFLINE_TASK_POLICY with `reason`, as the sweep's do."""
+    if not edit:
+        return agent
+    if edit.get("status") == Agent.Status.OFFLINE and agent.status != Agent.Status.OFFLINE:
+        _release_running_tasks(agent.pk, edit.get("name", agent.name), reason)
+    for name, value in edit.items():
+        setattr(agent, name, value)
+    agent.save(update_fields=list(edit))
+    return agent
+
+
+def prepare_new_agent(*, values):
+    """A new agent runs nothing: it starts idle or offline."""
+    if values.get("status") == Agent.Status.BUSY:
+        raise InvalidChange("A new agent runs no task, so it is idle (or offline); busy follows from running one.",
+                            field="status")
+    return values
 
 
 def after_task_deleted(task):

@@ -97,10 +97,13 @@ class Task(SequencedModel):
         return self.title
 
     def clean(self):
-        if self.status == self.Status.SUCCEEDED and self.progress != 100:
-            raise ValidationError({"progress": "A succeeded task is 100% done."})
-        if self.status == self.Status.QUEUED and self.agent_id is not None:
-            raise ValidationError({"agent": "A queued task has no agent yet; clear the agent or mark it running."})
+        """The rules a row keeps by itself, as tasks/domain.py states them."""
+        from .domain import InvalidChange, check_row
+
+        try:
+            check_row(status=self.status, progress=self.progress, agent_id=self.agent_id)
+        except InvalidChange as exc:
+            raise ValidationError({exc.field: exc.message}) from None
 
     @classmethod
     def derived_updates(cls, values, now):

@@ -162,11 +162,42 @@ def test_adding_a_task_through_the_admin_saves_it_and_bumps_the_head(admin):
     assert (task.status, task.progress, task.agent) == ("queued", 0, None)
 
 
-def test_adding_a_running_task_fills_started_at(admin, fleet):
-    response = admin.post(TASK_ADD, task_form(status="running", agent=fleet["atlas"].pk, progress="3", _save="Save"))
+def test_adding_a_running_task_fills_started_at_and_makes_its_agent_busy(admin, fleet):
+    cobalt = Agent.objects.create(name="cobalt")
+    response = admin.post(TASK_ADD, task_form(status="running", agent=cobalt.pk, progress="3", _save="Save"))
     assert response.status_code == 302
     task = Task.objects.get(title="Index 500 documents")
     assert task.started_at is not None and task.finished_at is None
+    assert (task.progress, Agent.objects.get(pk=cobalt.pk).status) == (3, "busy")
+
+
+def test_the_add_form_refuses_a_running_task_without_an_agent(admin):
+    response = admin.post(TASK_ADD, task_form(status="running", _save="Save"))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["agent"] == ["A running task needs an agent: choose the agent that runs it."]
+    assert not Task.objects.filter(title="Index 500 documents").exists()
+
+
+def test_the_add_form_refuses_a_second_running_task_for_a_busy_agent(admin, fleet):
+    start = head()
+    response = admin.post(TASK_ADD, task_form(status="running", agent=fleet["atlas"].pk, _save="Save"))
+    assert response.status_code == 200
+    [error] = response.context["adminform"].form.errors["agent"]
+    assert f"already running task {fleet['running'].pk}" in error
+    assert not Task.objects.filter(title="Index 500 documents").exists()
+    assert head() == start
+
+
+def test_the_add_form_refuses_an_offline_agent(admin, fleet):
+    response = admin.post(TASK_ADD, task_form(status="running", agent=fleet["borealis"].pk, _save="Save"))
+    assert "offline" in response.context["adminform"].form.errors["agent"][0]
+    assert not Task.objects.filter(title="Index 500 documents").exists()
+
+
+def test_adding_a_succeeded_task_sets_it_100_percent_done(admin):
+    response = admin.post(TASK_ADD, task_form(status="succeeded", _save="Save"))
+    assert response.status_code == 302
+    assert Task.objects.get(title="Index 500 documents").progress == 100
 
 
 def test_editing_a_task_through_the_admin_bumps_its_version(admin, fleet):
@@ -195,7 +226,9 @@ def test_progress_140_re_renders_the_form_with_the_field_error(admin):
 def test_succeeded_below_100_percent_re_renders_with_the_progress_error(admin):
     response = admin.post(TASK_ADD, task_form(status="succeeded", progress="60", _save="Save"))
     assert response.status_code == 200
-    assert response.context["adminform"].form.errors["progress"] == ["A succeeded task is 100% done."]
+    assert response.context["adminform"].form.errors["progress"] == [
+        "A succeeded task is 100% done: set progress to 100, or leave it as it was and it is set to 100 for you."
+    ]
     assert not Task.objects.exists()
 
 
@@ -224,7 +257,7 @@ def test_timestamps_and_version_are_read_only(admin, fleet):
                               finished_at="2001-01-01 00:00:00", version="999999", _save="Save"))
     after = Task.objects.get(pk=task.pk)
     assert after.finished_at == before.finished_at
-    assert after.version == head() != 999999
+    assert after.version == before.version != 999999, "nothing the form may change changed: no write"
 
 
 # Actions -------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The rules of tasks and agents (tasks/domain.py), and that every interface reaches them: the
 admin's change form and actions, the API, the liveness sweep and deletions."""
+import html
 import json
 import re
 
@@ -9,6 +10,7 @@ from django.utils import timezone
 
 from tasks import domain, liveness, tokens
 from tasks.models import Agent, Task
+from tests.support.forms import form_values
 
 pytestmark = pytest.mark.django_db
 
@@ -21,15 +23,18 @@ def admin(staff_user):
 
 
 def change_form(admin, task):
-    """GET the task's change form; return its fields as a POST would send them."""
-    page = admin.get(f"/admin/tasks/task/{task.pk}/change/").content.decode()
-    version = re.search(r'name="loaded_version" value="(\d+)"', page).group(1)
-    return {"title": task.title, "description": task.description, "status": task.status,
-            "progress": task.progress, "agent": task.agent_id or "", "error": task.error, "loaded_version": version}
+    """GET the task's change form; return its fields as the browser would POST them (with the
+    values it was loaded with, Django's `initial-<name>` inputs)."""
+    return form_values(admin.get(f"/admin/tasks/task/{task.pk}/change/").content.decode())
+
+
+def agent_form(admin, agent):
+    return form_values(admin.get(f"/admin/tasks/agent/{agent.pk}/change/").content.decode())
 
 
 def form_errors(response):
-    return re.findall(r'<ul class="errorlist[^"]*"[^>]*>(.*?)</ul>', response.content.decode(), re.S)
+    found = re.findall(r'<ul class="errorlist[^"]*"[^>]*>(.*?)</ul>', response.content.decode(), re.S)
+    return [html.unescape(e) for e in found]
 
 
 # The admin's change form -------------------------------------------------------------------------
@@ -60,19 +65,197 @@ def test_the_change_form_refuses_a_status_change_no_operator_may_make(admin):
     assert any("cannot become running" in e for e in form_errors(response))
 
 
-def test_a_stale_edit_is_refused_instead_of_undoing_an_agents_claim(admin):
+def test_a_title_fix_on_a_form_opened_before_a_claim_keeps_the_claim(admin):
     """The operator opens the form; an agent claims the task; the operator saves the form he
-    loaded (status still "queued"): the claim stands and the form says to reload."""
+    loaded (status still "queued" in it) with a new title: the title is saved, the claim stands."""
     agent = Agent.objects.create(name="bot")
     task = Task.objects.create(title="contested")
     form = change_form(admin, task) | {"title": "renamed"}
     claimed = domain.claim(agent_id=agent.pk)
     assert claimed.pk == task.pk
     response = admin.post(f"/admin/tasks/task/{task.pk}/change/", form)
-    assert response.status_code == 200
-    assert any("changed while you were editing" in e and "Reload" in e for e in form_errors(response))
+    assert response.status_code == 302, form_errors(response)
     stored = Task.objects.get(pk=task.pk)
-    assert (stored.status, stored.agent_id, stored.title) == ("running", agent.pk, "contested")
+    assert (stored.status, stored.agent_id, stored.title) == ("running", agent.pk, "renamed")
+    assert Agent.objects.get(pk=agent.pk).status == "busy"
+
+
+def test_an_edit_of_a_field_that_also_changed_meanwhile_is_refused(admin):
+    """The operator cancels a running task; meanwhile its agent reported it succeeded: the
+    form says what changed and to reload, and the agent's report stands."""
+    agent = Agent.objects.create(name="bot")
+    task = Task.objects.create(title="t")
+    domain.claim(agent_id=agent.pk)
+    form = change_form(admin, Task.objects.get(pk=task.pk)) | {"status": "cancelled"}
+    domain.report(agent_id=agent.pk, task_id=task.pk, status="succeeded")
+    response = admin.post(f"/admin/tasks/task/{task.pk}/change/", form)
+    assert response.status_code == 200
+    [error] = [e for e in form_errors(response) if "changed while you were editing" in e]
+    assert "its status is now succeeded (you loaded running)" in error and "Reload" in error
+    assert Task.objects.get(pk=task.pk).status == "succeeded"
+
+
+def test_a_form_without_its_loaded_values_falls_back_to_the_version(admin):
+    """A POST that does not say what it loaded (a script, an old page) is checked by version:
+    any change since is a conflict."""
+    agent = Agent.objects.create(name="bot")
+    task = Task.objects.create(title="contested")
+    form = {k: v for k, v in change_form(admin, task).items() if not k.startswith("initial-")} | {"title": "renamed"}
+    domain.claim(agent_id=agent.pk)
+    response = admin.post(f"/admin/tasks/task/{task.pk}/change/", form)
+    assert any("changed while you were editing" in e and "you loaded version" in e for e in form_errors(response))
+    assert Task.objects.get(pk=task.pk).title == "contested"
+
+
+# A running task whose agent reports while the operator edits ------------------------------------
+
+
+@pytest.fixture
+def reporting():
+    """A running task, claimed by its agent, and a function that reports progress on it."""
+    agent = Agent.objects.create(name="bot", last_heartbeat=timezone.now())
+    task = Task.objects.create(title="Crunch numbers")
+    domain.claim(agent_id=agent.pk)
+    domain.report(agent_id=agent.pk, task_id=task.pk, progress=42, batch=False)
+
+    def tick(progress):
+        domain.report(agent_id=agent.pk, task_id=task.pk, progress=progress, batch=False)
+
+    return Task.objects.get(pk=task.pk), agent, tick
+
+
+def test_progress_reports_do_not_block_marking_a_running_task_succeeded(admin, reporting):
+    task, agent, tick = reporting
+    form = change_form(admin, task) | {"status": "succeeded"}
+    for progress in (45, 48, 51):
+        tick(progress)
+    response = admin.post(f"/admin/tasks/task/{task.pk}/change/", form)
+    assert response.status_code == 302, form_errors(response)
+    stored = Task.objects.get(pk=task.pk)
+    assert (stored.status, stored.progress, stored.agent_id) == ("succeeded", 100, agent.pk), "100% follows"
+    assert Agent.objects.get(pk=agent.pk).status == "idle"
+
+
+def test_progress_reports_do_not_block_a_title_fix_nor_are_undone_by_it(admin, reporting):
+    task, _, tick = reporting
+    form = change_form(admin, task) | {"title": "Crunch the numbers"}
+    tick(60)
+    response = admin.post(f"/admin/tasks/task/{task.pk}/change/", form)
+    assert response.status_code == 302, form_errors(response)
+    stored = Task.objects.get(pk=task.pk)
+    assert (stored.title, stored.status, stored.progress) == ("Crunch the numbers", "running", 60)
+
+
+def test_marking_a_reporting_task_failed_keeps_its_latest_progress(admin, reporting):
+    task, _, tick = reporting
+    form = change_form(admin, task) | {"status": "failed", "error": "wrong input file"}
+    tick(77)
+    assert admin.post(f"/admin/tasks/task/{task.pk}/change/", form).status_code == 302
+    stored = Task.objects.get(pk=task.pk)
+    assert (stored.status, stored.progress, stored.error) == ("failed", 77, "wrong input file")
+
+
+def test_an_operators_progress_that_a_report_also_changed_is_refused(admin, reporting):
+    task, _, tick = reporting
+    form = change_form(admin, task) | {"progress": "50"}
+    tick(68)
+    response = admin.post(f"/admin/tasks/task/{task.pk}/change/", form)
+    assert any("its progress is now 68% (you loaded 42%)" in e for e in form_errors(response))
+    assert Task.objects.get(pk=task.pk).progress == 68
+
+
+def test_succeeded_with_a_contradicting_progress_says_how_to_fix_it(admin, reporting):
+    task, _, tick = reporting
+    form = change_form(admin, task) | {"status": "succeeded", "progress": "90"}
+    response = admin.post(f"/admin/tasks/task/{task.pk}/change/", form)
+    [error] = [e for e in form_errors(response) if "100% done" in e]
+    assert "set progress to 100, or leave it as it was (it was 42%)" in error
+    assert error.count("100% done") == 1, "said once"
+    assert Task.objects.get(pk=task.pk).status == "running"
+
+
+def test_requeueing_in_the_form_clears_the_agent_progress_and_error(admin):
+    agent = Agent.objects.create(name="bot")
+    task = Task.objects.create(title="t", status="failed", agent=agent, progress=70, error="boom")
+    response = admin.post(f"/admin/tasks/task/{task.pk}/change/", change_form(admin, task) | {"status": "queued"})
+    assert response.status_code == 302, form_errors(response)
+    stored = Task.objects.get(pk=task.pk)
+    assert (stored.status, stored.agent_id, stored.progress, stored.error) == ("queued", None, 0, "")
+
+
+# The admin's agent form --------------------------------------------------------------------------
+
+
+def test_a_hostname_fix_on_a_form_opened_before_a_claim_leaves_the_agent_busy(admin):
+    agent = Agent.objects.create(name="bot", hostname="old-host", last_heartbeat=timezone.now())
+    task = Task.objects.create(title="t")
+    form = agent_form(admin, agent) | {"hostname": "rack-7.workers.internal"}
+    assert form["status"] == "idle"
+    domain.claim(agent_id=agent.pk)
+    response = admin.post(f"/admin/tasks/agent/{agent.pk}/change/", form)
+    assert response.status_code == 302, form_errors(response)
+    stored = Agent.objects.get(pk=agent.pk)
+    assert (stored.hostname, stored.status) == ("rack-7.workers.internal", "busy")
+    assert domain.current_task(agent.pk).pk == task.pk
+
+
+@pytest.mark.parametrize("policy,outcome", [("requeue", "queued"), ("fail", "failed")])
+def test_setting_an_agent_offline_in_its_form_applies_the_offline_policy(admin, settings, staff_user, policy, outcome):
+    settings.AGENT_OFFLINE_TASK_POLICY = policy
+    agent = Agent.objects.create(name="bot", last_heartbeat=timezone.now())
+    task = Task.objects.create(title="t")
+    domain.claim(agent_id=agent.pk)
+    response = admin.post(f"/admin/tasks/agent/{agent.pk}/change/", agent_form(admin, agent) | {"status": "offline"})
+    assert response.status_code == 302, form_errors(response)
+    assert Agent.objects.get(pk=agent.pk).status == "offline"
+    stored = Task.objects.get(pk=task.pk)
+    assert stored.status == outcome
+    if policy == "fail":
+        assert stored.error == f"Agent bot went offline (marked offline by {staff_user})."
+    else:
+        assert (stored.agent_id, stored.progress) == (None, 0)
+    assert not Task.objects.filter(status="running", agent=agent).exists()
+
+
+def test_busy_and_idle_follow_from_the_agents_work_not_from_the_form(admin):
+    agent = Agent.objects.create(name="bot", last_heartbeat=timezone.now())
+    Task.objects.create(title="t")
+    domain.claim(agent_id=agent.pk)
+    response = admin.post(f"/admin/tasks/agent/{agent.pk}/change/", agent_form(admin, agent) | {"status": "idle"})
+    assert any("follow from an agent's work" in e and "mark it offline" in e for e in form_errors(response))
+    assert Agent.objects.get(pk=agent.pk).status == "busy"
+
+
+def test_an_agent_form_conflicting_with_a_rename_is_refused(admin):
+    agent = Agent.objects.create(name="bot")
+    form = agent_form(admin, agent) | {"name": "bot-a"}
+    Agent.objects.filter(pk=agent.pk).update(name="bot-b")
+    response = admin.post(f"/admin/tasks/agent/{agent.pk}/change/", form)
+    assert any("its name is now bot-b (you loaded bot)" in e for e in form_errors(response))
+    assert Agent.objects.get(pk=agent.pk).name == "bot-b"
+
+
+# An operator marks a running task failed, with a reason --------------------------------------------
+
+
+def test_an_operator_marks_a_running_task_failed_with_a_reason():
+    agent = Agent.objects.create(name="bot", last_heartbeat=timezone.now())
+    task = Task.objects.create(title="t")
+    domain.claim(agent_id=agent.pk)
+    failed = domain.fail(task_id=task.pk, reason="  The input bucket was deleted.  ")
+    assert (failed.status, failed.error) == ("failed", "The input bucket was deleted.")
+    assert Agent.objects.get(pk=agent.pk).status == "idle"
+    with pytest.raises(domain.InvalidChange, match="is failed"):  # its agent's next report: a 409
+        domain.report(agent_id=agent.pk, task_id=task.pk, progress=50, batch=False)
+
+
+def test_marking_failed_needs_a_reason_and_a_running_task():
+    task = Task.objects.create(title="t")
+    with pytest.raises(domain.InvalidChange, match="Say why"):
+        domain.fail(task_id=task.pk, reason="   ")
+    with pytest.raises(domain.InvalidChange, match="is queued; it cannot become failed"):
+        domain.fail(task_id=task.pk, reason="stuck")
+    assert Task.objects.get(pk=task.pk).status == "queued"
 
 
 def test_an_edit_that_assigns_a_task_makes_its_agent_busy_and_the_previous_one_idle(admin):

@@ -8,14 +8,21 @@ class RealtimeConfig(AppConfig):
 
     def ready(self):
         """Wire the receivers; the handlers live in their own modules."""
+        from django.core import checks
         from django.db.backends.signals import connection_created
-        from django.db.models.signals import post_migrate, post_save
+        from django.db.models.signals import post_migrate, post_save, pre_delete
 
         from . import history, revocation
+        from .checks import every_sequenced_model_is_registered
         from .daphne_compat import patch_daphne
+        from .sequencing import sequence_deletion
 
         patch_daphne()
         revocation.connect()
+        # Every model's deletions pass here; the receiver numbers those of sequenced models,
+        # whichever app registers them and in whatever order the apps become ready.
+        pre_delete.connect(sequence_deletion, dispatch_uid="realtime.sequence_deletion")
+        checks.register(every_sequenced_model_is_registered)
         for model in history.sequenced_models():
             post_save.connect(history.raw_save, sender=model, dispatch_uid=f"realtime.raw_save.{model._meta.label}")
         post_migrate.connect(history.after_migrate, sender=self, dispatch_uid="realtime.after_migrate")

@@ -22,11 +22,10 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from . import actor as actors
-from . import registry
+from .events import fingerprint
 from .models import Change
-from .protocol import DELETE
 
-CREATE, UPDATE = Change.CREATE, Change.UPDATE
+CREATE, UPDATE, DELETE = Change.CREATE, Change.UPDATE, Change.DELETE
 PRUNE_CHUNK = 10_000  # rows per pruning transaction: writers never wait long behind one
 
 
@@ -35,48 +34,38 @@ def text(value):
     return "" if value is None else str(value)
 
 
-def status_of(entity, row):
-    if row is None or not entity.status_field:
-        return ""
-    return text(row.get(entity.status_field))
-
-
 COLUMNS = ("seq", "entity", "object_id", "op", "actor_kind", "actor_id", "actor_label",
            "status", "status_before", "moved", "row", "at")
 INSERT_BATCH = 2000  # rows per executemany: bounds the parameter list held at once
 
 
-def record(events, using, op=UPDATE, before=None):
-    """Keep `events` (upserts or deletes, as sequencing built them) as Change rows.
+def record(entity, events, using, op=UPDATE):
+    """Keep `events` (upserts or deletes of `entity`, as sequencing built them) as Change rows,
+    in the writer's transaction; mark each event with its fingerprint (realtime/events.py).
 
-    `op` says whether upserts created or updated their rows; `before` maps (entity, object id)
-    to its status before the change, where the writer read it. In the writer's transaction."""
-    before = before or {}
-    who = None
+    `op` says whether upserts created or updated their rows; each event's `before` holds the
+    status it had (entity.watched)."""
+    who = actors.current()
+    at = timezone.now()
+    field = entity.status_field
     rows = []
     for event in events:
-        entity = registry.by_name(event["entity"])
-        if entity is None or not entity.history:
-            continue
-        who = who or actors.current()
-        deleted = event["op"] == DELETE
-        row = None if deleted else event["data"]
-        object_id = event["data"]["id"]
-        status, prior = status_of(entity, row), before.get((entity.name, object_id), "")
-        kind = Change.DELETE if deleted else op
-        rows.append((event["seq"], entity.name, object_id, kind, who.kind, who.id or "", who.label[:150],
-                     status, prior, kind != UPDATE or status != prior, None if row is None else json.dumps(row)))
-    if rows:
-        _insert(rows, using)
+        prior = text(entity.status_of(event.before))
+        status = "" if event.deleted or not field else text(event.data.get(field))
+        kind = DELETE if event.deleted else op
+        rows.append((event.seq, entity.name, event.id, kind, who.kind, who.id or "", who.label[:150],
+                     status, prior, kind != UPDATE or status != prior, None if event.deleted else json.dumps(event.data)))
+        event.fp = fingerprint(event.seq, at)
+    _insert(rows, at, using)
 
 
-def _insert(rows, using):
+def _insert(rows, at, using):
     """executemany, not bulk_create(): a deletion of 150,000 rows keeps 150,000 changes, and
     Django's per-field preparation cost several times the insert itself (measured: 20.8 s
     against 4.3 s for 150,000 on SQLite). Every row of a write shares its time."""
     connection = connections[using]
     quote = connection.ops.quote_name
-    at = connection.ops.adapt_datetimefield_value(timezone.now())
+    at = connection.ops.adapt_datetimefield_value(at)
     columns = ", ".join(quote(c) for c in COLUMNS)
     sql = f"INSERT INTO {quote(Change._meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
     with connection.cursor() as cursor:
@@ -84,14 +73,16 @@ def _insert(rows, using):
             cursor.executemany(sql, [(*row, at) for row in rows[start:start + INSERT_BATCH]])
 
 
-def tracked_field(model):
-    """The status field whose prior value a writer must read for history, or None."""
-    entity = registry.entity_of(model)
-    return entity.status_field if entity.history else None
+def fingerprint_at(seq, using="default"):
+    """The fingerprint of the change numbered `seq` as this database holds it; None when no
+    change with that number is kept (its entity keeps no history, or it was pruned)."""
+    at = Change.objects.using(using).filter(seq=seq).values_list("at", flat=True).first()
+    return None if at is None else fingerprint(seq, at)
 
 
-def keeps_history(model):
-    return registry.entity_of(model).history
+def oldest_kept(using="default"):
+    """The lowest number whose change is still kept, or None when the history is empty."""
+    return Change.objects.using(using).aggregate(low=Min("seq"))["low"]
 
 
 # Reading ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
 
-from . import dbwork, metrics
+from . import dbwork, metrics, registry
 from .access import check_session, fingerprint, session_key
 from .frames import dumps, event_frames
 from .hub import get_hub
@@ -27,10 +27,11 @@ from .outbox import Outbox, start_eagerly
 from .protocol import (
     CLIENT_TYPES, CLOSE_HEARTBEAT_TIMEOUT, CLOSE_PROTOCOL_VIOLATION, CLOSE_RATE_LIMITED, CLOSE_SERVER_ERROR,
     CLOSE_SERVICE_RESTART, CLOSE_TOO_LARGE, CLOSE_TOO_MANY_SOCKETS, CLOSE_TRY_LATER, ERR_BAD_FIELD, ERR_BAD_JSON,
-    ERR_BINARY, ERR_CLOSING, ERR_NOT_OBJECT, ERR_UNAVAILABLE, ERR_UNKNOWN_TYPE, ERROR, MAX_CONSECUTIVE_ERRORS, PING,
-    PONG,
+    ERR_BAD_VIEW, ERR_BINARY, ERR_CLOSING, ERR_NOT_OBJECT, ERR_UNAVAILABLE, ERR_UNKNOWN_TYPE, ERR_VIEW_REQUIRED, ERROR,
+    MAX_CONSECUTIVE_ERRORS, PING, PONG,
 )
-from .snapshot import build_sync
+from .snapshot import StreamTooLarge, build_sync, build_view_seed, verified_position
+from .viewspec import ViewError
 
 log = logging.getLogger("realtime.consumer")
 
@@ -63,13 +64,27 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def checked_sync(key, since, epoch):
+# A view's window is seeded at some number H; the socket then waits for the hub to fan out
+# H. Committed numbers arrive within the reorder window, or the hub gives them up.
+REACH_SECONDS = 5.0
+VIEW_ATTEMPTS = 5  # seeds read for one subscribe before the socket is told to come back
+
+
+def checked_sync(key, since, epoch, fp=None):
     """In a database thread: check the socket's access again, then build its sync.
     Returns (access, frames, head, reset); frames are None when access ended."""
     access = check_session(key)
     if access.code is not None:
         return access, None, None, None
-    return (access, *build_sync(since, epoch))
+    return (access, *build_sync(verified_position(since, fp), epoch))
+
+
+def checked_view_seed(key, view, since, epoch, fp, seed_window, sides):
+    """In a database thread: check the socket's access again, then read its view's seed."""
+    access = check_session(key)
+    if access.code is not None:
+        return access, None
+    return access, build_view_seed(view, verified_position(since, fp), epoch, seed_window, sides)
 
 
 def _log_close_failure(task):
@@ -80,8 +95,10 @@ def _log_close_failure(task):
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
     channel_layer_alias = NO_LAYER
 
-    # Sync state: "new" (no subscribe yet), "syncing" (events are buffered), "live".
+    # Sync state: "new" (no subscribe yet, or it was refused), "syncing" (events are
+    # buffered), "live" (with a view: `live` is its LiveView, realtime/live.py).
     state = "new"
+    live = None
     hub = None
     closed = False
     user_id = None
@@ -90,7 +107,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     session_fingerprint = None
     expires_at = None  # wall-clock seconds when the session expires, if known
     _sync_task = None
-    _wanted = None  # the newest (since, epoch) asked for and not yet answered
+    _wanted = None  # the newest (since, epoch, fp, view) asked for and not yet answered
     _synced_at = float("-inf")
 
     async def __call__(self, scope, receive, send):
@@ -171,6 +188,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         task = self._sync_task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
+        self._detach()
         if self.hub is not None:
             self.hub.leave(self)
             self.hub = None
@@ -211,12 +229,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
                 return await self._reject(ERR_BAD_FIELD, "ping.id must be an integer or a string")
             await self.send_text(dumps({"type": PONG, "id": ping_id}))
         else:
-            since, epoch = content.get("since"), content.get("epoch")
-            if since is not None and (not _is_int(since) or since < 0):
-                return await self._reject(ERR_BAD_FIELD, "subscribe.since must be null or a non-negative integer")
-            if epoch is not None and not isinstance(epoch, str):
-                return await self._reject(ERR_BAD_FIELD, "subscribe.epoch must be null or a string")
-            self.request_sync(since, epoch)
+            await self._subscribe_frame(content)
+            return
         self.errors = 0
 
     async def _reject(self, code, message):
@@ -228,12 +242,34 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     # Sync and events -----------------------------------------------------------------------
 
-    def request_sync(self, since, epoch):
+    async def _subscribe_frame(self, content):
+        """A `subscribe`: check its fields and its view (a bad one is answered with an error
+        frame and builds nothing), then answer it."""
+        since, epoch, fp = content.get("since"), content.get("epoch"), content.get("fp")
+        if since is not None and (not _is_int(since) or since < 0):
+            return await self._reject(ERR_BAD_FIELD, "subscribe.since must be null or a non-negative integer")
+        if epoch is not None and not isinstance(epoch, str):
+            return await self._reject(ERR_BAD_FIELD, "subscribe.epoch must be null or a string")
+        if fp is not None and (not isinstance(fp, str) or len(fp) > 64):
+            return await self._reject(ERR_BAD_FIELD, "subscribe.fp must be null or the fingerprint the server sent")
+        view = None
+        if content.get("view") is not None:
+            entity = registry.windowed()
+            if entity is None:
+                return await self._reject(ERR_BAD_VIEW, "this server streams no entity in windows; subscribe without a view")
+            try:
+                view = entity.views.parse(content["view"], entity.watched)
+            except ViewError as exc:
+                return await self._reject(ERR_BAD_VIEW, str(exc))
+        self.errors = 0
+        self.request_sync(since, epoch, fp, view)
+
+    def request_sync(self, since, epoch, fp=None, view=None):
         """A `subscribe` arrived: answer it from the socket's sync task (one per socket).
 
         Subscribes closer together than REALTIME_MIN_SUBSCRIBE_INTERVAL, or arriving while a
-        sync is being built, are answered once, for the newest position asked for."""
-        self._wanted = (since, epoch)
+        sync is being built, are answered once, for the newest position (and view) asked for."""
+        self._wanted = (since, epoch, fp, view)
         if self._sync_task is None or self._sync_task.done():
             self._sync_task = asyncio.ensure_future(self._sync_loop())
 
@@ -243,26 +279,39 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             wait = self._synced_at + settings.REALTIME_MIN_SUBSCRIBE_INTERVAL - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            (since, epoch), self._wanted = self._wanted, None
+            wanted, self._wanted = self._wanted, None
             self._synced_at = loop.time()
             try:
-                await self.subscribe(since, epoch)
+                await self.subscribe(*wanted)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug, not the database: say so rather than retry forever
                 log.exception("sync failed; closing with 1011")
                 await self.close_with(CLOSE_SERVER_ERROR)
 
-    async def subscribe(self, since, epoch):
-        """Answer with a sync, then switch to live events without losing or reordering any.
+    async def subscribe(self, since, epoch, fp=None, view=None):
+        """Answer with a sync, then switch to live changes without losing or reordering any.
 
-        Events the hub fans out while the database is read are buffered; after the sync is
-        sent, those newer than its `seq` follow, then the socket goes live."""
+        Events the hub fans out while the database is read are buffered: without a view, those
+        newer than the sync's `seq` follow it; with one, they join the view's seed to the
+        window the hub keeps (realtime/live.py)."""
+        self._detach()
         self.state = "syncing"
         self.buffer = []
-        result = await self._build(since, epoch)
+        self.hub.raw.add(self)
+        if view is None:
+            await self._subscribe_stream(since, epoch, fp)
+        else:
+            await self._subscribe_view(since, epoch, fp, view)
+
+    async def _subscribe_stream(self, since, epoch, fp):
+        """The whole stream (protocol v1): a sync of every row, then every event."""
+        result = await self._build(checked_sync, self.session_key, since, epoch, fp)
         if result is None or self.hub is None:
             return
+        if isinstance(result, StreamTooLarge):
+            self._unsubscribed()
+            return await self.send_text(dumps({"type": ERROR, "code": ERR_VIEW_REQUIRED, "message": str(result)}))
         access, texts, head, reset = result
         if access.code is not None:
             return await self.close_with(access.code, access.reason)
@@ -272,21 +321,84 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         for text in texts:
             await self.send_text(text)
         while self.buffer:
-            events, self.buffer = [e for e in self.buffer if e["seq"] > head], []
+            events, self.buffer = [e for e in self.buffer if e.seq > head], []
             if events:
-                head = events[-1]["seq"]
+                head = events[-1].seq
                 for text, _ in event_frames(events):
                     await self.send_text(text)
         self.state = "live"  # no await between the empty check and this line
 
-    async def _build(self, since, epoch):
-        """The access check and the sync, retried while the database does not answer (the
-        socket stays open and is told once); after SYNC_RETRY_SECONDS it is told to come back."""
+    async def _subscribe_view(self, since, epoch, fp, view):
+        """A window (protocol v2): the view's sync, then its ranges."""
+        hub = self.hub
+        for _ in range(VIEW_ATTEMPTS):
+            drops = hub.drops
+            seed_window = hub.views.find(view) is None
+            sides = [name for name in view.sides if name not in hub.views.sides]
+            result = await self._build(checked_view_seed, self.session_key, view, since, epoch, fp, seed_window, sides)
+            if result is None or self.hub is None:
+                return
+            access, seed = result
+            if access.code is not None:
+                return await self.close_with(access.code, access.reason)
+            self.expires_at = access.expires_at
+            if seed_window or sides:
+                metrics.VIEW_SEEDS.inc()
+            if not await hub.reached(seed.head, REACH_SECONDS) or hub.drops != drops or self.hub is None:
+                continue  # the hub could not follow from the seed's number: read again
+            live = await self._attach(view, seed)
+            if live is not None:
+                return await self._went_live(live, seed, since)
+        log.warning("could not join view %s after %d reads; socket told to come back", view.echo, VIEW_ATTEMPTS)
+        await self.close_with(CLOSE_TRY_LATER, "the server could not follow your view; try again shortly")
+
+    async def _attach(self, view, seed):
+        """Join the view's live window, waiting (bounded) while it reads rows it lacks."""
+        hub = self.hub
+        drops = hub.drops
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REACH_SECONDS
+        while not self.closed and hub.drops == drops:
+            live = hub.views.attach(self, view, seed, self.buffer)
+            if live is not None:
+                return live
+            waiting = hub.views.find(view)
+            if waiting is None or loop.time() >= deadline:
+                return None  # seed it again
+            try:
+                await asyncio.wait_for(waiting.ready.wait(), deadline - loop.time())
+            except asyncio.TimeoutError:
+                return None
+            await asyncio.sleep(0)  # let the range that ended the wait go out first
+        return None
+
+    async def _went_live(self, live, seed, since):
+        """Send the sync of `live` at its number, and from now on its ranges."""
+        key = (live.seq, "reset" if seed.reset else since)
+        texts = live.syncs.get(key)
+        if texts is None:
+            others, deleted = compose_others(seed, self.buffer, live.seq)
+            texts = live.syncs[key] = self.hub.views.sync_texts(live, others, epoch=seed.epoch, reset=seed.reset,
+                                                                 deleted=deleted)
+        self.live, self.state = live, "live"
+        self.hub.raw.discard(self)
+        self.buffer = []
+        metrics.SYNCS.labels(kind="view").inc()
+        log.info("view sync channel=%s view=%s seq=%s parts=%d", id(self), live.view.echo, live.seq, len(texts))
+        for text in texts:
+            self._put(text)
+
+    async def _build(self, func, *args):
+        """The access check and the sync (`func` in a database thread), retried while the
+        database does not answer (the socket stays open and is told once); after
+        SYNC_RETRY_SECONDS it is told to come back. A refused stream is returned, not raised."""
         loop = asyncio.get_running_loop()
         delay, first_failure = 0.25, None
         while not self.closed:
             try:
-                return await dbwork.run("sync", checked_sync, self.session_key, since, epoch)
+                return await dbwork.run("sync", func, *args)
+            except StreamTooLarge as refused:
+                return refused
             except DatabaseError as exc:
                 metrics.SYNC_WAITS.inc()
                 now = loop.time()
@@ -304,17 +416,52 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
                 delay = min(2.0, delay * 2)
         return None
 
-    async def deliver(self, text, events):
-        """Called by the hub with each fan-out: an encoded frame and its events."""
+    def _detach(self):
+        """Leave the live view this socket holds, if any."""
+        live, self.live = self.live, None
+        if live is not None and self.hub is not None:
+            self.hub.views.detach(self, live)
+
+    def _unsubscribed(self):
+        self.state = "new"
+        self.buffer = []
+        if self.hub is not None:
+            self.hub.raw.discard(self)
+
+    def view_lost(self):
+        """Called by the hub when it drops the windows (it missed events): this socket gets no
+        more ranges, and a ping with the head tells the client to subscribe again."""
+        self.live = None
+        self._unsubscribed()
+        asyncio.get_running_loop().call_soon(self._tell_behind)
+
+    def _tell_behind(self):
+        if self.hub is not None and not self.closed:
+            self.hub.heartbeat.ping_now(self)
+
+    def ping_position(self):
+        """The number a ping tells this socket: what its view has sent, else the head."""
+        live = self.live
+        return live.sent_seq if live is not None else None
+
+    def deliver(self, text, events):
+        """Called by the hub with each fan-out: an encoded frame and its Events."""
         if self.state == "live":
-            await self.send_text(text)
+            self._put(text)
         elif self.state == "syncing":
             if len(self.buffer) < BUFFER_LIMIT:
                 self.buffer.extend(events)
             # Past that the gap is left open: the client notices it and resubscribes.
 
+    def send_range(self, text):
+        """Called by the socket's live view with each range."""
+        self._put(text)
+
     async def send_text(self, text):
         """Hand a frame to the server without waiting for a slow reader (realtime/outbox.py)."""
+        self._put(text)
+
+    def _put(self, text):
         if not self.closed:
             self._outbox().put({"type": "websocket.send", "text": text}, len(text))
 
@@ -367,3 +514,24 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def _close_now(self, code, reason):
         await self._send_closing(code, reason)
         await self.close(code, reason)
+
+
+def compose_others(seed, buffered, seq):
+    """({key: [encoded rows]}, {key: [deleted ids]}) of the entities beside the window at
+    number `seq`: what the seed read at seed.head, plus the buffered events after it."""
+    windowed = registry.windowed()
+    rows = {key: dict(found) for key, found in seed.others.items()}
+    deleted = {key: dict.fromkeys(ids) for key, ids in seed.deleted.items()}
+    for event in buffered:
+        if event.seq <= seed.head or event.seq > seq or event.entity == windowed.name:
+            continue
+        key = event.entity + "s"
+        if event.deleted:
+            rows.setdefault(key, {}).pop(event.id, None)
+            if not seed.reset:
+                deleted.setdefault(key, {})[event.id] = None
+        else:
+            rows.setdefault(key, {})[event.id] = event.data
+            deleted.get(key, {}).pop(event.id, None)
+    return ({key: [dumps(row) for row in found.values()] for key, found in rows.items()},
+            {key: list(ids) for key, ids in deleted.items()})

@@ -41,11 +41,11 @@ _EVENTS_HEAD = '{"type":"%s","items":[' % EVENTS
 
 
 def event_frames(events):
-    """[(text, events of that frame)] for events in sequence order: one `event` frame for a
-    lone event, else `events` batches that each fit the limit."""
+    """[(text, events of that frame)] for Events (realtime/events.py) in sequence order: one
+    `event` frame for a lone event, else `events` batches that each fit the limit."""
     if len(events) == 1:
-        return [(dumps(events[0]), events)]
-    encoded = [dumps(event) for event in events]
+        return [(events[0].text, events)]
+    encoded = [event.text for event in events]
     frames, start = [], 0
     for run in _chunks(encoded, limit() - len(_EVENTS_HEAD) - 2):
         part = events[start:start + len(run)]
@@ -58,20 +58,20 @@ def event_frames(events):
 def sync_frames(*, epoch, seq, reset, rows, deleted, extras):
     """The `sync` answer as one frame, or as parts that each fit the limit.
 
-    `rows` maps each entity's key ("tasks") to its encoded rows; `deleted` maps the same keys
-    to deleted ids. Every part carries the same epoch, seq and reset, and every key (empty
-    lists where a part has none); rows and then deletions are spread over the parts in order,
-    and the union of the parts is the sync (PROTOCOL.md: a client applies them only when the
-    last part has arrived)."""
-    keys = list(rows)
+    `rows` maps each list's key ("tasks", "agents", or a view's side set such as "current")
+    to its encoded rows; `deleted` maps entity keys to deleted ids. Every part carries the
+    same epoch, seq and reset, and every key (empty lists where a part has none); rows and
+    then deletions are spread over the parts in order, and the union of the parts is the
+    sync (docs/protocol.md: a client applies them only when the last part has arrived)."""
+    keys, gone_keys = list(rows), list(deleted) or list(rows)
     pieces = [(("rows", key), piece) for key in keys for piece in rows[key]]
-    pieces += [(("deleted", key), str(i)) for key in keys for i in deleted.get(key, ())]
+    pieces += [(("deleted", key), str(i)) for key in gone_keys for i in deleted.get(key, ())]
     head = {"type": SYNC, "epoch": epoch, "seq": seq, "reset": reset, **extras}
     # Room for the header, the lists' punctuation and `"part":k,"parts":n`.
-    budget = limit() - len(dumps(head)) - 40 * len(keys) - 60
+    budget = limit() - len(dumps(head)) - 40 * (len(keys) + len(gone_keys)) - 60
 
     def empty():
-        return {(kind, key): [] for kind in ("rows", "deleted") for key in keys}
+        return {**{("rows", key): [] for key in keys}, **{("deleted", key): [] for key in gone_keys}}
 
     parts, current, size = [], empty(), 0
     for slot, piece in pieces:
@@ -88,6 +88,6 @@ def sync_frames(*, epoch, seq, reset, rows, deleted, extras):
     for index, part in enumerate(parts, 1):
         numbering = f',"part":{index},"parts":{count}' if count > 1 else ""
         lists = "".join(f',"{key}":[{",".join(part[("rows", key)])}]' for key in keys)
-        gone = ",".join(f'"{key}":[{",".join(part[("deleted", key)])}]' for key in keys)
+        gone = ",".join(f'"{key}":[{",".join(part[("deleted", key)])}]' for key in gone_keys)
         texts.append(f'{prefix}{numbering}{lists},"deleted":{{{gone}}}}}')
     return texts

@@ -90,9 +90,26 @@ class Heartbeat:
             if beat.ping_id is None:
                 await self.ping(consumer, beat, now)
 
-    async def ping(self, consumer, beat, now):
+    async def ping(self, consumer, beat, now, seq=None):
         beat.ping_id = next(self._ids)
         beat.deadline = now + settings.REALTIME_HEARTBEAT_TIMEOUT
         beat.next_at = now + settings.REALTIME_HEARTBEAT_INTERVAL
         metrics.PING_FRAMES_SENT.inc()
-        await consumer.send_text(dumps({"type": PING, "id": beat.ping_id, "seq": self.hub.known_head, "epoch": self.hub.epoch}))
+        if seq is None:
+            # A socket whose view waits for rows it lacks holds an older number: the head
+            # would send it to subscribe again for nothing (realtime/live.py).
+            seq = consumer.ping_position() or self.hub.known_head
+        await consumer.send_text(dumps({"type": PING, "id": beat.ping_id, "seq": seq, "epoch": self.hub.epoch}))
+
+    def ping_now(self, consumer):
+        """Ping one socket at once with the newest number this process has released: it lost
+        its view (realtime/live.py `drop_all`) and must subscribe again."""
+        beat = self.beats.get(consumer)
+        if beat is None:
+            return
+        loop = asyncio.get_running_loop()
+        head = max(self.hub.known_head, self.hub.last)
+        if beat.ping_id is None:
+            asyncio.ensure_future(self.ping(consumer, beat, loop.time(), seq=head))
+        else:  # a ping is out already: send the head without moving its deadline
+            consumer._put(dumps({"type": PING, "id": beat.ping_id, "seq": head, "epoch": self.hub.epoch}))

@@ -28,7 +28,9 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import dbwork, metrics
+from .events import Event, events_of
 from .frames import event_frames
+from .live import LiveViews
 from .protocol import CLOSE_SERVICE_RESTART, LAYER_ACCESS, LAYER_CHANGES, STREAM_GROUP
 from .snapshot import stream_position
 
@@ -57,9 +59,15 @@ class Hub:
         from .jobs import PeriodicJobs
 
         self.members = set()
+        self.raw = set()  # sockets that get every event (a stream without a view, or syncing)
         self.per_user = {}  # user id -> open sockets of that user in this process
+        self.views = LiveViews(self)
         self.epoch = None
-        self.last = 0  # newest sequence number fanned out
+        self.last = 0  # newest sequence number released in order
+        self.sent = 0  # newest sequence number fanned out (the views are at this number)
+        self._sent_fp = None  # its fingerprint, when kept
+        self._progress = asyncio.Event()  # set (and replaced) each time `sent` moves
+        self.drops = 0  # times the views were dropped (a syncing socket checks it did not miss one)
         # Newest sequence number the clients should have: the last one sent, or the database
         # head when the layer lost something. Pings carry it; it must never run ahead of
         # what was sent, or every client would resync for nothing.
@@ -95,6 +103,7 @@ class Hub:
         """Called on every way out of a consumer (see DashboardConsumer.__call__)."""
         if consumer in self.members:
             self.members.discard(consumer)
+            self.raw.discard(consumer)
             self.heartbeat.remove(consumer)
             left = self.per_user.get(consumer.user_id, 1) - 1
             if left > 0:
@@ -125,7 +134,7 @@ class Hub:
 
         layer = get_channel_layer()
         self.epoch, head = await dbwork.run("head", stream_position)
-        self.last = self.known_head = head
+        self.last = self.known_head = self.sent = head
         metrics.HEAD.set(head)
         metrics.DATABASE_UP.set(1)
         if layer is not None:
@@ -198,17 +207,19 @@ class Hub:
         """A message from the layer (or from this process's own writers)."""
         kind = message.get("type")
         if kind == LAYER_CHANGES:
-            await self.accept(message.get("epoch"), message["events"])
+            await self.accept(message.get("epoch"), events_of(message))
         elif kind == LAYER_ACCESS:
             await self.guard.handle(message)
 
     async def accept(self, epoch, events):
-        """Take events: put them in order and fan out what is ready."""
+        """Take Events (realtime/events.py; wire dicts are taken too): put them in order and
+        fan out what is ready."""
+        events = [e if isinstance(e, Event) else Event.from_wire(e) for e in events]
         if epoch is not None and epoch != self.epoch and events:
-            self._new_epoch(epoch, events[0]["seq"] - 1)
+            self._new_epoch(epoch, events[0].seq - 1)
         ready = []
         for event in events:
-            seq = event["seq"]
+            seq = event.seq
             if seq <= self.last:
                 continue  # a duplicate, or late after its gap was given up on
             self._pending[seq] = event
@@ -224,6 +235,8 @@ class Hub:
         metrics.EPOCH_ROTATIONS.inc()
         self.epoch, self.last, self.known_head = epoch, head, head
         self._pending.clear()
+        self._outbox = []
+        self._skip_to(head, f"the epoch changed to {epoch}", rewind=True)
         self._watch_gap()
 
     def _watch_gap(self):
@@ -242,8 +255,10 @@ class Hub:
         if not self._pending:
             return
         ready = [self._pending.pop(seq) for seq in sorted(self._pending)]
-        metrics.GAPS.inc(ready[0]["seq"] - self.last - 1)
-        self.last = ready[-1]["seq"]
+        metrics.GAPS.inc(ready[0].seq - self.last - 1)
+        self.views.drop_all(f"sequence {self.last + 1} never arrived")
+        self.drops += 1
+        self.last = ready[-1].seq
         self._queue(ready)
 
     def _queue(self, events):
@@ -268,12 +283,52 @@ class Hub:
             self._flusher = None
 
     async def _fanout(self, events):
-        self.known_head = max(self.known_head, events[-1]["seq"])
+        """Every socket without a view gets the events; every view its range (realtime/live.py)."""
+        self.known_head = max(self.known_head, events[-1].seq)
         metrics.HEAD.set(self.known_head)
-        for text, part in event_frames(events):
-            metrics.EVENT_FRAMES_SENT.inc(len(self.members))
-            for consumer in tuple(self.members):
-                await consumer.deliver(text, part)
+        if self.raw:
+            for text, part in event_frames(events):
+                metrics.EVENT_FRAMES_SENT.inc(len(self.raw))
+                for consumer in tuple(self.raw):
+                    consumer.deliver(text, part)
+        fresh = [e for e in events if e.seq > self.sent]  # older ones were skipped (_skip_to)
+        if not fresh:
+            return
+        if fresh[0].seq != self.sent + 1 or fresh[-1].seq - fresh[0].seq != len(fresh) - 1:
+            self.views.drop_all(f"events {self.sent + 1}-{fresh[-1].seq} arrived with a hole")
+            self.drops += 1
+        self._moved(fresh[-1].seq, fresh[-1].fp)
+        self.views.advance(fresh)
+
+    def _moved(self, seq, fp=None):
+        self.sent, self._sent_fp = seq, fp
+        progress, self._progress = self._progress, asyncio.Event()
+        progress.set()
+
+    def _skip_to(self, seq, why, rewind=False):
+        """Numbers up to `seq` will never be fanned out (lost, or another epoch began at
+        `seq`: `rewind`): the views cannot follow, and sockets waiting for them must not wait."""
+        self.views.drop_all(why)
+        self.drops += 1
+        self._moved(seq if rewind else max(self.sent, seq))
+
+    def fp_of(self, seq):
+        """The fingerprint of the change numbered `seq`, when it is the newest fanned out."""
+        return self._sent_fp if seq == self.sent else None
+
+    async def reached(self, seq, timeout):
+        """Wait until `seq` has been fanned out (True), or `timeout` seconds passed (False)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.sent < seq:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._progress.wait(), remaining)
+            except asyncio.TimeoutError:
+                return False
+        return True
 
     # The database as the truth -----------------------------------------------------------
 
@@ -341,6 +396,7 @@ class Hub:
             self.last = self.known_head = target
             self._behind = None
             metrics.HEAD.set(target)
+            self._skip_to(target, f"sequence {target} committed but never arrived")
             await self.heartbeat.ping_all()
             if self.last + 1 in self._pending:  # what waited behind the hole can go now
                 await self.accept(self.epoch, [])

@@ -9,6 +9,7 @@ FRAMES_SENT = Counter("dashboard_ws_frames_sent_total", "Frames sent to clients"
 # Bound once: the fan-out and the heartbeat count on every frame, a label lookup each time is waste.
 EVENT_FRAMES_SENT = FRAMES_SENT.labels(type="event")
 PING_FRAMES_SENT = FRAMES_SENT.labels(type="ping")
+RANGE_FRAMES_SENT = FRAMES_SENT.labels(type="range")
 SYNCS = Counter("dashboard_ws_syncs_total", "sync answers, by kind", ["kind"])
 HEARTBEAT_TIMEOUTS = Counter("dashboard_ws_heartbeat_timeouts_total", "Connections closed for a late pong")
 BAD_FRAMES = Counter("dashboard_ws_bad_frames_total", "Frames answered with an error", ["code"])
@@ -24,3 +25,9 @@ EPOCH_ROTATIONS = Counter("dashboard_stream_epoch_rotations_total", "Times this 
 DATABASE_CONNECTIONS = Counter("dashboard_database_connections_opened_total", "Database connections this process opened")
 REPORT_BATCH = Histogram("dashboard_agent_report_batch_size", "Agents' progress reports written in one transaction",
                          buckets=(1, 2, 4, 8, 16, 32, 64, 100))
+LIVE_VIEWS = Gauge("dashboard_views_live", "Distinct views whose windows this process keeps")
+VIEW_REFILLS = Counter("dashboard_view_refills_total", "Windows that read more rows from the database")
+VIEW_SEEDS = Counter("dashboard_view_seeds_total", "Windows read whole from the database (a view's first socket)")
+POSITIONS_REFUSED = Counter("dashboard_ws_positions_refused_total",
+                            "Resumes answered with a reset because the client's position was not this database's", ["reason"])
+TASKS_RETIRED = Counter("dashboard_tasks_retired_total", "Finished tasks deleted by the retention job")

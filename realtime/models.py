@@ -68,7 +68,25 @@ class Change(models.Model):
         indexes = [
             models.Index(fields=["entity", "object_id", "seq"], name="change_object_seq"),
             models.Index(fields=["entity", "at"], name="change_moved_at", condition=models.Q(moved=True)),
+            # A resuming client's fingerprint is checked against the change at its number.
+            models.Index(fields=["seq"], name="change_seq"),
         ]
 
     def __str__(self):
         return f"{self.entity} {self.object_id} {self.op} at {self.seq}"
+
+
+class Count(models.Model):
+    """How many rows of a counted entity (one registered with views) have each status: kept by
+    every writer in its own transaction, under the stream lock (realtime/counts.py), so a sync
+    reads exact counts at its number without counting a table of millions of rows."""
+
+    entity = models.CharField(max_length=16)
+    value = models.CharField(max_length=32)  # a status; "" marks the entity's counts as complete
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["entity", "value"], name="count_entity_value")]
+
+    def __str__(self):
+        return f"{self.entity} {self.value or '(complete)'}: {self.n}"

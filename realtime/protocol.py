@@ -33,6 +33,8 @@ ERR_BAD_FIELD = "bad_field"
 ERR_BINARY = "binary_frame"
 ERR_CLOSING = "closing"  # sent just before a close, with `close` (the code) and the reason
 ERR_UNAVAILABLE = "unavailable"  # a sync cannot be built now (database down); it is retried
+ERR_BAD_VIEW = "bad_view"  # a subscribe's view is malformed; nothing was built
+ERR_VIEW_REQUIRED = "view_required"  # a subscribe without a view, on a table too large for one client
 
 # Close codes. 4000-4499: reconnect with backoff. 4500-4999: terminal, do not reconnect.
 CLOSE_TOO_LARGE = 1009

@@ -28,6 +28,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from . import metrics
+from .events import changes_message
 from .protocol import LAYER_ACCESS, LAYER_CHANGES, STREAM_GROUP
 
 log = logging.getLogger("realtime.publish")
@@ -55,7 +56,8 @@ def _local_sink():
 
 
 def after_commit(epoch, events, using="default"):
-    """Publish `events` (already serialised, in sequence order) once this transaction commits."""
+    """Publish `events` (Event objects, realtime/events.py, in sequence order) once this
+    transaction commits."""
     if events:
         transaction.on_commit(partial(send_now, epoch, events), using=using)
 
@@ -64,8 +66,7 @@ def send_now(epoch, events):
     """Send committed events to every hub. Never raises: a change is committed whatever
     happens to its message."""
     for start in range(0, len(events), LAYER_CHUNK):
-        chunk = events[start:start + LAYER_CHUNK]
-        _send({"type": LAYER_CHANGES, "epoch": epoch, "events": chunk})
+        _send(changes_message(epoch, events[start:start + LAYER_CHUNK]))
 
 
 def send_control(payload):
@@ -112,7 +113,7 @@ def _failed(message, exc):
     metrics.PUBLISH_FAILURES.inc()
     if message["type"] == LAYER_CHANGES:
         events = message["events"]
-        log.warning("publish failed for seq %s-%s: %s", events[0]["seq"], events[-1]["seq"], exc)
+        log.warning("publish failed for seq %s-%s: %s", events[0]["seq"], events[-1]["seq"], exc)  # wire dicts
     else:
         log.warning("publish of an access change failed: %s", exc)
 

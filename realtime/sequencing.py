@@ -26,9 +26,9 @@ from django.db import OperationalError, connections, models, transaction
 from django.db.models.expressions import Combinable
 from django.utils import timezone
 
-from . import changes, metrics, publish, registry
-
-from .protocol import DELETE, EVENT, UPSERT
+from . import changes, counts, metrics, publish, registry
+from .events import delete as delete_event
+from .events import upsert as upsert_event
 
 log = logging.getLogger("realtime.sequencing")
 
@@ -100,38 +100,36 @@ def lock_stream(using="default"):
     allocate(0, using)
 
 
-def upsert_event(instance):
-    """The event of a change: the whole row, as its entity's serializer shows it."""
-    entity = registry.entity_of(type(instance))
-    return {"type": EVENT, "seq": instance.version, "entity": entity.name, "op": UPSERT, "data": entity.serializer(instance)}
-
-
-def delete_event(entity, object_id, seq):
-    return {"type": EVENT, "seq": seq, "entity": entity, "op": DELETE, "data": {"id": object_id}}
-
-
-def _record(model, events, using, op, before=None):
-    """Keep the history of these changes (realtime/changes.py), in the writer's transaction."""
-    if not changes.keeps_history(model):
+def _commit(entity, events, using, epoch, op=changes.UPDATE):
+    """What every write path does with its numbered events, in the writer's transaction: keep
+    their history (realtime/changes.py), count them (realtime/counts.py), and publish them
+    once the transaction commits (realtime/publish.py)."""
+    if not events:
         return
-    if before is not None:
-        name = registry.entity_of(model).name
-        before = {(name, pk): status for pk, status in before.items()}
-    changes.record(events, using, op, before)
+    if entity.history:
+        changes.record(entity, events, using, op)
+    if entity.counted:
+        counts.add(entity, events, using)
+    publish.after_commit(epoch, events, using)
 
 
-def _before_save(instance, using):
-    """("create" or "update", {pk: status before}) of a save, for its history. One primary-key
-    read, under the stream lock, and only for entities that keep history."""
-    model = type(instance)
-    if not changes.keeps_history(model) or instance.pk is None:
+def _watched(entity, queryset):
+    """{pk: the watched values} of the rows of `queryset`, read under the stream lock."""
+    if not entity.watched:
+        return {pk: None for pk in queryset.values_list("pk", flat=True)}
+    return {row[0]: tuple(row[1:]) for row in queryset.values_list("pk", *entity.watched)}
+
+
+def _before_save(instance, entity, using):
+    """("create" or "update", the watched values before) of a save, for its history, the
+    counts and the views. One primary-key read, under the stream lock, and only for entities
+    that watch fields."""
+    if not entity.watched or instance.pk is None:
         return "create", None
-    field = changes.tracked_field(model) or "pk"
-    found = model._base_manager.using(using).filter(pk=instance.pk).values_list(field, flat=True)[:1]
-    found = list(found)
+    found = list(type(instance)._base_manager.using(using).filter(pk=instance.pk).values_list(*entity.watched)[:1])
     if not found:
         return "create", None
-    return "update", {instance.pk: "" if field == "pk" else changes.text(found[0])}
+    return "update", tuple(found[0])
 
 
 class SequencedQuerySet(models.QuerySet):
@@ -141,11 +139,11 @@ class SequencedQuerySet(models.QuerySet):
         """Update each matched row under its own sequence number, then publish after commit."""
         with transaction.atomic(using=self.db):
             lock_stream(self.db)
+            entity = registry.entity_of(self.model)
             # distinct(): a filter across a relation may repeat a row; it gets one number.
-            # The same read gives the status each row had, for its history.
-            field = changes.tracked_field(self.model)
-            matched = list(self.order_by("pk").values_list("pk", field or "pk").distinct())
-            pks = [pk for pk, _ in matched]
+            # The same read gives the values each row had, for its history, counts and views.
+            before = _watched(entity, self.order_by("pk").distinct())
+            pks = sorted(before)
             if not pks:
                 return 0
             first, epoch = allocate(len(pks), self.db)
@@ -155,9 +153,8 @@ class SequencedQuerySet(models.QuerySet):
             for offset, pk in enumerate(pks):
                 plain.filter(pk=pk).update(**kwargs, version=first + offset)
             rows = self.model._base_manager.using(self.db).filter(pk__in=pks).order_by("version")
-            events = [upsert_event(row) for row in rows]
-            _record(self.model, events, self.db, "update", {pk: changes.text(s) for pk, s in matched} if field else None)
-            publish.after_commit(epoch, events, self.db)
+            events = [upsert_event(row.version, entity.name, entity.serializer(row), before[row.pk]) for row in rows]
+            _commit(entity, events, self.db, epoch)
         return len(pks)
 
     update.alters_data = True
@@ -189,15 +186,15 @@ class SequencedQuerySet(models.QuerySet):
         if not objs:
             return objs
         with transaction.atomic(using=self.db):
+            entity = registry.entity_of(self.model)
             first, epoch = allocate(len(objs), self.db)
             now = timezone.now()
             for offset, obj in enumerate(objs):
                 obj.version = first + offset
                 obj.prepare_for_write(now)
             created = super().bulk_create(objs, *args, **kwargs)
-            events = [upsert_event(obj) for obj in created]
-            _record(self.model, events, self.db, "create")
-            publish.after_commit(epoch, events, self.db)
+            events = [upsert_event(obj.version, entity.name, entity.serializer(obj)) for obj in created]
+            _commit(entity, events, self.db, epoch, changes.CREATE)
         return created
 
     bulk_create.alters_data = True
@@ -252,8 +249,9 @@ class SequencedModel(models.Model):
         # Django's own save_base does: a failed save marks that transaction for rollback, so
         # its numbers are given back with it.
         with transaction.atomic(using=using, savepoint=False):
+            entity = registry.entity_of(type(self))
             self.version, epoch = allocate(1, using)
-            op, before = _before_save(self, using)
+            op, before = _before_save(self, entity, using)
             self.prepare_for_write(timezone.now())
             super().save(*args, **kwargs)
             expressions = [
@@ -267,16 +265,26 @@ class SequencedModel(models.Model):
                 # The other fields of this instance may be out of date: publish the row as
                 # the database holds it, not as this instance remembers it.
                 row = type(self)._base_manager.using(using).get(pk=self.pk)
-            events = [upsert_event(row)]
-            _record(type(self), events, using, op, before)
-            publish.after_commit(epoch, events, using)
+            _commit(entity, [upsert_event(self.version, entity.name, entity.serializer(row), before)], using, epoch, op)
 
     save.alters_data = True
 
     def delete(self, *args, **kwargs):
         using = kwargs.get("using") or self._state.db or "default"
         with transaction.atomic(using=using), deletion_batch(using):
+            self._refresh_watched(using)
             return super().delete(*args, **kwargs)
+
+    def _refresh_watched(self, using):
+        """Before a delete, under the stream lock: this instance may have been loaded long ago,
+        and its deletion leaves the counts, the views and its history with what it held."""
+        entity = registry.lookup(type(self))
+        if entity is None or not entity.watched or self.pk is None:
+            return
+        found = type(self)._base_manager.using(using).filter(pk=self.pk).values_list(*entity.watched).first()
+        if found is not None:
+            for name, value in zip(entity.watched, found):
+                setattr(self, name, value)
 
     delete.alters_data = True
 
@@ -306,22 +314,31 @@ def _number_deletions(batch, using):
     if not batch:
         return
     first, epoch = allocate(len(batch), using)
-    tombstones = [Tombstone(seq=first + i, entity=entity, object_id=pk) for i, (entity, pk, _) in enumerate(batch)]
+    tombstones = [Tombstone(seq=first + i, entity=entity.name, object_id=pk) for i, (entity, pk, _) in enumerate(batch)]
     Tombstone.objects.using(using).bulk_create(tombstones, batch_size=500)
-    events = [delete_event(t.entity, t.object_id, t.seq) for t in tombstones]
-    changes.record(events, using, before={(entity, pk): status for entity, pk, status in batch})
-    publish.after_commit(epoch, events, using)
+    by_entity = {}
+    for seq, (entity, pk, before) in enumerate(batch, first):
+        by_entity.setdefault(entity, []).append(delete_event(seq, entity.name, pk, before))
+    for entity, events in by_entity.items():
+        if entity.history:
+            changes.record(entity, events, using, changes.DELETE)
+        if entity.counted:
+            counts.add(entity, events, using)
+    publish.after_commit(epoch, sorted((e for es in by_entity.values() for e in es), key=lambda e: e.seq), using)
 
 
 def sequence_deletion(sender, instance, using, **kwargs):
-    """pre_delete receiver: number the deletion and leave a tombstone, in the same transaction.
+    """pre_delete receiver (every model; RealtimeConfig.ready() connects it): number the
+    deletion of a sequenced row and leave a tombstone, in the same transaction.
 
     Inside a deletion batch (every `delete()` of a sequenced model opens one) the deletion is
     numbered with the rest of the batch; a cascade from elsewhere is numbered at once."""
+    if not isinstance(instance, SequencedModel):
+        return
     entity = registry.entity_of(sender)
-    # The status it had goes into its history (a deleted queued task leaves the queue).
-    field = changes.tracked_field(sender)
-    item = (entity.name, instance.pk, changes.text(getattr(instance, field)) if field else "")
+    # The values it had go with it: into its history, the counts and the views.
+    before = tuple(getattr(instance, name) for name in entity.watched) if entity.watched else None
+    item = (entity, instance.pk, before)
     batch = getattr(connections[using], "stream_deletions", None)
     if batch is not None:
         batch.append(item)

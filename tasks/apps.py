@@ -15,9 +15,10 @@ class TasksConfig(AppConfig):
         from . import signals
         from .models import Agent, Task
         from .rows import agent_row, task_row
+        from .windows import TaskViews
 
         registry.register(Task, entity="task", serializer=task_row, view_permission="tasks.view_task",
-                          history=True, status_field="status")
+                          history=True, status_field="status", views=TaskViews())
         registry.register(Agent, entity="agent", serializer=agent_row, history=True, status_field="status")
         pre_delete.connect(signals.agent_deleting, sender=Agent, dispatch_uid="tasks.agent_deleting")
         post_delete.connect(signals.task_deleted, sender=Task, dispatch_uid="tasks.task_deleted")

@@ -57,13 +57,13 @@ class Task(SequencedModel):
 
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True, validators=[MaxLengthValidator(TEXT_LIMIT)])
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(
         default=0, validators=[MinValueValidator(0), MaxValueValidator(100)],
         help_text="Percent done, 0 to 100.",
     )
     agent = models.ForeignKey(
-        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks", db_index=False
     )
     error = models.TextField(
         blank=True, validators=[MaxLengthValidator(TEXT_LIMIT)],
@@ -75,6 +75,12 @@ class Task(SequencedModel):
 
     class Meta(SequencedModel.Meta):
         ordering = ["-created_at", "-id"]
+        # A dashboard's view reads the newest tasks of a status or an agent (tasks/windows.py);
+        # each index also serves the plain status or agent lookups its first column names.
+        indexes = [
+            models.Index(fields=["status", "id"], name="task_status_id"),
+            models.Index(fields=["agent", "id"], name="task_agent_id"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(progress__gte=0) & Q(progress__lte=100), name="task_progress_0_100"

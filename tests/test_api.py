@@ -427,7 +427,7 @@ def test_api_writes_are_sequenced_and_published(bot, op, agent, django_capture_o
         bot.post("/api/agent/claim/")
         bot.patch(f"/api/agent/tasks/{task_id}/", {"progress": 50}, format="json")
         bot.patch(f"/api/agent/tasks/{task_id}/", {"status": "succeeded"}, format="json")
-    events = [e for cb in callbacks for e in cb.args[1]]
+    events = [e.wire() for cb in callbacks for e in cb.args[1]]
     seqs = [e["seq"] for e in events]
     assert seqs == list(range(head + 1, head + 1 + len(seqs)))  # gapless, in order
     assert Stream.objects.get(pk=1).head == seqs[-1]

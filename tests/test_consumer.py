@@ -713,13 +713,18 @@ async def test_a_sync_the_database_cannot_answer_is_retried_on_the_open_socket(c
 # History moving backwards -------------------------------------------------------------------------
 
 
-async def test_a_client_ahead_of_the_database_rotates_the_epoch_and_gets_a_reset(cookie):
+async def test_a_client_ahead_of_the_database_gets_a_reset_and_changes_nothing_for_others(cookie):
     await database_sync_to_async(make_task)("x")
     comm, _, _ = await connect(cookie)
+    bystander, _, _ = await connect(cookie)
     sync = await subscribe(comm)
-    # The database lost its last commits (a restore): the client has seen beyond its head.
+    await subscribe(bystander)
+    # A client claims a number beyond the head (a lie, or a database that lost commits): it
+    # gets a reset, and the epoch every other client holds stays as it was.
     ahead = await subscribe(comm, sync["seq"] + 5, sync["epoch"])
-    assert ahead["reset"] is True and ahead["epoch"] != sync["epoch"]
+    assert ahead["reset"] is True and ahead["epoch"] == sync["epoch"]
     stream = await database_sync_to_async(Stream.objects.get)()
-    assert stream.epoch == ahead["epoch"]
+    assert stream.epoch == sync["epoch"]
+    assert await bystander.receive_nothing(1.5)
     await comm.disconnect()
+    await bystander.disconnect()

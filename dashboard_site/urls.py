@@ -10,6 +10,7 @@ urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("tasks/<int:pk>/", pages.task_detail, name="task_detail"),
     path("tasks/<int:pk>/timeline", pages.task_timeline, name="task_timeline"),
+    path("tasks/<int:pk>/fail", pages.task_fail, name="task_fail"),
     path("agents/<int:pk>/", pages.agent_detail, name="agent_detail"),
     path("agents/<int:pk>/timeline", pages.agent_timeline, name="agent_timeline"),
     path("charts/throughput", pages.throughput, name="throughput"),

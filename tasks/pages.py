@@ -7,11 +7,18 @@ task or agent changed, it fetches `<page>/timeline?after=<newest seq shown>` and
 items on top. The stream carries state (the latest row), not history: after a reconnect it
 sends one row however many times that row changed, so the items come from the history, which
 has every change and who made it. Items and fields are rendered by the same templates as the
-page (templates/tasks/), so a live item looks exactly like one after a reload.
+page (templates/tasks/), so a live item looks exactly like one after a reload. A task's runs of
+progress reports are folded into one item (tasks/timeline.py); a live fetch that continues the
+run at the top of the page answers with the item extended and says which one it `replaces`.
+
+An operator (staff with tasks.change_task, as the API asks) gets the task's actions on its
+page: cancel and requeue through the operator API, and "mark failed" with a reason through
+`task_fail` below, each after a confirmation (static/detail/actions.js).
 """
 from django.contrib.auth.decorators import login_required, permission_required
 from django.db.models import Max
 from django.http import Http404, JsonResponse
+from django.views.decorators.http import require_POST
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -20,10 +27,11 @@ from django.views.decorators.http import condition
 
 from realtime import changes as history
 
+from . import domain
 from .domain import current_task
 from .models import Agent, Task
 from .throughput import throughput as throughput_data
-from .timeline import describe, online_items
+from .timeline import live_task_items, online_items, task_items
 
 PAGE = 50  # timeline items per page; "Older" fetches the next
 RECENT_TASKS = 20
@@ -73,13 +81,9 @@ def task_times(task, now):
     }
 
 
-def _page(entity, object_id, *, after=None, before=None):
-    """(items newest first, whether older ones exist, whether the client must replace its list)."""
-    rows = history.of_object(entity, object_id, after=after, before=before, limit=PAGE + 1)
-    older = rows[PAGE] if len(rows) > PAGE else None
-    reset = after is None or older is not None
-    items = describe(rows[:PAGE], entity, older=older)
-    return items, older is not None or (after is not None and reset), reset
+def may_change_tasks(user):
+    """Who gets the task actions: active staff with tasks.change_task (the operator API's rule)."""
+    return bool(user.is_authenticated and user.is_active and user.is_staff and user.has_perm("tasks.change_task"))
 
 
 def _items_json(items):
@@ -96,12 +100,12 @@ def _task_context(pk):
 
 @page_view
 def task_detail(request, pk):
-    """A task's fields and its timeline, live."""
+    """A task's fields and its timeline, live; its actions for an operator."""
     context = _task_context(pk)
-    items, has_older, _ = _page("task", pk)
+    items, has_older = task_items(pk, limit=PAGE)
     if context["task"] is None and not items:
         raise Http404(f"No task with id {pk}.")
-    context.update(items=items, has_older=has_older, pk=pk,
+    context.update(items=items, has_older=has_older, pk=pk, can_change=may_change_tasks(request.user),
                    newest=items[0].seq if items else 0, version=context["task"].version if context["task"] else 0)
     return render(request, "tasks/task_detail.html", context)
 
@@ -111,17 +115,45 @@ def task_timeline(request, pk):
     """JSON for the live page: the items after `after` (or older than `before`) and the fields."""
     before = _int(request.GET.get("before"))
     if before is not None:
-        items, has_older, _ = _page("task", pk, before=before)
+        items, has_older = task_items(pk, before=before, limit=PAGE)
         return JsonResponse({"items": _items_json(items), "older": has_older})
-    items, has_older, reset = _page("task", pk, after=_int(request.GET.get("after")))
+    after = _int(request.GET.get("after"))
+    live = None if after is None else live_task_items(pk, after=after, run=_int(request.GET.get("run")), limit=PAGE)
+    if live is None:  # the first fetch, or too much to add: start over from the newest page
+        items, has_older = task_items(pk, limit=PAGE)
+        answer = {"reset": True, "older": has_older}
+    else:
+        items, replaces = live
+        answer = {"reset": False, "older": False, **({"replaces": replaces} if replaces else {})}
     context = _task_context(pk)
     task = context["task"]
     return JsonResponse({
-        "items": _items_json(items), "older": has_older, "reset": reset,
+        "items": _items_json(items), **answer,
         "version": task.version if task else max([i.seq for i in items], default=0),
         "deleted": task is None,
         "fields_html": render_to_string("tasks/_task_fields.html", context) if task else "",
     })
+
+
+# What an operator's action answers: the API's codes for the same domain errors (tasks/api/errors.py).
+ACTION_ERRORS = ((domain.NotFound, 404), (domain.InvalidChange, 409), (domain.DomainError, 409))
+
+
+@never_cache
+@require_POST
+def task_fail(request, pk):
+    """POST `reason`: an operator marks a running task failed, with the reason as its error.
+    JSON like the operator API's cancel and requeue: the task's id, status and version, or a
+    `detail` that says what to do."""
+    if not may_change_tasks(request.user):
+        return JsonResponse({"detail": "Only staff users with permission to change tasks can mark a task failed; "
+                                       "sign in at /accounts/login/ as one."}, status=403)
+    try:
+        task = domain.fail(task_id=pk, reason=request.POST.get("reason", ""))
+    except domain.DomainError as exc:
+        code = 400 if exc.field == "reason" else next(c for kind, c in ACTION_ERRORS if isinstance(exc, kind))
+        return JsonResponse({"detail": exc.message}, status=code)
+    return JsonResponse({"id": task.pk, "status": task.status, "version": task.version, "error": task.error})
 
 
 # Agents ----------------------------------------------------------------------------------------

@@ -3,26 +3,61 @@
 
 Described on the server, by comparing a change's row with the one kept before it: the server
 has that previous row even for the oldest item of a page, and one description serves both
-the rendered page and the items fetched live (tasks/pages.py)."""
+the rendered page and the items fetched live (tasks/pages.py).
+
+A running task's agent reports every second or two, so a task's timeline folds each run of
+consecutive progress-only changes by one actor into one item: "Progress 12% → 92%, 8 reports",
+from the time of the first to that of the last. The item is named by its newest change
+(`seq`) and knows its oldest (`first_seq`); a live fetch that continues the run at the top of
+the page extends that item instead of adding one (`live_task_items`)."""
 from dataclasses import dataclass, field
 
 from django.urls import reverse
 
 from realtime import changes as history
 from realtime.actor import AGENT, OPERATOR
+from realtime.models import Change
 
 from .models import Agent, Task
+
+CHUNK = 200  # changes read at a time while a page of items is gathered
+SCAN_LIMIT = 5000  # changes read for one page at most: a longer run continues on the next page
+LIVE_LIMIT = 1000  # changes after the page's newest beyond which a live fetch starts over
+_LOOK_UP = object()
 
 
 @dataclass
 class Item:
-    seq: int
+    seq: int  # the newest change it covers
     at: object
     op: str
     tone: str  # a status, or "update"/"deleted": the item's colour, with its words
     lines: list = field(default_factory=list)
     actor: str = ""
     actor_url: str = ""
+    first_seq: int = None  # the oldest change it covers (a folded run); seq when one
+    first_at: object = None
+    count: int = 1
+    fold: str = ""  # set on a progress-only change: consecutive items with the same key fold
+    progress: tuple = None  # (from, to) of a progress-only item
+
+    def __post_init__(self):
+        self.first_seq = self.seq if self.first_seq is None else self.first_seq
+        self.first_at = self.at if self.first_at is None else self.first_at
+
+    @property
+    def folded(self):
+        return self.count > 1
+
+    @property
+    def same_day(self):
+        return self.first_at.date() == self.at.date()
+
+    def absorb(self, older):
+        """Take in `older`, the run of progress changes just before this one."""
+        self.first_seq, self.first_at, self.count = older.first_seq, older.first_at, self.count + older.count
+        self.progress = (older.progress[0], self.progress[1])
+        self.lines = [progress_line(*self.progress, self.count, self.fold)]
 
 
 def actor_text(change):
@@ -41,6 +76,28 @@ def _label(choices, value):
 
 def _agent_name(names, agent_id):
     return names.get(agent_id, f"agent #{agent_id}")
+
+
+def progress_line(start, end, count=1, key=""):
+    """ "Progress 62% → 68%", or for a folded run "Progress 12% → 92%, 8 reports"."""
+    line = f"Progress {start}% → {end}%"
+    if count > 1:
+        line += f", {count} {'reports' if key.startswith(AGENT + ':') else 'changes'}"
+    return line
+
+
+def progress_step(before, after):
+    """(from, to) when only a task's progress changed between two kept rows, else None."""
+    if before is None or after is None or before["progress"] == after["progress"]:
+        return None
+    if any(before.get(name) != after.get(name) for name in ("status", "agent", "title", "error")):
+        return None
+    return before["progress"], after["progress"]
+
+
+def fold_key(change):
+    """Changes made by the same actor fold together."""
+    return f"{change.actor_kind}:{change.actor_id or change.actor_label}"
 
 
 def _excerpt(text, size=120):
@@ -94,12 +151,12 @@ def agent_lines(before, after):
     return lines or ["Saved with no visible change"]
 
 
-def describe(changes, entity, older=None):
+def describe(changes, entity, older=_LOOK_UP):
     """Items for `changes` (one object's, newest first). `older` is the change kept just before
-    the oldest of them (looked up when not given)."""
+    the oldest of them (looked up when not given; None: nothing is kept before them)."""
     if not changes:
         return []
-    if older is None:
+    if older is _LOOK_UP:
         older = history.previous_of(changes[-1])
     rows = [c.row for c in changes] + [older.row if older else None]
     ids = {r.get("agent") for r in rows if r and r.get("agent")}
@@ -118,8 +175,80 @@ def describe(changes, entity, older=None):
         item = Item(change.seq, change.at, change.op, tone, lines, actor_text(change))
         if change.actor_kind == AGENT and change.actor_id:
             item.actor_url = reverse("agent_detail", args=[change.actor_id])
+        step = progress_step(before, change.row) if entity == "task" and change.op == Change.UPDATE else None
+        if step is not None:
+            item.fold, item.progress = fold_key(change), step
         items.append(item)
     return items
+
+
+def fold(items, into=None):
+    """Append `items` (newest first, older than those in `into`) to `into`, each run of
+    progress-only items with the same key folded into one."""
+    into = [] if into is None else into
+    for item in items:
+        if into and item.fold and into[-1].fold == item.fold:
+            into[-1].absorb(item)
+        else:
+            into.append(item)
+    return into
+
+
+def task_items(task_id, *, before=None, limit=50):
+    """(up to `limit` items newest first, below `before`; whether older ones exist), with runs
+    of progress reports folded. Reads CHUNK changes at a time until the last item is complete,
+    at most SCAN_LIMIT."""
+    items, scanned, more = [], 0, False
+    while len(items) <= limit and scanned < SCAN_LIMIT:
+        rows = history.of_object("task", task_id, before=before, limit=CHUNK + 1)
+        more = len(rows) > CHUNK
+        chunk = rows[:CHUNK]
+        if not chunk:
+            break
+        fold(describe(chunk, "task", older=rows[CHUNK] if more else None), into=items)
+        scanned += len(chunk)
+        before = chunk[-1].seq
+        if not more:
+            break
+    if len(items) > limit:
+        return items[:limit], True
+    return items, more
+
+
+def live_task_items(task_id, *, after, run=None, limit=50):
+    """The items after `after` (the page's newest change), folded, for a live page; None when
+    there are too many (the page starts over from task_items()).
+
+    `run` is the oldest change of the page's top item when that item is a run of progress
+    changes: if the new changes continue it, the oldest new item takes it in, and the answer's
+    second value says which of the page's items it replaces. Returns (items, replaces)."""
+    rows = history.of_object("task", task_id, after=after, limit=LIVE_LIMIT + 1)
+    if len(rows) > LIVE_LIMIT:
+        return None
+    if not rows:
+        return [], None
+    older = history.previous_of(rows[-1])
+    items = fold(describe(rows, "task", older=older))
+    if len(items) > limit:
+        return None
+    last = items[-1]
+    if (run is not None and run <= after and older is not None and older.seq == after
+            and last.fold and last.fold == fold_key(older) and _continue(last, task_id, run, after)):
+        return items, after
+    return items, None
+
+
+def _continue(item, task_id, first, last):
+    """Extend `item` down over the page's run of progress changes `first`..`last`."""
+    kept = Change.objects.filter(entity="task", object_id=task_id)
+    start = list(kept.filter(seq__lte=first).order_by("-seq")[:2])
+    if len(start) < 2 or start[0].seq != first or not start[0].row or not start[1].row:
+        return False
+    count = kept.filter(seq__gte=first, seq__lte=last).count()
+    run = Item(last, item.at, Change.UPDATE, "update", first_seq=first, first_at=start[0].at, count=count,
+               fold=item.fold, progress=(start[1].row["progress"], item.progress[0]))
+    item.absorb(run)
+    return True
 
 
 def online_items(changes):

@@ -29,9 +29,10 @@ function tick(now) {
 
 /**
  * Start a detail page. `onStore(store, timeline)` runs after every applied frame and tells
- * the timeline what version of its object the stream shows.
+ * the timeline what version of its object the stream shows; `onStatus(state)`, when given,
+ * after every change of the connection's state ("open", "reconnecting", …).
  */
-export function startDetailPage(onStore) {
+export function startDetailPage(onStore, { onStatus: statusChanged = () => {} } = {}) {
   const list = $("timeline");
   const view = new DomTimelineView({ list, older: $("older"), fields: $("fields"), deleted: $("deleted-banner") });
   const timeline = new Timeline({
@@ -51,6 +52,7 @@ export function startDetailPage(onStore) {
       pill.dataset.connection = status.state;
       $("conn-text").textContent = described.text;
       if (described.announce) $("conn-status").textContent = described.announce;
+      statusChanged(status.state);
     },
   });
   connection.start();

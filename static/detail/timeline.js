@@ -6,14 +6,22 @@
 // every change, even those a reconnecting stream folds into one row. One fetch at a time; a
 // change during a fetch asks for one more after it. The DOM is behind a small `view`, so the
 // rules run in node tests without a browser.
+//
+// A task's progress reports are folded into one item per run ("Progress 12% → 92%, 8
+// reports"). When the newest item shown is such a run, the fetch says where it starts
+// (`run=`); if the new changes continue it, the answer's oldest item is the run extended and
+// `replaces` names the item it takes the place of.
 
 /**
  * @typedef {object} TimelineView
  * @property {(items: {seq: number, html: string}[]) => void} prepend newest first, above the rest
  * @property {(items: {seq: number, html: string}[]) => void} append older ones, below the rest
  * @property {(items: {seq: number, html: string}[]) => void} replace the whole list
+ * @property {(seq: number) => void} [remove] drop the item named `seq` (a run the server extended)
  * @property {(max: number) => boolean} trim drop the oldest beyond `max`; true if any went
- * @property {() => number|null} oldestSeq
+ * @property {() => number|null} oldestSeq the oldest change the list covers
+ * @property {() => number|null} [topRun] when the newest item is a run of progress changes,
+ *   the oldest change of that run (the server extends it rather than adding a line)
  * @property {(on: boolean) => void} setOlder show the "Older changes" button
  * @property {(html: string) => void} setFields
  * @property {(on: boolean) => void} setDeleted
@@ -84,8 +92,9 @@ export class Timeline {
       this.#again = false;
       const { view, fetchJson, url } = this.#opts;
       let data;
+      const run = view.topRun?.() ?? null;
       try {
-        data = await fetchJson(`${url}?after=${this.newest}`);
+        data = await fetchJson(`${url}?after=${this.newest}${run !== null ? `&run=${run}` : ""}`);
       } catch (error) {
         view.failed?.(error);
         this.#scheduleRetry();
@@ -105,6 +114,7 @@ export class Timeline {
       view.setOlder(Boolean(data.older));
     } else {
       const fresh = items.filter((item) => item.seq > this.newest);
+      if (fresh.length && data.replaces) view.remove?.(data.replaces);
       if (fresh.length) view.prepend(fresh);
       this.newest = Math.max(this.newest, ...fresh.map((item) => item.seq));
     }

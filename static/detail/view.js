@@ -43,6 +43,15 @@ export class DomTimelineView {
     this.els.list.replaceChildren(this.#elements(items, false));
   }
 
+  remove(seq) {
+    this.els.list.querySelector(`li[data-seq="${Number(seq)}"]`)?.remove();
+  }
+
+  topRun() {
+    const top = this.els.list.querySelector("li[data-seq]");
+    return top?.dataset.fold ? Number(top.dataset.firstSeq) : null;
+  }
+
   trim(max) {
     const { list } = this.els;
     let dropped = false;
@@ -55,7 +64,7 @@ export class DomTimelineView {
 
   oldestSeq() {
     const last = [...this.els.list.querySelectorAll("li[data-seq]")].at(-1);
-    return last ? Number(last.dataset.seq) : null;
+    return last ? Number(last.dataset.firstSeq ?? last.dataset.seq) : null;
   }
 
   setOlder(on) {

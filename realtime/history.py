@@ -39,9 +39,10 @@ def highest_stored(using):
     return max((n for n in numbers if n is not None), default=0)
 
 
-def rotate_epoch(reason, expected_epoch=None, using="default"):
+def rotate_epoch(reason, expected_epoch=None, using="default", level=logging.WARNING):
     """Start a new epoch (unless `expected_epoch` is given and no longer current: someone
-    rotated already). Returns the new (epoch, head), or None when nothing was done."""
+    rotated already), logged at `level`. Returns the new (epoch, head), or None when nothing
+    was done."""
     with transaction.atomic(using=using):
         first, epoch = allocate(0, using)  # takes the stream lock
         if expected_epoch is not None and epoch != expected_epoch:
@@ -50,7 +51,7 @@ def rotate_epoch(reason, expected_epoch=None, using="default"):
         new = str(uuid.uuid4())
         with connections[using].cursor() as cursor:
             cursor.execute("UPDATE realtime_stream SET epoch = %s, head = %s WHERE id = 1", [new, head])
-    log.warning("stream epoch rotated to %s at head %s: %s; every client will reset", new, head, reason)
+    log.log(level, "stream epoch rotated to %s at head %s: %s; every client will reset", new, head, reason)
     return new, head
 
 
@@ -78,4 +79,6 @@ def after_migrate(sender, plan=None, using="default", **kwargs):
         if any(isinstance(op, (RunPython, RunSQL)) for op in migration.operations)
     ]
     if writers:
-        rotate_epoch(f"data migrations ran ({', '.join(writers)})", using=using)
+        # A database with no rows yet (the first migrate) has no client to reset: not news.
+        level = logging.WARNING if highest_stored(using) else logging.INFO
+        rotate_epoch(f"data migrations ran ({', '.join(writers)})", using=using, level=level)

@@ -4,11 +4,15 @@ what the schema allows is accepted and what it forbids is refused.
 Two runs. In-process through the WSGI app (same code as under daphne, minus the socket), with
 a real agent token and a staff session, steering most generated ids to rows that exist so the
 success paths are exercised as well as the 404s. And Schemathesis' own CLI against a real
-daphne process, every check, positive and negative data, as docs/api.md shows."""
+daphne process, every check, positive and negative data, as docs/api.md shows.
+
+Then what docs/api.md says about the schema, its pages, the status changes and the error
+shapes, each checked against the server."""
 import itertools
 import re
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import schemathesis
@@ -23,9 +27,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tasks import tokens
+from tasks import domain, tokens
 from tasks.models import Agent, Task
-from tests.conftest import PYTHON, require
+from tests.browser_support import browser, server_env  # noqa: F401 (fixtures)
+from tests.conftest import PYTHON, ROOT, require
 
 # Generated data is positive (valid by the schema) and negative (invalid); the last two checks
 # say the API accepts the first (no 400) and refuses the second.
@@ -130,3 +135,95 @@ def test_schemathesis_cli_passes_against_a_live_server(daphne, session_cookie, t
     assert result.returncode == 0, output[-6000:] + server.log()[-2000:]
     summary = re.search(r"(\d+) generated, (\d+) passed", output)
     assert summary and summary.group(1) == summary.group(2) and int(summary.group(1)) > 100, output[-3000:]
+
+
+# What docs/api.md says --------------------------------------------------------------------------
+
+API_DOC = (ROOT / "docs" / "api.md").read_text()
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def documented_transitions():
+    """{(from, to): {actors}} from the table under "Task status changes" (actors in bold)."""
+    section = API_DOC.split("## Task status changes", 1)[1].split("\n## ", 1)[0]
+    table = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 3 and cells[0] not in ("from", "---"):
+            table[(cells[0], cells[1])] = set(re.findall(r"\*\*(\w+)\*\*", cells[2]))
+    return table
+
+
+def test_the_documented_status_changes_are_the_transitions_table():
+    assert documented_transitions() == {key: set(actors) for key, actors in domain.TRANSITIONS.items()}
+
+
+def test_the_docs_page_loads_nothing_from_another_host(client):
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    urls = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert len(urls) == 5 and all(url.startswith("/") and not url.startswith("//") for url in urls), urls
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in urls
+    assert not re.search(r"https?://", html)
+    script = client.get("/api/docs/?script=")
+    assert script.status_code == 200 and script["Content-Type"].startswith("application/javascript")
+    assert '"/api/schema/"' in script.content.decode()
+    for url in urls:  # every asset is served by the site
+        if url.startswith("/static/"):
+            assert client.get(url).status_code == 200, url
+
+
+def test_the_schema_opens_in_a_browser_and_keeps_its_type_for_clients(client):
+    yaml = client.get("/api/schema/", HTTP_ACCEPT=BROWSER_ACCEPT)
+    assert yaml.status_code == 200 and yaml["Content-Type"] == "text/plain; charset=utf-8"
+    assert yaml["Content-Disposition"].startswith("inline") and yaml.content.startswith(b"openapi: 3.")
+    as_json = client.get("/api/schema/?format=json", HTTP_ACCEPT=BROWSER_ACCEPT)
+    assert as_json["Content-Type"] == "application/json" and as_json.json()["openapi"].startswith("3.")
+    assert client.get("/api/schema/")["Content-Type"] == "application/vnd.oai.openapi; charset=utf-8"
+    assert client.get("/api/schema/?format=json")["Content-Type"] == "application/vnd.oai.openapi+json"
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_a_refused_host_is_answered_in_json_under_api_with_debug_on_or_off(client, settings, debug):
+    settings.DEBUG = debug
+    response = client.get("/api/tasks/", HTTP_HOST="evil.example.net")
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    assert "evil.example.net" in response.json()["detail"] and "ALLOWED_HOSTS" in response.json()["detail"]
+    page = client.get("/accounts/login/", HTTP_HOST="evil.example.net")
+    assert page.status_code == 400 and page["Content-Type"].startswith("text/html")  # Django's own page elsewhere
+
+
+def test_an_anonymous_operator_request_is_told_how_to_sign_in(client):
+    response = client.get("/api/tasks/")
+    assert response.status_code == 403
+    detail = response.json()["detail"]
+    assert detail.startswith("Not signed in.") and "/accounts/login/" in detail and "Bearer" in detail
+
+
+def test_an_empty_patch_answers_non_field_errors(client, staff_user, db):
+    client.force_login(staff_user)
+    task = Task.objects.create(title="t")
+    response = client.patch(f"/api/tasks/{task.pk}/", {}, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"non_field_errors": ["Send at least one of: title, description."]}
+
+
+@pytest.mark.browser
+@pytest.mark.server
+@pytest.mark.django_db(transaction=True)
+def test_swagger_ui_runs_from_this_site_alone_under_its_policy(daphne, browser):  # noqa: F811
+    server = daphne()
+    context = browser.new_context()
+    hosts, refused = set(), []
+    context.on("request", lambda request: hosts.add(urlsplit(request.url).netloc)
+               if request.url.startswith("http") else None)
+    page = context.new_page()
+    page.on("console", lambda message: refused.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    page.goto(f"{server.http}/api/docs/")
+    page.wait_for_selector(".swagger-ui .info .title:has-text('Fleet dashboard API')", timeout=20_000)
+    page.wait_for_selector(".opblock-summary-path[data-path='/api/agent/claim/']", timeout=20_000)
+    context.close()
+    assert hosts == {f"127.0.0.1:{server.port}"}
+    assert refused == []

@@ -333,6 +333,13 @@ def readme_table():
     return rows
 
 
+def readme_meanings():
+    """[(variables, meaning column)] of README.md's configuration table."""
+    section = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    return [(re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1]), line.split("|")[3])
+            for line in section.splitlines() if line.startswith("| `")]
+
+
 def documented_defaults():
     """{variable: its default as README.md writes it}, for the rows whose default column is
     one backticked value per variable (`600/min`, `300/min`); other rows describe theirs."""
@@ -409,6 +416,26 @@ def test_a_bad_value_of_each_variable_stops_manage_py_check_naming_it(tmp_path, 
         assert f"{name}={value!r}: expected " in error
         default = documented_defaults().get(name)
         assert default is None or f"Unset, it defaults to {default}" in error, (default, error)
+
+
+def test_zero_is_accepted_exactly_where_readme_says_what_it_means(load):
+    meanings = {name: meaning for names, meaning in readme_meanings() for name in names}
+    numeric, zero_ok = set(), set()
+    for name in README_VARIABLES:
+        try:
+            load(**{name: "x"})
+        except ImproperlyConfigured as error:
+            if re.search(r": expected a (whole )?number", str(error)):
+                numeric.add(name)
+    for name in numeric:
+        try:
+            load(**{name: "0"})
+            zero_ok.add(name)
+        except ImproperlyConfigured:
+            pass
+    assert {name for name in numeric if "`0`" in meanings[name]} == zero_ok
+    assert {"LOGIN_LOCKOUT_MINUTES", "DATABASE_CONN_MAX_AGE", "TASK_RETENTION_DAYS", "DJANGO_REQUEST_OVERFLOW"} <= zero_ok
+    assert not {"REALTIME_MAX_FRAME_BYTES", "REALTIME_HEARTBEAT_INTERVAL", "API_REPORT_WAIT"} & zero_ok
 
 
 def test_good_values_of_every_variable_pass_manage_py_check(tmp_path):
@@ -571,3 +598,41 @@ def test_the_api_throttle_is_shared_by_every_process_through_redis(daphne, redis
     assert agent_statuses([shared[0], shared[0], shared[1], shared[1]], token) == [200, 200, 200, 429]
     alone = [daphne(API_AGENT_RATE="3/min") for _ in range(2)]
     assert agent_statuses([alone[0], alone[0], alone[1], alone[1]], token) == [200, 200, 200, 200]
+
+
+# run.py ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def run_py(monkeypatch):
+    """run.py's functions, without running it."""
+    monkeypatch.delenv("PORT", raising=False)
+    return runpy.run_path(str(ROOT / "run.py"), run_name="run_py")
+
+
+def test_run_py_serves_on_8000_unless_told_another_port(run_py, monkeypatch):
+    assert run_py["port_from"]([]) == 8000
+    assert run_py["port_from"](["--port", "8001"]) == 8001 and run_py["port_from"](["--port=8002"]) == 8002
+    monkeypatch.setenv("PORT", "8003")
+    assert run_py["port_from"]([]) == 8003
+    assert run_py["port_from"](["--port", "8004"]) == 8004  # the option wins
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--port", "http"], {}, "--port 'http' is not a port number: use a whole number from 1 to 65535"),
+    (["--port", "70000"], {}, "--port '70000' is not a port number"),
+    ([], {"PORT": "0"}, "PORT '0' is not a port number"),
+    (["--prot", "8001"], {}, "Unknown arguments: --prot 8001"),
+])
+def test_run_py_refuses_a_bad_port_before_doing_anything(tmp_path, args, env, message):
+    result = run(["run.py", *args], clean_env(tmp_path, **env))
+    assert result.returncode != 0 and message in result.stderr
+    assert "Installing" not in result.stdout
+
+
+def test_the_first_migrate_of_a_new_database_prints_nothing_under_run_py(tmp_path):
+    """run.py migrates with REALTIME_LOG_LEVEL=WARNING: the stream's first epoch is not news
+    (realtime/history.py logs that rotation at INFO when the database holds no rows)."""
+    result = run(["manage.py", "migrate", "--noinput", "-v", "0"], clean_env(tmp_path, REALTIME_LOG_LEVEL="WARNING"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout + result.stderr == ""

@@ -438,7 +438,7 @@ def test_no_page_breaks_the_content_security_policy(daphne, context, browser, st
     admin.wait_for_url(f"{server.http}/admin/tasks/task/")
     board.wait_row_text(task.pk, ".task-link", "Edited under the policy")
 
-    # The API's Swagger page: its CDN assets fail here (no network), but not because of the policy.
+    # The API's Swagger page: Swagger UI from /static/, its start-up script from /api/docs/?script.
     docs = ctx.new_page()
     open_checked(docs, f"{server.http}/api/docs/")
     assert watch.violations == []

@@ -74,6 +74,12 @@ def setting(name, rule):
     return read(name, rule.default, rule.parse, rule.expected)
 
 
+def renamed(old, new):
+    """Refuse a variable that was renamed, rather than ignore it."""
+    if os.environ.get(old, "").strip():
+        raise ImproperlyConfigured(f"{old} was renamed: set {new} instead.")
+
+
 # Kinds of value ---------------------------------------------------------------------------------
 
 

@@ -114,12 +114,12 @@ TEMPLATES = [
 
 # Every REALTIME_* setting from the environment variable of the same name, or its default
 # (realtime/conf.py says what each means and what it accepts).
-globals().update({name: env.setting(name, rule) for name, rule in realtime_conf.SETTINGS.items()})
+_realtime = {name: env.setting(name, rule) for name, rule in realtime_conf.SETTINGS.items()}
+globals().update(_realtime)
+env.renamed("REALTIME_SYNC_PART_BYTES", "REALTIME_MAX_SEND_BYTES")
 # The agents' liveness sweep is offered every second; its database lease lets one process
 # run it per AGENT_SWEEP_INTERVAL.
 REALTIME_PERIODIC_JOBS = [("tasks.liveness.run_due_sweep", 1.0)]
-if os.environ.get("REALTIME_SYNC_PART_BYTES"):
-    raise ImproperlyConfigured("REALTIME_SYNC_PART_BYTES was renamed: set REALTIME_MAX_SEND_BYTES instead.")
 
 # --- Database ---------------------------------------------------------------------------------
 
@@ -138,7 +138,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # upgrading a read lock.
     DATABASES["default"]["ENGINE"] = "dashboard_site.sqlite"
     DATABASES["default"]["OPTIONS"] = {
-        "timeout": REALTIME_STREAM_LOCK_TIMEOUT,  # noqa: F821 (from realtime/conf.py above)
+        "timeout": _realtime["REALTIME_STREAM_LOCK_TIMEOUT"],
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
@@ -352,7 +352,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "realtime": {"level": REALTIME_LOG_LEVEL, "propagate": True},  # noqa: F821 (from realtime/conf.py above)
+        "realtime": {"level": _realtime["REALTIME_LOG_LEVEL"], "propagate": True},
         "tasks": {"level": "INFO", "propagate": True},
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.request": {"level": _request_log_level},

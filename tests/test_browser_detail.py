@@ -118,8 +118,8 @@ def test_the_task_page_shows_every_field_and_a_live_timeline(daphne, context, st
 
 def test_a_long_timeline_pages_older_changes(daphne, context):
     task = Task.objects.create(title="chatty")
-    for progress in range(1, 61):
-        Task.objects.filter(pk=task.pk).update(progress=progress)
+    for n in range(1, 61):  # renames: one item each
+        Task.objects.filter(pk=task.pk).update(title=f"chatty {n}")
     server = daphne()
     page = Page(context(server), server, f"/tasks/{task.pk}/")
     page.wait_open()
@@ -129,6 +129,42 @@ def test_a_long_timeline_pages_older_changes(daphne, context):
     page.page.wait_for_function("() => document.querySelectorAll('#timeline li[data-seq]').length === 61")
     assert page.seqs() == stored
     assert page.page.is_hidden("#older")
+    page.check_clean()
+
+
+def folded(page):
+    """[(newest seq, oldest seq, count, first line)] of the page's timeline."""
+    return page.page.eval_on_selector_all("#timeline li[data-seq]", """items => items.map(li => [
+        Number(li.dataset.seq), Number(li.dataset.firstSeq || li.dataset.seq), Number(li.dataset.count || 1),
+        li.querySelector('.change-line').textContent])""")
+
+
+def test_progress_reports_fold_into_one_line_live_and_after_a_reload(daphne, context):
+    """An agent reports through the API, one report after another: the page keeps one line for
+    the run, extended live by each fetch, and a reload shows the same line."""
+    agent = Agent.objects.create(name="bot-2", status="idle", last_heartbeat=timezone.now())
+    _, secret = tokens.issue(agent)
+    task = Task.objects.create(title="Transcode the archive")
+    server = daphne()
+    bot = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert bot.post("/api/agent/claim/").status_code == 200
+    page = Page(context(server), server, f"/tasks/{task.pk}/")
+    page.wait_open()
+    progress = [10, 20, 30, 40, 50, 60]
+    for n, value in enumerate(progress):
+        if n == 2:
+            page.page.wait_for_function("() => document.querySelector('#timeline li[data-count]') !== null", timeout=15_000)
+        response = bot.patch(f"/api/agent/tasks/{task.pk}/", {"progress": value}, content_type="application/json")
+        assert response.status_code == 200, response.content
+        page.wait_seq(Task.objects.get(pk=task.pk).version, timeout=15_000)
+    stored = stored_seqs("task", task.pk)
+    live = folded(page)
+    assert live[0] == [stored[0], stored[5], 6, "Progress 0% → 60%, 6 reports"]
+    assert len(live) == 3 and "Queued → Running on bot-2" in live[1][3] and live[2][3].startswith("Created")
+    assert "UTC" in page.item_text(stored[0])
+    page.page.reload()
+    page.wait_open()
+    assert folded(page) == live
     page.check_clean()
 
 

@@ -6,6 +6,7 @@ connection, claiming and finishing tasks as fast as it can, all starting at the 
 import json
 import os
 import subprocess
+import threading
 import uuid
 from contextlib import contextmanager
 
@@ -105,9 +106,7 @@ def run_concurrently(database_url, code, envs, timeout=120):
     ]
     try:
         for proc in procs:
-            while (line := proc.stdout.readline()) and line.strip() != "READY":
-                pass
-            assert line, f"a worker died before it was ready: {proc.stderr.read()[-3000:]}"
+            wait_ready(proc, timeout)
         for proc in procs:
             proc.stdin.write("go\n")
             proc.stdin.flush()
@@ -122,7 +121,23 @@ def run_concurrently(database_url, code, envs, timeout=120):
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+                proc.wait(10)
+
+
+def wait_ready(proc, timeout):
+    """Read a worker's output up to its READY line; fail if it dies or takes `timeout` s."""
+    lines = []
+
+    def read():
+        while (line := proc.stdout.readline()) and line.strip() != "READY":
+            lines.append(line)
+        lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert not reader.is_alive(), f"a worker was not ready after {timeout} s: {''.join(lines)[-3000:]}"
+    assert lines[-1], f"a worker died before it was ready: {proc.stderr.read()[-3000:]}"
 
 
 def check_claims(database_url, rows, seed_first=False, spread=True):

@@ -57,18 +57,26 @@ async def connect(cookie, origin=ORIGIN):
     return comm, connected, code
 
 
+WITHIN = 30  # seconds a helper below waits for what it wants, however many other frames come
+
+
 async def receive(comm, kind=None, timeout=3):
     """The next frame (of `kind`, skipping others), answering pings on the way."""
+    end, skipped = time.monotonic() + WITHIN, []
     while True:
+        assert time.monotonic() < end, f"no {kind} frame within {WITHIN} s, only {skipped[-5:]}"
         frame = await comm.receive_json_from(timeout)
         if kind is None or frame["type"] == kind:
             return frame
+        skipped.append(frame)
 
 
 async def next_events(comm, count, timeout=3):
     """The next `count` events, whether they came one per frame or batched in `events`."""
     events = []
+    end = time.monotonic() + WITHIN
     while len(events) < count:
+        assert time.monotonic() < end, f"{len(events)} of {count} events within {WITHIN} s: {events}"
         frame = await comm.receive_json_from(timeout)
         if frame["type"] == "event":
             events.append(frame)
@@ -84,7 +92,9 @@ async def subscribe(comm, since=None, epoch=None):
 
 
 async def closed_with(comm, timeout=3):
+    end = time.monotonic() + WITHIN
     while True:
+        assert time.monotonic() < end, f"the socket was not closed within {WITHIN} s"
         message = await comm.receive_output(timeout)
         if message["type"] == "websocket.close":
             return message.get("code")
@@ -564,7 +574,9 @@ async def test_sync_plus_events_equals_a_fresh_fetch_end_to_end(cookie):
     await comm.send_json_to({"type": "subscribe", "since": None, "epoch": None})
     await writer
     expected = await database_sync_to_async(database_rows)()
+    end = time.monotonic() + WITHIN
     while client.syncs == 0 or (client.tasks, client.agents) != expected:
+        assert time.monotonic() < end, f"the client did not equal the database within {WITHIN} s"
         frame = await comm.receive_json_from(5)
         if frame["type"] == "sync":
             client.apply_sync(frame)
@@ -606,8 +618,9 @@ async def test_a_flood_of_subscribes_builds_few_syncs(cookie, settings, monkeypa
     for _ in range(200):
         await comm.send_json_to({"type": "subscribe", "since": 0, "epoch": None})
     await asyncio.sleep(1.6)
-    syncs = 0
+    syncs, end = 0, time.monotonic() + WITHIN
     while not await comm.receive_nothing(0.1):  # (a receive timeout would cancel the consumer)
+        assert time.monotonic() < end, f"frames still coming after {WITHIN} s ({syncs} syncs)"
         syncs += (await comm.receive_json_from())["type"] == "sync"
     elapsed = asyncio.get_running_loop().time() - started
     assert 1 <= len(built) <= 2 + elapsed / 0.5 and syncs == len(built), (len(built), syncs, elapsed)

@@ -2,6 +2,7 @@
 synced, streamed, deleted and resumed; realtime/ never imports the apps that register; and
 every event a write publishes is in the protocol's vocabulary."""
 import ast
+import time
 from pathlib import Path
 
 import pytest
@@ -28,10 +29,13 @@ def fresh_layer(settings):
     channel_layers.backends.clear()
 
 
-async def frames_until(comm, predicate, timeout=3):
-    """Frames (answering pings) until one satisfies `predicate`; returns them all."""
+async def frames_until(comm, predicate, timeout=3, within=30):
+    """Frames (answering pings) until one satisfies `predicate`; returns them all. Each frame
+    must come within `timeout` seconds, the one wanted within `within`."""
     seen = []
+    end = time.monotonic() + within
     while True:
+        assert time.monotonic() < end, f"no such frame within {within} s: {seen[-5:]}"
         frame = await comm.receive_json_from(timeout)
         seen.append(frame)
         if predicate(frame):

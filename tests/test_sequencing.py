@@ -471,6 +471,7 @@ def test_threads_writing_at_once_get_gapless_unique_numbers():
         worker.start()
     for worker in workers:
         worker.join(60)
+    assert not any(worker.is_alive() for worker in workers), "writer threads still running after 60 s"
     assert not errors, errors
     total = threads_n * writes * 2
     seqs = [seq for ops in results.values() for _, seq, _ in ops]
@@ -532,8 +533,9 @@ def test_processes_writing_at_once_on_postgresql_get_gapless_ordered_numbers(pos
         ]
         try:
             deadline = time.time() + 60
-            while len(list(tmp_path.glob("ready-*"))) < len(workers) and time.time() < deadline:
-                assert all(w.poll() is None for w in workers), [w.communicate() for w in workers]
+            while len(list(tmp_path.glob("ready-*"))) < len(workers):
+                assert all(w.poll() is None for w in workers), [w.communicate(timeout=10) for w in workers if w.poll() is not None]
+                assert time.time() < deadline, f"{len(list(tmp_path.glob('ready-*')))} of {len(workers)} workers ready after 60 s"
                 time.sleep(0.02)
             (tmp_path / "go").touch()
             outputs = [w.communicate(timeout=120) for w in workers]
@@ -541,7 +543,7 @@ def test_processes_writing_at_once_on_postgresql_get_gapless_ordered_numbers(pos
             for w in workers:
                 if w.poll() is None:
                     w.kill()
-                    w.wait()
+                    w.wait(10)
         per_process = []
         for worker, (out, err) in zip(workers, outputs):
             assert worker.returncode == 0, err

@@ -8,6 +8,7 @@ ends equal to the database, without a gap.
 import asyncio
 import itertools
 import threading
+import time
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -89,12 +90,14 @@ async def scenario(cookie, before, during, resume):
         assert (await comm.connect())[0]
         started = threading.Event()
         writer = asyncio.get_running_loop().run_in_executor(None, run_writer, writer_ops, started)
-        await asyncio.get_running_loop().run_in_executor(None, started.wait)
+        assert await asyncio.get_running_loop().run_in_executor(None, started.wait, 30), "the writer did not start"
         await comm.send_json_to({"type": "subscribe", "since": since, "epoch": epoch})
-        await writer  # frames queue up meanwhile; the server works concurrently with the writer
+        await asyncio.wait_for(writer, 60)  # frames queue up meanwhile; the server works concurrently
         expected = await sync_to_async(database_rows, thread_sensitive=False)()
         syncs = client.syncs
+        end = time.monotonic() + 30
         while client.syncs == syncs or (client.tasks, client.agents) != expected:
+            assert time.monotonic() < end, f"the client did not equal the database within 30 s (syncs {client.syncs})"
             frame = await comm.receive_json_from(5)
             if frame["type"] == "sync":
                 client.apply_sync(frame)

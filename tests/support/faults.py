@@ -156,7 +156,7 @@ class TcpProxy:
         for link in self.links:
             link.abort()
         if self._server is not None:
-            await self._server.wait_closed()
+            await asyncio.wait_for(self._server.wait_closed(), 10)
 
 
 # Writing ------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ class Redis:
 
     def stop(self):
         self.proc.kill()
-        self.proc.wait()
+        self.proc.wait(10)
 
     def commands(self):
         import redis
@@ -193,9 +193,10 @@ def sync_publishes(kind, redis, n):
             async_to_sync(layer.group_send)(GROUP, message(i))
         result["per_call_ms"] = (time.perf_counter() - start) / n * 1000
 
-    thread = threading.Thread(target=run)
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    thread.join()
+    thread.join(120)
+    assert not thread.is_alive(), f"{n} publishes from a thread did not finish in 120 s"
     return result
 
 

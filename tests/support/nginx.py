@@ -155,7 +155,8 @@ class Nginx:
 
     def worker_count(self):
         """Worker processes alive (old generations linger while they hold open sockets)."""
-        out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(self.proc.pid)], capture_output=True, text=True)
+        out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(self.proc.pid)], capture_output=True, text=True,
+                             timeout=10)
         return sum(1 for line in out.stdout.splitlines() if "worker process" in line)
 
 
@@ -215,5 +216,8 @@ class Supervised(DaphneServer):
 
 
 # What deploy/rolling-restart runs to restart one process here: SIGTERM to the pid in the
-# pid file, then wait for it to exit (Supervised starts the next one), like `systemctl restart`.
-RESTART_COMMAND = 'pid=$(cat "{pid_dir}/$PORT.pid"); kill -TERM "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done'
+# pid file, then wait for it to exit (Supervised starts the next one), like `systemctl restart`;
+# a process still there after 30 s fails the restart, as systemd's stop timeout would.
+RESTART_COMMAND = ('pid=$(cat "{pid_dir}/$PORT.pid"); kill -TERM "$pid"; '
+                   'for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done; '
+                   'echo "process $pid on port $PORT still running 30 s after SIGTERM" >&2; exit 1')

@@ -14,11 +14,14 @@ class StreamClient:
     """Connects, subscribes, answers pings, applies sync/events, resubscribes on gaps, and
     reconnects (with resume) when the connection drops, until `stop()`."""
 
-    def __init__(self, url, cookie, origin, reconnect=True, answer_pings=True):
+    def __init__(self, url, cookie, origin, reconnect=True, answer_pings=True, view=None):
         self.url, self.cookie, self.origin = url, cookie, origin
         self.reconnect, self.answer_pings = reconnect, answer_pings
-        self.epoch, self.last = None, None
+        self.view = view  # protocol v2: subscribe to this window (docs/protocol.md, "Views")
+        self.epoch, self.last, self.fp = None, None, None
         self.tasks, self.agents = {}, {}
+        self.counts, self.current, self.echo = None, {}, None
+        self.ranges, self.bytes_received = 0, 0
         self.syncs, self.resets, self.events, self.gaps, self.connects = 0, 0, 0, 0, 0
         self.close_codes, self.errors = [], []
         self.subscribing = False
@@ -57,17 +60,26 @@ class StreamClient:
             return None
         frames, self.staged = self.staged[1], None
         whole = dict(frames[0], tasks=[], agents=[], deleted={"tasks": [], "agents": []})
+        if "current" in frames[0]:
+            whole["current"] = []
         for part in frames:
-            whole["tasks"] += part["tasks"]
-            whole["agents"] += part["agents"]
-            whole["deleted"]["tasks"] += part["deleted"]["tasks"]
-            whole["deleted"]["agents"] += part["deleted"]["agents"]
+            for key in ("tasks", "agents", "current"):
+                if key in whole:
+                    whole[key] += part.get(key, [])
+            whole["deleted"]["tasks"] += part["deleted"].get("tasks", [])
+            whole["deleted"]["agents"] += part["deleted"].get("agents", [])
         return whole
 
     def apply_sync(self, frame):
         if frame["reset"]:
             self.tasks, self.agents = {}, {}
             self.resets += 1
+        if "view" in frame:  # a view's sync: its window replaces the task rows, whatever reset says
+            self.tasks = {}
+            self.echo, self.counts = frame["view"], frame["counts"]
+            if "current" in frame:
+                self.current = {row["id"]: row for row in frame["current"]}
+        self.fp = frame.get("fp")
         self.apply_rows(self.tasks, frame["tasks"])
         self.apply_rows(self.agents, frame["agents"])
         for object_id in frame["deleted"]["tasks"]:
@@ -77,6 +89,38 @@ class StreamClient:
         self.epoch, self.last = frame["epoch"], frame["seq"]
         self.syncs += 1
         self.subscribing = False
+
+    def apply_range(self, frame):
+        """A view's range: every change from..to. Return False when something was missed."""
+        if self.last is None or self.subscribing:
+            return True
+        if frame["to"] <= self.last:
+            return True
+        if frame["from"] != self.last + 1:
+            self.gaps += 1
+            return False
+        for item in frame["items"]:
+            entity, row_id = item["entity"], item["data"]["id"]
+            if entity == "task":
+                if item["op"] == "delete":
+                    self.tasks.pop(row_id, None)
+                else:
+                    self.tasks[row_id] = item["data"]
+            elif entity == "current":
+                if item["op"] == "delete":
+                    self.current.pop(row_id, None)
+                else:
+                    self.current[row_id] = item["data"]
+            elif entity == "agent":
+                if item["op"] == "delete":
+                    self.agents.pop(row_id, None)
+                else:
+                    self.apply_rows(self.agents, [item["data"]])
+        if "counts" in frame:
+            self.counts = frame["counts"]
+        self.last, self.fp = frame["to"], frame.get("fp")
+        self.ranges += 1
+        return True
 
     def apply_event(self, event):
         """Return False when a gap was found (the caller resubscribes)."""
@@ -92,7 +136,7 @@ class StreamClient:
             table.pop(event["data"]["id"], None)
         else:
             self.apply_rows(table, [event["data"]])
-        self.last = event["seq"]
+        self.last, self.fp = event["seq"], event.get("fp")
         self.events += 1
         return True
 
@@ -100,7 +144,16 @@ class StreamClient:
 
     async def subscribe(self):
         self.subscribing = True
-        await self.ws.send(json.dumps({"type": "subscribe", "since": self.last, "epoch": self.epoch}))
+        frame = {"type": "subscribe", "since": self.last, "epoch": self.epoch, "fp": self.fp}
+        if self.view is not None:
+            frame["view"] = self.view
+        await self.ws.send(json.dumps(frame))
+
+    async def change_view(self, view):
+        """Subscribe again with another view (its sync replaces the window)."""
+        self.view = view
+        if self.ws is not None:
+            await self.subscribe()
 
     async def handle(self, frame):
         kind = frame.get("type")
@@ -108,6 +161,9 @@ class StreamClient:
             whole = self.take_sync_part(frame)
             if whole is not None:
                 self.apply_sync(whole)
+        elif kind == "events" and "from" in frame:
+            if not self.apply_range(frame):
+                await self.subscribe()
         elif kind in ("event", "events"):
             for event in frame["items"] if kind == "events" else [frame]:
                 if not self.apply_event(event):
@@ -131,6 +187,7 @@ class StreamClient:
             await self.subscribe()
             async for message in ws:
                 self.largest_frame = max(self.largest_frame, len(message))
+                self.bytes_received += len(message)
                 await self.handle(json.loads(message))
 
     async def run(self):
@@ -188,6 +245,19 @@ class StreamClient:
         return True
 
 
+def database_window(view):
+    """({id: version} of the view's window, its counts) as the database holds them now (call
+    from a sync context): the rule from outside (docs/protocol.md, "Views")."""
+    from realtime import registry
+
+    entity = registry.windowed()
+    parsed = entity.views.parse(view, entity.watched)
+    window = {t.pk: t.version for t in entity.views.newest(parsed, parsed.limit)}
+    per_status = {s: entity.model.objects.filter(status=s).count() for s in entity.views.statuses}
+    per_status["matched"] = entity.views.query(parsed).count()
+    return window, per_status
+
+
 def database_versions():
     """{id: version} of every task and agent in the database (call from a sync context)."""
     from tasks.models import Agent, Task
@@ -196,6 +266,32 @@ def database_versions():
         dict(Task.objects.values_list("id", "version")),
         dict(Agent.objects.values_list("id", "version")),
     )
+
+
+async def receive_until(ws, predicate, within=30):
+    """Frames from `ws` (a websockets connection) until one satisfies `predicate`: that frame,
+    decoded. Pings and other frames are read and dropped; fails after `within` seconds."""
+    end = time.monotonic() + within
+    seen = []
+    while True:
+        remaining = end - time.monotonic()
+        assert remaining > 0, f"no such frame within {within} s; the last ones: {seen[-5:]}"
+        try:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), remaining))
+        except asyncio.TimeoutError:
+            raise AssertionError(f"no such frame within {within} s; the last ones: {seen[-5:]}") from None
+        if predicate(frame):
+            return frame
+        seen.append(frame)
+
+
+async def close_code(ws, within=30):
+    """Read and drop frames until the server closes `ws`: its close code (1006 when no close
+    frame came). Fails after `within` seconds."""
+    try:
+        await receive_until(ws, lambda frame: False, within)
+    except websockets.ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd else 1006
 
 
 def database_rows():
@@ -292,8 +388,8 @@ class ResilientStreamClient(StreamClient):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
             sock.setblocking(False)
             try:
-                await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
-            except OSError:
+                await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port)), 5)
+            except (OSError, asyncio.TimeoutError):
                 sock.close()
                 raise
             extra["sock"] = sock

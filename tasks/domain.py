@@ -1,8 +1,9 @@
 """The rules of tasks and agents, and every state change that follows them.
 
 Every interface goes through this module: the agent and operator API (tasks/api/views.py),
-the admin's change form and actions (tasks/admin.py), the liveness sweep (tasks/liveness.py),
-deleting an agent (tasks/signals.py), and the management commands. It is plain Python: it
+the admin's task and agent forms and actions (tasks/admin.py), the task page's "mark failed"
+(tasks/pages.py), the liveness sweep (tasks/liveness.py), deleting an agent
+(tasks/signals.py), the model's clean() (tasks/models.py), and the management commands. It is plain Python: it
 raises the domain errors below, and each interface translates them (DRF to HTTP in
 tasks/api/errors.py, the admin to form errors and messages, commands to CommandError).
 tests/test_domain.py holds each rule, and checks that the interfaces reach it.
@@ -11,8 +12,11 @@ The rules:
 - A status change must be in TRANSITIONS for the actor making it (agent, operator, system).
 - A running task has an agent; an agent runs at most one task at a time; a queued task has
   no agent. An online agent is busy exactly while it runs a task.
-- An agent that goes offline (the sweep, an operator, its deletion) leaves its running task
-  to AGENT_OFFLINE_TASK_POLICY: back to the queue, or failed with a reason.
+- An agent that goes offline (the sweep, an operator's action or form, its deletion) leaves
+  its running task to AGENT_OFFLINE_TASK_POLICY: back to the queue, or failed with a reason.
+- A task that succeeds is 100% done; one queued again starts from 0% with no agent.
+- An operator's edit is refused only where it conflicts with a change made since the form
+  was loaded (merge_edit); the fields the operator left alone keep their current values.
 - `current_task()` is the one answer to "what is this agent running".
 
 Every function that reads rows and then writes them takes the stream lock first

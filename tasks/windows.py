@@ -146,7 +146,7 @@ class TaskViews(ViewSpec):
     def count(self, view, counts):
         statuses, agent, q, task_id = view.filters
         if agent is None and q is None and task_id is None:
-            return sum(counts.get(s, 0) for s in (statuses or self.statuses))
+            return sum(counts.get(s, 0) for s in (self.statuses if statuses is None else statuses))
         return self.query(view).count()
 
 

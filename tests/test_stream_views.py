@@ -77,3 +77,195 @@ async def test_a_new_task_enters_and_pushes_the_oldest_out(cookie):
     assert left[0]["left"] is True
     assert frame["counts"]["queued"] == 7 and frame["counts"]["matched"] == 7
     await comm.disconnect()
+
+
+# State plus ranges equals a fresh read, under every kind of write ------------------------------
+
+import random  # noqa: E402
+
+from realtime.models import Stream  # noqa: E402
+from tests.test_windows import ascii_fold  # noqa: E402
+
+STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
+TITLES = ["Invoice 7", "invoice batch", "INVOICE run", "report", "Ärger", "ärger", "build #3", "deploy"]
+
+
+class ViewClient:
+    """A socket that applies a view's sync and ranges by the protocol's client rules."""
+
+    def __init__(self, comm, view):
+        self.comm, self.view = comm, view
+        self.tasks, self.agents, self.current, self.counts = {}, {}, {}, None
+        self.epoch = self.last = self.fp = None
+        self.subscribing = False
+        self.resubscribes = 0
+
+    async def subscribe(self, view=None):
+        if view is not None:
+            self.view = view
+        self.subscribing = True
+        await self.comm.send_json_to({"type": "subscribe", "since": self.last, "epoch": self.epoch, "fp": self.fp,
+                                      "view": self.view})
+
+    def apply_sync(self, frame):
+        assert "part" not in frame  # small tables: one frame
+        if frame["reset"]:
+            self.agents = {}
+        self.tasks = {row["id"]: row for row in frame["tasks"]}
+        for row in frame["agents"]:
+            self.agents[row["id"]] = row
+        for row_id in frame["deleted"]["agents"]:
+            self.agents.pop(row_id, None)
+        self.current = {row["id"]: row for row in frame.get("current", [])}
+        self.counts, self.epoch, self.last, self.fp = frame["counts"], frame["epoch"], frame["seq"], frame.get("fp")
+        self.subscribing = False
+
+    async def apply_range(self, frame):
+        if self.subscribing or frame["to"] <= self.last:
+            return
+        if frame["from"] != self.last + 1:
+            self.resubscribes += 1
+            return await self.subscribe()
+        for item in frame["items"]:
+            table = {"task": self.tasks, "agent": self.agents, "current": self.current}[item["entity"]]
+            if item["op"] == "delete":
+                table.pop(item["data"]["id"], None)
+            elif item["entity"] != "agent" or item["data"]["version"] >= table.get(item["data"]["id"], {}).get("version", 0):
+                table[item["data"]["id"]] = item["data"]
+        self.counts = frame.get("counts", self.counts)
+        self.last, self.fp = frame["to"], frame.get("fp")
+
+    async def pump(self, head, timeout=5):
+        """Take frames until this client has applied everything up to `head`."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.subscribing or self.last is None or self.last < head:
+            remaining = deadline - asyncio.get_running_loop().time()
+            assert remaining > 0, f"client at {self.last} never reached {head} (view {self.view})"
+            frame = await self.comm.receive_json_from(remaining)
+            if frame["type"] == "sync":
+                self.apply_sync(frame)
+            elif frame["type"] == "events":
+                await self.apply_range(frame)
+            elif frame["type"] == "ping":
+                await self.comm.send_json_to({"type": "pong", "id": frame["id"]})
+                if frame["seq"] > (self.last or 0) and not self.subscribing:
+                    await self.subscribe()
+            elif frame["type"] == "error":
+                raise AssertionError(f"error frame: {frame}")
+
+
+def defined_window(view):
+    """The window and counts the protocol defines, computed here from the raw rows."""
+    rows = list(Task.objects.values_list("id", "version", "status", "agent_id", "title"))
+    q = (view.get("q") or "").strip()
+
+    def matches(row_id, status, agent, title):
+        if view.get("status") is not None and status not in view["status"]:
+            return False
+        if view.get("agent") is not None and agent != view["agent"]:
+            return False
+        if q.startswith("#") and q[1:].isdigit():
+            return row_id == int(q[1:])
+        return not q or ascii_fold(q) in ascii_fold(title)
+
+    matching = sorted(((r[0], r[1]) for r in rows if matches(r[0], *r[2:])), reverse=True)
+    counts = {s: sum(1 for r in rows if r[2] == s) for s in STATUSES}
+    counts["matched"] = len(matching)
+    running = {r[0]: r[1] for r in rows if r[2] == "running"}
+    agents = dict(Agent.objects.values_list("id", "version"))
+    head = Stream.objects.get(pk=1).head
+    return dict(matching[:view.get("limit") or 200]), counts, running, agents, head
+
+
+def random_write(rng):
+    """One write of a random kind: every path sequencing numbers."""
+    tasks = list(Task.objects.order_by("pk"))
+    agents = list(Agent.objects.order_by("pk"))
+    kind = rng.choice(["create", "save", "rename", "update", "bulk_create", "bulk_update", "delete", "delete_many",
+                       "agent", "agent_delete"])
+    if kind == "create" or not tasks:
+        status = rng.choice(STATUSES)
+        agent = rng.choice(agents) if status == "running" and agents else None
+        Task.objects.create(title=rng.choice(TITLES), status=status if status != "running" or agent else "queued", agent=agent)
+    elif kind == "save":
+        task = rng.choice(tasks)
+        task.status = rng.choice(["queued", "succeeded", "failed", "cancelled"])
+        task.agent = None
+        task.progress = rng.randint(0, 100)
+        task.save()
+    elif kind == "rename":  # into and out of a search
+        task = rng.choice(tasks)
+        task.title = rng.choice(TITLES)
+        task.save(update_fields=["title"])
+    elif kind == "update":
+        chosen = [t.pk for t in rng.sample(tasks, min(len(tasks), rng.randint(1, 4)))]
+        if rng.random() < 0.5:
+            Task.objects.filter(pk__in=chosen).update(status=rng.choice(["failed", "cancelled", "queued"]), agent=None)
+        else:
+            Task.objects.filter(pk__in=chosen).update(title=rng.choice(TITLES))
+    elif kind == "bulk_create":
+        Task.objects.bulk_create([Task(title=rng.choice(TITLES)) for _ in range(rng.randint(1, 5))])
+    elif kind == "bulk_update":
+        chosen = rng.sample(tasks, min(len(tasks), 3))
+        for task in chosen:
+            task.title = rng.choice(TITLES)
+        Task.objects.bulk_update(chosen, ["title"])
+    elif kind == "delete":
+        rng.choice(tasks).delete()
+    elif kind == "delete_many":
+        Task.objects.filter(pk__in=[t.pk for t in rng.sample(tasks, min(len(tasks), 3))]).delete()
+    elif kind == "agent" or not agents:
+        if agents and rng.random() < 0.5:
+            agent = rng.choice(agents)
+            agent.hostname = f"h{rng.randint(0, 99)}"
+            agent.save()
+        else:
+            Agent.objects.create(name=f"agent-{rng.randint(0, 10**9)}")
+    else:
+        rng.choice(agents).delete()  # its running task goes back to the queue (the offline policy)
+
+
+@pytest.mark.parametrize("seed", [20261206, 7, 1234])
+async def test_state_plus_ranges_equals_a_fresh_read_under_random_writes(cookie, seed):
+    """Zulip's strongest test, for views: random writes of every kind against random views;
+    after every step each socket's window, counts, agents and running tasks equal what the
+    database holds at that number (docs/protocol.md, "Views", the rule from outside)."""
+    rng = random.Random(seed)
+    await database_sync_to_async(lambda: [Agent.objects.create(name=f"a{i}") for i in range(3)])()
+    for _ in range(25):
+        await database_sync_to_async(random_write)(rng)
+    agent_ids = await database_sync_to_async(lambda: list(Agent.objects.values_list("pk", flat=True)))()
+    views = [
+        {"limit": 4},
+        {"limit": 4},  # the same view: one window shared by two sockets
+        {"status": ["queued", "running"], "limit": 3, "current": True},
+        {"status": ["failed", "cancelled"], "limit": 2},
+        {"q": "invoice", "limit": 3},
+        {"agent": agent_ids[0], "limit": 5},
+        {"q": "ÄRGER", "status": ["queued", "failed"], "limit": 2},
+    ]
+    clients = []
+    for view in views:
+        comm, _, _ = await connect(cookie)
+        clients.append(ViewClient(comm, view))
+        await clients[-1].subscribe()
+    for step in range(80):
+        await database_sync_to_async(random_write)(rng)
+        if step % 9 == 4:  # a view changed mid-stream
+            client = rng.choice(clients)
+            await client.subscribe(rng.choice(views[2:] + [{"q": f"#{rng.randint(1, 60)}"}]))
+        if step % 13 == 7:  # away and back: the resume starts from where it was
+            client = rng.choice(clients)
+            await client.comm.disconnect()
+            client.comm, _, _ = await connect(cookie)
+            await client.subscribe()
+        for client in clients:
+            window, counts, running, agents, head = await database_sync_to_async(defined_window)(client.view)
+            await client.pump(head)
+            assert {i: r["version"] for i, r in client.tasks.items()} == window, (step, client.view)
+            assert client.counts == counts, (step, client.view)
+            assert {i: r["version"] for i, r in client.agents.items()} == agents, step
+            if client.view.get("current"):
+                assert {i: r["version"] for i, r in client.current.items()} == running, step
+    for client in clients:
+        await client.comm.disconnect()

@@ -117,9 +117,9 @@ TEMPLATES = [
 _realtime = {name: env.setting(name, rule) for name, rule in realtime_conf.SETTINGS.items()}
 globals().update(_realtime)
 env.renamed("REALTIME_SYNC_PART_BYTES", "REALTIME_MAX_SEND_BYTES")
-# The agents' liveness sweep is offered every second; its database lease lets one process
-# run it per AGENT_SWEEP_INTERVAL.
-REALTIME_PERIODIC_JOBS = [("tasks.liveness.run_due_sweep", 1.0)]
+# The agents' liveness sweep is offered every second, task retention every 5 s; each one's
+# database lease lets one process run it per interval (AGENT_SWEEP_INTERVAL; a minute).
+REALTIME_PERIODIC_JOBS = [("tasks.liveness.run_due_sweep", 1.0), ("tasks.retention.run_due_retirement", 5.0)]
 
 # --- Database ---------------------------------------------------------------------------------
 

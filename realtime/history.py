@@ -21,6 +21,7 @@ from django.db import connections, transaction
 from django.db.migrations.operations import RunPython, RunSQL
 from django.db.models import Max
 
+from . import counts, registry
 from .models import Tombstone
 from .sequencing import SequencedModel, allocate
 
@@ -51,6 +52,10 @@ def rotate_epoch(reason, expected_epoch=None, using="default", level=logging.WAR
         new = str(uuid.uuid4())
         with connections[using].cursor() as cursor:
             cursor.execute("UPDATE realtime_stream SET epoch = %s, head = %s WHERE id = 1", [new, head])
+        # Rows may have been written without sequencing: count them again, under the same lock.
+        for entity in registry.entities():
+            if entity.counted:
+                counts.recount(entity, using)
     log.log(level, "stream epoch rotated to %s at head %s: %s; every client will reset", new, head, reason)
     return new, head
 
@@ -69,6 +74,7 @@ def raw_save(sender, instance, raw, using, **kwargs):
                 "UPDATE realtime_stream SET epoch = %s, head = CASE WHEN head < %s THEN %s ELSE head END WHERE id = 1",
                 [str(uuid.uuid4()), instance.version, instance.version],
             )
+        counts.forget(using)  # counted again by the next reader (one save per loaded row)
 
 
 def after_migrate(sender, plan=None, using="default", **kwargs):

@@ -80,6 +80,8 @@ class Task(SequencedModel):
         indexes = [
             models.Index(fields=["status", "id"], name="task_status_id"),
             models.Index(fields=["agent", "id"], name="task_agent_id"),
+            # Retention finds the oldest finished tasks (tasks/retention.py).
+            models.Index(fields=["finished_at"], name="task_finished_at"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -59,4 +59,8 @@ class Migration(migrations.Migration):
             model_name='task',
             index=models.Index(fields=['agent', 'id'], name='task_agent_id'),
         ),
+        migrations.AddIndex(
+            model_name='task',
+            index=models.Index(fields=['finished_at'], name='task_finished_at'),
+        ),
     ]

@@ -524,6 +524,8 @@ def merge_edit(current, *, values, loaded=None, changed=None, expected_version=N
                 "change, then make your edit again."
             )
         changed = values
+    if expected_version is not None and current.version == expected_version:
+        loaded = None  # nothing changed since it was loaded: nothing can conflict
     conflicts = []
     for name in changed:
         now = _plain(getattr(current, name))

@@ -182,6 +182,14 @@ class TaskForm(OperatorForm):
         model = Task
         fields = ("title", "description", "status", "progress", "agent", "error")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.status == Task.Status.RUNNING and "progress" in self.fields:
+            self.fields["progress"].help_text = (
+                "Percent done, 0 to 100. Its agent reports it while it runs: left as it is, the "
+                "latest report is kept (and it becomes 100 when you mark the task succeeded)."
+            )
+
     def apply_rules(self, values, expected_version):
         if self.instance.pk is None:
             return domain.prepare_new_task(values=values, changed=[n for n in self.changed_data if n in values])

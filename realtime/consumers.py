@@ -378,8 +378,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         texts = live.syncs.get(key)
         if texts is None:
             others, deleted = compose_others(seed, self.buffer, live.seq)
-            texts = live.syncs[key] = self.hub.views.sync_texts(live, others, epoch=seed.epoch, reset=seed.reset,
-                                                                 deleted=deleted)
+            texts = live.syncs[key] = self.hub.views.sync_texts(
+                live, others, epoch=seed.epoch, reset=seed.reset, deleted=deleted,
+                fp=seed.fp if live.seq == seed.head else None)
         self.live, self.state = live, "live"
         self.hub.raw.discard(self)
         self.buffer = []

@@ -28,6 +28,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import dbwork, metrics
+from .changes import fingerprint_at
 from .events import Event, events_of
 from .frames import event_frames
 from .live import LiveViews
@@ -135,6 +136,7 @@ class Hub:
         layer = get_channel_layer()
         self.epoch, head = await dbwork.run("head", stream_position)
         self.last = self.known_head = self.sent = head
+        self._sent_fp = await dbwork.run("head", fingerprint_at, head)
         metrics.HEAD.set(head)
         metrics.DATABASE_UP.set(1)
         if layer is not None:

@@ -286,7 +286,7 @@ class LiveViews:
     def side_rows(self, view):
         return {name: self.sides[name].window.window_rows() for name in view.sides if name in self.sides}
 
-    def sync_texts(self, live, agents, epoch=None, reset=False, deleted=None):
+    def sync_texts(self, live, agents, epoch=None, reset=False, deleted=None, fp=None):
         """The sync of `live` at its number: the window, the counts, the side sets, and
         `agents` ({entity key: [encoded rows]}), or "range" for the rows of the other
         entities' changes since the last range (a range too large for one frame goes as a
@@ -300,7 +300,7 @@ class LiveViews:
             rows[name] = [held.text for held in held_rows]
         extras = {"heartbeat_interval": settings.REALTIME_HEARTBEAT_INTERVAL, "view": live.view.echo,
                   "counts": self.counts_of(live)}
-        fp = self.hub.fp_of(live.seq)
+        fp = self.hub.fp_of(live.seq) or fp
         if fp:
             extras["fp"] = fp
         return sync_frames(epoch=epoch or self.hub.epoch, seq=live.seq, reset=reset, rows=rows,

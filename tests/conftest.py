@@ -48,6 +48,19 @@ def pytest_timeout_set_timer(item, settings):
     return True
 
 
+SLOW_TIMEOUT = 600  # seconds for a test that starts servers or a browser (the default: pyproject.toml)
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that start real servers or a browser get SLOW_TIMEOUT, unless they carry their
+    own @pytest.mark.timeout."""
+    for item in items:
+        slow = any(item.get_closest_marker(name) for name in ("server", "browser")) or \
+            {"daphne", "browser", "redis_server"} & set(getattr(item, "fixturenames", ()))
+        if slow and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+
+
 def pytest_keyboard_interrupt(excinfo):
     """The run was interrupted (by a timeout, or by hand): the run is stopping."""
     _interrupted.set()

@@ -572,7 +572,7 @@ async def test_sync_plus_events_equals_a_fresh_fetch_end_to_end(cookie):
 
     writer = asyncio.ensure_future(sync_to_async(writes, thread_sensitive=False)())
     await comm.send_json_to({"type": "subscribe", "since": None, "epoch": None})
-    await writer
+    await asyncio.wait_for(writer, 60)
     expected = await database_sync_to_async(database_rows)()
     end = time.monotonic() + WITHIN
     while client.syncs == 0 or (client.tasks, client.agents) != expected:

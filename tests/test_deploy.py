@@ -445,6 +445,7 @@ async def poll_through_nginx(base, cert, stop, outcomes):
 @pytest.mark.redis
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(900)  # collectstatic, two processes, a browser, and rolling-restart's own 300 s
 async def test_a_rolling_restart_through_nginx_keeps_every_dashboard_calm_and_equal(
         server_env, redis_server, staff_user, settings, tmp_path, monkeypatch):
     from django.db import connection
@@ -515,8 +516,8 @@ async def test_a_rolling_restart_through_nginx_keeps_every_dashboard_calm_and_eq
         await asyncio.sleep(2)  # the writer goes on a little after the deploy
 
         stop.set()
-        await writer_task
-        await poller
+        await asyncio.wait_for(writer_task, 60)
+        await asyncio.wait_for(poller, 60)
         assert writer.count >= 50, (writer.ops, writer.failures)
         settle_start = time.monotonic()
         bad, expected = await settle(clients, 30)

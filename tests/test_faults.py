@@ -27,7 +27,7 @@ from tests.support.faults import (
     TcpProxy, Writer, catch_up, crash_lines, database_head, describe_difference, metric,
     percentile, process_rss, report, scrape_metrics, settle,
 )
-from tests.support.stream import ResilientStreamClient
+from tests.support.stream import ResilientStreamClient, close_code, receive_until
 
 pytestmark = [
     pytest.mark.server,
@@ -123,7 +123,7 @@ class Stack:
     async def stop_writer(self):
         self.stop_writing.set()
         if self._writer_task is not None:
-            await self._writer_task
+            await asyncio.wait_for(self._writer_task, 60)  # its write under way, at most
 
     async def head(self):
         return (await sync_to_async(database_head)())[1]
@@ -409,7 +409,7 @@ async def test_slow_reader(either_stack):
         await asyncio.sleep(0.2)
     slow_p50, slow_p95, n = median_latency(clients, since=paused_at)
     stop_bursts.set()
-    await bursts
+    await asyncio.wait_for(bursts, 60)
     stuck.resume_reading()
     head = await stack.head()
     heal = await catch_up([stuck], head, timeout=20)
@@ -475,7 +475,7 @@ async def test_a_reader_that_stops_holds_up_no_one(either_stack):
     await asyncio.sleep(10)
     during_p50, during_p95, n = median_latency(clients, since=paused_at + 2)
     stop.set()
-    await flooding
+    await asyncio.wait_for(flooding, 60)
     stuck.resume_reading()
     head = await stack.head()
     heal = await catch_up([stuck], head, timeout=30)
@@ -558,10 +558,7 @@ async def test_sigterm_refuses_new_connections(either_stack):
             async with websockets.connect(server.ws, additional_headers=headers, ping_interval=None,
                                           close_timeout=1, open_timeout=3) as ws:
                 await ws.send(json.dumps({"type": "subscribe", "since": None, "epoch": None}))
-                while True:
-                    await asyncio.wait_for(ws.recv(), 5)
-        except websockets.ConnectionClosed as exc:
-            outcomes.append(exc.rcvd.code if exc.rcvd else 1006)
+                outcomes.append(await close_code(ws, 10))
         except OSError as exc:
             outcomes.append("refused" if isinstance(exc, ConnectionRefusedError) else type(exc).__name__)
         except Exception as exc:
@@ -580,16 +577,9 @@ async def test_sigterm_sends_1012_to_every_socket(stack):
                for _ in range(5)]
     for ws in sockets:
         await ws.send(json.dumps({"type": "subscribe", "since": None, "epoch": None}))
-        while json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] != "sync":
-            pass
+        await receive_until(ws, lambda frame: frame["type"] == "sync", 10)
     server.signal(signal.SIGTERM)
-    codes = []
-    for ws in sockets:
-        try:
-            while True:
-                await asyncio.wait_for(ws.recv(), 10)
-        except websockets.ConnectionClosed as exc:
-            codes.append(exc.rcvd.code if exc.rcvd else 1006)
+    codes = [await close_code(ws, 15) for ws in sockets]
     assert codes == [1012] * 5, codes
 
 
@@ -616,21 +606,13 @@ async def test_sigterm_sends_1012_to_two_thousand_sockets(stack):
             ws = await websockets.connect(server.ws, additional_headers=headers, ping_interval=None,
                                           close_timeout=2, open_timeout=30)
             await ws.send(json.dumps({"type": "subscribe", "since": None, "epoch": None}))
-            while json.loads(await asyncio.wait_for(ws.recv(), 30))["type"] != "sync":
-                pass
+            await receive_until(ws, lambda frame: frame["type"] == "sync", 30)
             return ws
 
     sockets = await asyncio.gather(*(open_one() for _ in range(count)))
     server.signal(signal.SIGTERM)
 
-    async def code_of(ws):
-        try:
-            while True:
-                await asyncio.wait_for(ws.recv(), 20)
-        except websockets.ConnectionClosed as exc:
-            return exc.rcvd.code if exc.rcvd else 1006
-
-    codes = collections.Counter(await asyncio.gather(*(code_of(ws) for ws in sockets)))
+    codes = collections.Counter(await asyncio.gather(*(close_code(ws, 60) for ws in sockets)))
     report("sigterm_many", sockets=count, codes=dict(codes))
     log = [line for line in server.log().splitlines() if "WSCONNECT" not in line and "WSDISCONNECT" not in line
            and "connect user" not in line and "resync channel" not in line and "disconnect channel" not in line and "DEBUG" not in line or "fail" in line]
@@ -690,10 +672,7 @@ async def _one_bad_frame(stack, frame):
     async with websockets.connect(server.ws, additional_headers=headers, ping_interval=None, close_timeout=1) as ws:
         await ws.send(frame)
         try:
-            while True:
-                reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
-                if reply.get("type") != "ping":
-                    return reply, None, server
+            return await receive_until(ws, lambda reply: reply.get("type") != "ping", 15), None, server
         except websockets.ConnectionClosed as exc:
             return None, exc.rcvd.code if exc.rcvd else 1006, server
 

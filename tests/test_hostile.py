@@ -14,7 +14,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from tests.support.faults import Writer, crash_lines, describe_difference, report, settle
-from tests.support.stream import ResilientStreamClient
+from tests.support.stream import ResilientStreamClient, close_code, receive_until
 from tests.test_faults import layer_config
 
 pytestmark = [pytest.mark.server, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -57,8 +57,7 @@ async def quiet_socket(url, cookie):
     try:
         async with websockets.connect(url, additional_headers=headers, ping_interval=None) as ws:
             await ws.send('{"type":"subscribe","since":null,"epoch":null}')
-            while True:
-                await asyncio.wait_for(ws.recv(), 10)
+            return await close_code(ws, 10)
     except websockets.ConnectionClosed as exc:
         return exc.rcvd.code if exc.rcvd else 1006
     except (OSError, asyncio.TimeoutError) as exc:
@@ -72,8 +71,7 @@ async def holding_sockets(url, cookie, count):
     for _ in range(count):
         ws = await websockets.connect(url, additional_headers=headers, ping_interval=None, max_size=None)
         await ws.send('{"type":"subscribe","since":null,"epoch":null}')
-        while json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] != "sync":
-            pass
+        await receive_until(ws, lambda frame: frame["type"] == "sync", 10)
         sockets.append(ws)
     return sockets
 
@@ -107,7 +105,7 @@ async def test_a_hostile_viewer_does_not_harm_the_other_dashboards(daphne, redis
         codes += await asyncio.gather(*(hostile_socket(server.ws, cookie) for _ in range(LIMIT)))
         await asyncio.sleep(1)
         stop.set()
-        await asyncio.gather(*writing)
+        await asyncio.wait_for(asyncio.gather(*writing), 60)
         bad, expected = await settle(others, 30)
         assert not bad, "\n".join(describe_difference(c, expected) for c in bad[:5])
         written = sum(w.count for w in writers)

@@ -30,7 +30,7 @@ async def test_a_coroutine_that_waits_is_finished_by_a_task():
     task = start_eagerly(slow())
     assert steps == ["written"] and not task.done()
     gate.set_result("drained")
-    assert await task == "sent"
+    assert await asyncio.wait_for(task, 5) == "sent"
     assert steps == ["written", "drained"]
 
 
@@ -44,7 +44,7 @@ async def test_a_failure_after_the_wait_reaches_the_task():
     task = start_eagerly(failing())
     gate.set_exception(OSError("reset"))
     with pytest.raises(OSError):
-        await task
+        await asyncio.wait_for(task, 5)
 
 
 class SlowServer:

@@ -140,8 +140,10 @@ def test_the_eager_writer_sends_at_once_and_buffers_only_what_the_kernel_refused
         kernel = len(big) - len(transport.buffered[0])
         received = b""
         theirs.settimeout(2)
-        while len(received) < kernel:
-            received += theirs.recv(1 << 20)
+        while len(received) < kernel:  # each recv waits 2 s at most
+            chunk = theirs.recv(1 << 20)
+            assert chunk, f"the socket closed after {len(received)} of {kernel} bytes"
+            received += chunk
         assert received == big[:kernel]
 
         closing = BufferedTransport(ours)

@@ -1,6 +1,9 @@
 import { backoff as defaultBackoff } from "./backoff.js";
 import { CLOSE, ERR, MSG, PATH, SOCKET_OPEN, STATE, TIMING, closeAction, closeReason } from "./constants.js";
-import { SyncParts } from "./parts.js";
+import { Heartbeat } from "./heartbeat.js";
+import { PageWake } from "./pagewake.js";
+import { HealthProbe } from "./probe.js";
+import { SyncSession } from "./session.js";
 import { Store } from "./store.js";
 
 /**
@@ -10,15 +13,19 @@ import { Store } from "./store.js";
  * @property {number|null} retryAt clock ms of the next try while "waiting", else null
  * @property {string|null} reason why not open: a close reason ("signed_out", "forbidden",
  *   "closed_by_operator", "protocol", "too_large", "restart", "heartbeat_timeout",
- *   "too_many_dashboards", "try_later", ...), "handshake_timeout",
- *   "idle_timeout", "sync_timeout", "offline", "user" or "bad_url"; null when open/connecting
+ *   "too_many_dashboards", "try_later", ...), "handshake_timeout", "idle_timeout",
+ *   "sync_timeout", "offline", "user", "bad_url" or "bad_view"; null when open/connecting
  * @property {string|null} message the server's own words for the last close (its `closing`
  *   error frame, or the close frame's reason), while "waiting" or "stopped"; else null
  * @property {number|null} rtt last measured round trip of a client ping, ms
  * @property {number|null} lastMessageAt clock ms of the last inbound frame (any connection)
+ * @property {number|null} confirmedAt clock ms of the last frame that showed the store equal
+ *   to the server (a sync, an event or range, a ping at the store's number), or null
  * @property {string|number|null} epoch
  * @property {number|null} last last applied sequence number
  * @property {number} interval heartbeat interval in ms (the server's, once synced)
+ * @property {object|null} view the view subscribed to (protocol v2), null for the whole table
+ * @property {string|null} viewError the server's words when it refused the last view asked for
  */
 
 const stringOrNull = (value) => (typeof value === "string" && value ? value : null);
@@ -29,11 +36,17 @@ export function dashboardUrl(location) {
   return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${PATH}`;
 }
 
-// Window events; `visibilitychange` is on the document.
-const WINDOW_EVENTS = ["online", "offline", "focus", "pageshow"];
+/** The health check on the page's own host, or null where there is no page (no probing). */
+function healthUrl(location) {
+  return location?.href ? new URL("/healthz", location.href).href : null;
+}
 
 /**
- * The dashboard's WebSocket: subscribes, feeds the Store, keeps the link alive and heals it.
+ * The dashboard's WebSocket: the state machine that subscribes, feeds the Store, keeps the
+ * link alive and heals it. Its parts, each in its own file: the Heartbeat (pings, the
+ * dead-man deadline), the SyncSession (what was asked: the subscribe, its parts, the sync
+ * deadline, the view), the PageWake (visibility, network, focus, back/forward cache) and the
+ * HealthProbe (is the server back?).
  *
  * One state variable, one timer handle (cleared before it is set again) and a socket
  * generation number, so a callback from an old socket can never act. Deadlines are clock
@@ -51,22 +64,21 @@ export class Connection {
   /** @private */ #timer = null;
   /** @private */ #socket = null;
   /** @private */ #generation = 0;
-  /** @private */ #subscribing = false; // a subscribe is out and its (whole) sync has not arrived
-  /** @private */ #syncDeadline = null; // socket open + sync, a resubscribe, or the next part, by then
-  /** @private */ #parts = new SyncParts(); // parts of a sync in, its last not yet
   /** @private */ #closing = null; // {code, message} of this socket's `closing` error frame
   /** @private */ #stableAt = null; // when the attempt counter may reset
-  /** @private */ #nextPingAt = 0;
-  /** @private */ #pingId = 0;
-  /** @private */ #pingSentAt = null;
-  /** @private */ #rtt = null;
-  /** @private */ #lastMessageAt = null;
+  /** @private */ #confirmedAt = null;
+  /** @private */ #viewError = null;
   /** @private */ #opts;
-  /** @private */ #interval;
+  /** @private @type {Heartbeat} */ #heartbeat;
+  /** @private @type {SyncSession} */ #session;
+  /** @private @type {PageWake} */ #page;
+  /** @private @type {HealthProbe|null} */ #probe = null;
 
   /**
    * @param {object} [options]
    * @param {string} [options.url] default: same host as `location`, `wss:` under https
+   * @param {object|null} [options.view] subscribe to this window of the tasks (protocol v2,
+   *   docs/protocol.md "Views"); null or absent: the whole table (v1)
    * @param {typeof WebSocket} [options.WebSocket]
    * @param {() => number} [options.now] clock in ms (default Date.now)
    * @param {(fn: Function, ms: number) => unknown} [options.setTimeout]
@@ -78,6 +90,9 @@ export class Connection {
    * @param {(status: Status) => void} [options.onStatus] on state, attempt, rtt and sync changes
    * @param {EventTarget|null} [options.win] receives online/offline/focus/pageshow
    * @param {EventTarget|null} [options.doc] receives visibilitychange
+   * @param {string|null} [options.probeUrl] health check probed while a visible page waits
+   *   (default: /healthz on the page's host; null: never probe)
+   * @param {(url: string, init: object) => Promise<{ok: boolean}>} [options.fetch]
    * @param {number} [options.heartbeatInterval] ms; the server's `sync` may override it
    * @param {number} [options.firstPingDelay] ms from the first sync to the first client ping
    *   (default: one interval); a short delay shows a round-trip time soon after connecting
@@ -99,16 +114,34 @@ export class Connection {
       logger: options.logger ?? console,
       backoff: options.backoff ?? defaultBackoff,
       onStatus: options.onStatus ?? (() => {}),
-      win: "win" in options ? options.win : g.window,
-      doc: "doc" in options ? options.doc : g.document,
       idleGrace: options.idleGrace ?? TIMING.IDLE_GRACE,
       handshakeTimeout: options.handshakeTimeout ?? TIMING.HANDSHAKE_TIMEOUT,
       stableUptime: options.stableUptime ?? TIMING.STABLE_UPTIME,
-      firstPingDelay: options.firstPingDelay ?? null,
     };
-    this.#interval = options.heartbeatInterval ?? TIMING.HEARTBEAT_INTERVAL;
     if (typeof this.#opts.WebSocket !== "function") {
       throw new Error("Connection: no WebSocket constructor here; pass options.WebSocket");
+    }
+    this.#heartbeat = new Heartbeat({
+      interval: options.heartbeatInterval ?? TIMING.HEARTBEAT_INTERVAL,
+      grace: this.#opts.idleGrace,
+      firstPingDelay: options.firstPingDelay ?? null,
+    });
+    this.#session = new SyncSession({ view: options.view ?? null, timeout: this.#opts.handshakeTimeout });
+    this.#page = new PageWake({
+      win: "win" in options ? options.win : g.window,
+      doc: "doc" in options ? options.doc : g.document,
+      onOffline: () => this.#offline(),
+      onWake: (returned) => this.#wake(returned),
+    });
+    const probeUrl = "probeUrl" in options ? options.probeUrl : healthUrl(g.location);
+    const fetch = options.fetch ?? (typeof g.fetch === "function" ? (url, init) => g.fetch(url, init) : null);
+    if (probeUrl && fetch) {
+      this.#probe = new HealthProbe({
+        url: probeUrl, fetch, now: this.#opts.now, random: this.#opts.random,
+        ready: () => this.#page.visible && this.#page.online,
+        onUp: () => this.#serverBack(),
+        onChange: () => this.#arm(),
+      });
     }
   }
 
@@ -134,11 +167,28 @@ export class Connection {
   }
 
   /**
+   * Subscribe to another view (null: the whole table). On a live link the subscribe goes at
+   * once (or as soon as the one outstanding is answered), from the store's position
+   * (`since`, `epoch`, `fp`); its sync replaces the window. Frames of the old view that
+   * arrive meanwhile are not applied. Not connected, the next connection subscribes with it.
+   */
+  setView(view) {
+    this.#viewError = null;
+    if (this.#session.setView(view ?? null) && this.#socket?.readyState === SOCKET_OPEN) this.#subscribe();
+    this.#emit();
+  }
+
+  /** The view subscribed to (or to be), null for the whole table. */
+  get view() {
+    return this.#session.view;
+  }
+
+  /**
    * Send one JSON frame. Never throws and never queues.
    * @returns {boolean} false when the socket is not open (or the link is already dead)
    */
   send(message) {
-    if (this.#state === STATE.OPEN && this.#opts.now() >= this.#idleDeadline()) {
+    if (this.#state === STATE.OPEN && this.#opts.now() >= this.#heartbeat.deadline) {
       this.#tick(); // a frame sent into a dead link is lost; reconnect instead
       return false;
     }
@@ -147,17 +197,21 @@ export class Connection {
 
   /** @returns {Status} a fresh snapshot */
   get status() {
+    const beat = this.#heartbeat;
     return {
       state: this.#state,
       attempt: this.#attempt,
       retryAt: this.#retryAt,
       reason: this.#reason,
       message: this.#message,
-      rtt: this.#rtt,
-      lastMessageAt: this.#lastMessageAt,
+      rtt: beat.rtt,
+      lastMessageAt: beat.lastMessageAt,
+      confirmedAt: this.#confirmedAt,
       epoch: this.store.epoch,
       last: this.store.last,
-      interval: this.#interval,
+      interval: beat.interval,
+      view: this.#session.view,
+      viewError: this.#viewError,
     };
   }
 
@@ -182,7 +236,7 @@ export class Connection {
     // Error and close funnel into one handler; the first one detaches the socket.
     socket.onerror = socket.onclose = (event) => current() && this.#closed(event);
     this.#socket = socket;
-    this.#syncDeadline = this.#opts.now() + this.#opts.handshakeTimeout;
+    this.#session.begin(this.#opts.now());
     this.#enter(STATE.CONNECTING);
   }
 
@@ -191,12 +245,10 @@ export class Connection {
     this.#generation += 1;
     const socket = this.#socket;
     this.#socket = null;
-    this.#subscribing = false;
-    this.#syncDeadline = null;
-    this.#parts.clear(); // the rest of those parts will never come: the store stays where it was
+    this.#session.end();
+    this.#heartbeat.stop();
     this.#closing = null;
     this.#stableAt = null;
-    this.#pingSentAt = null;
     if (!socket) return;
     socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
     try {
@@ -224,7 +276,7 @@ export class Connection {
       ? TIMING.RESTART_BASE + random() * TIMING.RESTART_SPREAD
       : this.#opts.backoff(this.#attempt, random);
     this.#attempt += 1;
-    this.#enter(STATE.WAITING, { reason, message, retryAt: this.#opts.now() + delay });
+    this.#wait({ reason, message, retryAt: this.#opts.now() + delay }, action === "restart");
   }
 
   /**
@@ -248,7 +300,21 @@ export class Connection {
     const delay = Math.max(0, this.#opts.backoff(this.#attempt, this.#opts.random) - waited);
     this.#attempt += 1;
     if (delay === 0) this.#connect();
-    else this.#enter(STATE.WAITING, { reason, retryAt: this.#opts.now() + delay });
+    else this.#wait({ reason, retryAt: this.#opts.now() + delay }, false);
+  }
+
+  /** @private Wait for `retryAt`; a visible page meanwhile asks whether the server is back. */
+  #wait(detail, restart) {
+    this.#probe?.start(this.#opts.now(), { restart });
+    this.#enter(STATE.WAITING, detail);
+  }
+
+  /** @private The probe saw the server come back: reconnect within a small random spread. */
+  #serverBack() {
+    if (this.#state !== STATE.WAITING) return;
+    const soon = this.#opts.now() + this.#opts.random() * TIMING.PROBE_SPREAD;
+    this.#log("info", "realtime: the server answers its health check again; reconnecting");
+    this.#enter(STATE.WAITING, { reason: this.#reason, message: this.#message, retryAt: Math.min(this.#retryAt, soon) });
   }
 
   /** @private The only place the state changes; (re)arms the one timer and reports. */
@@ -258,7 +324,8 @@ export class Connection {
     this.#reason = reason;
     this.#message = message;
     this.#retryAt = retryAt;
-    if (wasStopped !== (state === STATE.STOPPED)) this.#listen(state !== STATE.STOPPED);
+    if (state !== STATE.WAITING) this.#probe?.stop();
+    if (wasStopped !== (state === STATE.STOPPED)) this.#page.listen(state !== STATE.STOPPED);
     this.#arm();
     this.#emit();
   }
@@ -283,37 +350,33 @@ export class Connection {
   #nextDue() {
     switch (this.#state) {
       case STATE.WAITING:
-        return this.#retryAt;
+        return Math.min(this.#retryAt, this.#probe?.due ?? Infinity);
       case STATE.CONNECTING:
-        return this.#syncDeadline;
+        return this.#session.deadline;
       case STATE.OPEN:
-        return Math.min(this.#idleDeadline(), this.#nextPingAt,
-          this.#stableAt ?? Infinity, this.#syncDeadline ?? Infinity);
+        return Math.min(this.#heartbeat.deadline, this.#heartbeat.nextPingAt,
+          this.#stableAt ?? Infinity, this.#session.deadline ?? Infinity);
       default:
         return null;
     }
   }
 
-  /** @private Dead-man deadline: any inbound frame moves it. */
-  #idleDeadline() {
-    return this.#lastMessageAt + this.#interval + this.#opts.idleGrace;
-  }
-
   /** @private Compare every deadline with the clock; a timer may fire late or early. */
   #tick() {
     const now = this.#opts.now();
-    const { handshakeTimeout, idleGrace } = this.#opts;
-    if (this.#state === STATE.WAITING && now >= this.#retryAt) return this.#connect();
-    if (this.#state === STATE.CONNECTING && now >= this.#syncDeadline) {
-      return this.#abandon("handshake_timeout", handshakeTimeout);
+    const deadline = this.#session.deadline;
+    if (this.#state === STATE.WAITING) {
+      if (now >= this.#retryAt) return this.#connect();
+      this.#probe?.check(now);
+    }
+    if (this.#state === STATE.CONNECTING && now >= deadline) {
+      return this.#abandon("handshake_timeout", this.#opts.handshakeTimeout);
     }
     if (this.#state === STATE.OPEN) {
-      if (now >= this.#idleDeadline()) return this.#abandon("idle_timeout", this.#interval + idleGrace);
-      if (this.#syncDeadline !== null && now >= this.#syncDeadline) {
-        return this.#abandon("sync_timeout", handshakeTimeout);
-      }
+      if (now >= this.#heartbeat.deadline) return this.#abandon("idle_timeout", this.#heartbeat.silence);
+      if (deadline !== null && now >= deadline) return this.#abandon("sync_timeout", this.#opts.handshakeTimeout);
       if (this.#stableAt !== null && now >= this.#stableAt) this.#markStable();
-      if (now >= this.#nextPingAt) this.#ping(now);
+      this.#heartbeat.pingIfDue(now, (frame) => this.#send(frame));
     }
     this.#arm();
   }
@@ -329,7 +392,7 @@ export class Connection {
 
   /** @private Any inbound frame proves the link is alive. */
   #received(data) {
-    this.#lastMessageAt = this.#opts.now();
+    this.#heartbeat.received(this.#opts.now());
     let message;
     try {
       message = JSON.parse(data);
@@ -352,35 +415,75 @@ export class Connection {
         return this.#synced(message);
       case MSG.EVENT:
       case MSG.EVENTS:
-        if (this.#parts.staging) {
-          // The server sends none between the parts of a sync. Not applied: the sync covers
-          // them up to its seq, and one after it shows up as a gap once the sync is in.
-          this.#log("warn", "realtime: ignoring events that arrived between the parts of a sync");
-          return;
-        }
-        if (this.store.applyEvent(message) === "gap") this.#subscribe();
-        return;
+        return this.#changed(message);
       case MSG.PING:
         this.#send({ type: MSG.PONG, id: message.id }); // at once: the server times us out
         if (this.#behind(message.seq) || this.#otherEpoch(message.epoch)) this.#subscribe();
+        else if (typeof message.seq === "number" && this.store.last !== null && !this.#session.busy) this.#confirmed();
         return;
       case MSG.PONG:
-        return this.#ponged(message.id);
-      case MSG.ERROR:
-        if (message.code === ERR.CLOSING) {
-          this.#closing = { code: typeof message.close === "number" ? message.close : undefined, message: stringOrNull(message.message) };
-          this.#log("info", `realtime: the server is closing with ${message.close}: ${message.message}`);
-          return;
-        }
-        if (message.code === ERR.UNAVAILABLE) {
-          this.#log("info", `realtime: the sync is delayed: ${message.message}`); // the sync deadline still holds
-          return;
-        }
-        this.#log("warn", `realtime: server rejected a frame (${message.code}): ${message.message}`);
+        if (this.#heartbeat.ponged(message.id, this.#opts.now())) this.#emit();
         return;
+      case MSG.ERROR:
+        return this.#serverError(message);
       default:
         return; // unknown types are ignored so the protocol can grow
     }
+  }
+
+  /** @private An event, a batch of them (v1), or a range of a view (v2). */
+  #changed(message) {
+    if (this.#session.staging) {
+      // The server sends none between the parts of a sync. Not applied: the sync covers
+      // them up to its seq, and one after it shows up as a gap once the sync is in.
+      this.#log("warn", "realtime: ignoring events that arrived between the parts of a sync");
+      return;
+    }
+    if (this.#session.changing) return; // the old view's: the new view's sync covers what matters
+    const outcome = this.store.applyEvent(message);
+    if (outcome === "gap") this.#subscribe();
+    else this.#confirmed();
+  }
+
+  /** @private An error frame: why the server closes, a delayed sync, a refused view. */
+  #serverError(message) {
+    const words = stringOrNull(message.message);
+    switch (message.code) {
+      case ERR.CLOSING:
+        this.#closing = { code: typeof message.close === "number" ? message.close : undefined, message: words };
+        this.#log("info", `realtime: the server is closing with ${message.close}: ${message.message}`);
+        return;
+      case ERR.UNAVAILABLE:
+        this.#log("info", `realtime: the sync is delayed: ${message.message}`); // the sync deadline still holds
+        return;
+      case ERR.BAD_VIEW:
+        return this.#viewRefused(words ?? "the server refused this view");
+      default:
+        this.#log("warn", `realtime: server rejected a frame (${message.code}): ${message.message}`);
+    }
+  }
+
+  /**
+   * @private The server built nothing for the view asked for. With a view already live, go
+   * back to it (its ranges keep coming); with none, a retry would be refused the same way.
+   */
+  #viewRefused(words) {
+    this.#log("warn", `realtime: the server refused the view ${JSON.stringify(this.#session.view)}: ${words}`);
+    this.#viewError = words;
+    const live = this.store.view;
+    if (live) {
+      this.#session.refused(live);
+      this.#arm();
+      this.#emit();
+      return;
+    }
+    this.#teardown("bad view");
+    this.#enter(STATE.STOPPED, { reason: "bad_view", message: words });
+  }
+
+  /** @private The store is known to equal the server as of now. */
+  #confirmed() {
+    this.#confirmedAt = this.#opts.now();
   }
 
   /** @private Does the server's newest sequence number say we missed an event? */
@@ -404,15 +507,11 @@ export class Connection {
    * a sync's parts are arriving (that sync moves `last` first; a later ping or gap tells).
    */
   #subscribe() {
-    if (this.#subscribing || this.#parts.staging) return;
-    const { last, epoch } = this.store;
-    if (!this.#send({ type: MSG.SUBSCRIBE, since: last, epoch })) return;
-    this.#subscribing = true;
-    if (this.#state === STATE.OPEN) {
-      // A resync unanswered this long would leave the gap open forever: reconnect instead.
-      this.#syncDeadline = this.#opts.now() + this.#opts.handshakeTimeout;
-      this.#arm();
-    }
+    const session = this.#session;
+    if (session.busy) return;
+    if (!this.#send(session.frame(this.store))) return;
+    session.sent(this.#opts.now(), this.#state === STATE.OPEN);
+    if (this.#state === STATE.OPEN) this.#arm();
   }
 
   /**
@@ -425,55 +524,41 @@ export class Connection {
    * reconnect goes through the backoff.)
    */
   #synced(message) {
-    const outcome = this.#parts.add(message);
+    const session = this.#session;
+    const outcome = session.take(message, this.#opts.now());
     if (outcome.discarded) this.#log("warn", `realtime: dropped the parts of a sync staged so far (${outcome.discarded})`);
-    if (outcome.status === "stray") {
-      this.#log("warn", `realtime: ignoring a sync part (${outcome.why})`);
-      return;
+    switch (outcome.status) {
+      case "stray":
+        this.#log("warn", `realtime: ignoring a sync part (${outcome.why})`);
+        return;
+      case "staged":
+        this.#arm();
+        return;
+      case "again":
+        // The answer for a view no longer wanted: the store stays where it was, and the
+        // subscribe for the new view goes now (it is the one outstanding).
+        this.#subscribe();
+        this.#arm();
+        return;
+      default:
+        this.#applySync(outcome.sync);
     }
-    if (outcome.status === "staged") {
-      // Each part gives the rest one more handshake timeout: a large sync on a slow link
-      // still arrives, and one that stops coming is abandoned.
-      this.#syncDeadline = this.#opts.now() + this.#opts.handshakeTimeout;
-      this.#arm();
-      return;
-    }
-    this.#applySync(outcome.sync);
   }
 
   /** @private A whole sync: the store moves, the subscribe is answered, the link is open. */
   #applySync(message) {
-    const seconds = message.heartbeat_interval;
-    if (typeof seconds === "number" && seconds > 0) {
-      this.#interval = Math.max(TIMING.MIN_HEARTBEAT_INTERVAL, seconds * 1000);
-    }
+    this.#heartbeat.adopt(message.heartbeat_interval);
     this.store.applySync(message);
-    this.#subscribing = false;
-    this.#syncDeadline = null;
+    this.#session.answered();
+    this.#confirmed();
     if (this.#state !== STATE.OPEN) {
       const now = this.#opts.now();
       this.#stableAt = now + this.#opts.stableUptime;
-      const first = this.#opts.firstPingDelay;
-      this.#nextPingAt = now + (first === null ? this.#interval : Math.min(first, this.#interval));
+      this.#heartbeat.start(now);
       this.#enter(STATE.OPEN);
       return;
     }
     this.#arm();
-    this.#emit();
-  }
-
-  /** @private Client heartbeat; the matching pong gives the round-trip time. */
-  #ping(now) {
-    this.#pingId += 1;
-    this.#pingSentAt = this.#send({ type: MSG.PING, id: this.#pingId }) ? now : null;
-    this.#nextPingAt = now + this.#interval;
-  }
-
-  /** @private */
-  #ponged(id) {
-    if (id !== this.#pingId || this.#pingSentAt === null) return; // stale or unsolicited
-    this.#rtt = this.#opts.now() - this.#pingSentAt;
-    this.#pingSentAt = null;
     this.#emit();
   }
 
@@ -492,29 +577,6 @@ export class Connection {
 
   // ---- page lifecycle (private) ----
 
-  /** @private Listeners exist exactly while not stopped, so a stopped client stays stopped. */
-  #listen(on) {
-    const method = on ? "addEventListener" : "removeEventListener";
-    for (const type of WINDOW_EVENTS) this.#opts.win?.[method]?.(type, this.#onPageEvent);
-    this.#opts.doc?.[method]?.("visibilitychange", this.#onPageEvent);
-  }
-
-  /** @private One bound handler for every page event (stable identity for removal). */
-  #onPageEvent = (event) => {
-    switch (event.type) {
-      case "offline":
-        return this.#offline();
-      case "online":
-        return this.#wake(true);
-      case "visibilitychange":
-        return this.#opts.doc?.visibilityState === "visible" && this.#wake(true);
-      case "pageshow":
-        return this.#wake(Boolean(event.persisted)); // restored from the back/forward cache
-      default:
-        return this.#wake(false); // focus
-    }
-  };
-
   /**
    * @private The person is back, or the network is: reconnect at once when not connected
    * (fresh backoff); otherwise check every deadline against the clock, since timers may
@@ -523,7 +585,7 @@ export class Connection {
   #wake(returned) {
     const state = this.#state;
     if (state === STATE.STOPPED) return;
-    const down = state === STATE.WAITING || (state === STATE.OFFLINE && this.#online());
+    const down = state === STATE.WAITING || (state === STATE.OFFLINE && this.#page.online);
     if (returned && down) this.retryNow();
     else this.#tick();
   }
@@ -533,11 +595,6 @@ export class Connection {
     if (this.#state === STATE.STOPPED || this.#state === STATE.OFFLINE) return;
     this.#teardown("offline");
     this.#enter(STATE.OFFLINE, { reason: "offline" });
-  }
-
-  /** @private */
-  #online() {
-    return this.#opts.win?.navigator?.onLine !== false;
   }
 
   /** @private */

@@ -1,4 +1,5 @@
-// Wire protocol v1 names, close codes and client timings, defined once for the browser.
+// Wire protocol names (v1 stream, v2 views), close codes and client timings, defined once
+// for the browser.
 // The server's copy is realtime/protocol.py; docs/protocol.md is the reference. Keep in step.
 
 /** WebSocket endpoint path (same host as the page). */
@@ -22,6 +23,8 @@ export const MSG = Object.freeze({
 export const ERR = Object.freeze({
   CLOSING: "closing", // sent just before a close: `close` is the code, `message` the reason
   UNAVAILABLE: "unavailable", // a sync cannot be built now; it follows when it can
+  BAD_VIEW: "bad_view", // the subscribe's view was refused; nothing was built
+  VIEW_REQUIRED: "view_required", // a subscribe without a view on a table too large to stream whole
 });
 
 /**
@@ -31,6 +34,21 @@ export const ERR = Object.freeze({
  * server streams that are not listed here are skipped (their events still advance `last`).
  */
 export const ENTITIES = Object.freeze({ task: "tasks", agent: "agents" });
+
+/**
+ * Side sets a view may ask for beside its window (protocol v2): event `entity` -> its key in
+ * a `sync` (rows only, never deletions) and the Store's Map of the same name. `current`: every
+ * running task, so the agents panel shows each busy agent's task whatever the view.
+ */
+export const SIDES = Object.freeze({ current: "current" });
+
+/** The entity clients hold a window of (a view), and what a view may ask for. */
+export const VIEW = Object.freeze({
+  ENTITY: "task",
+  DEFAULT_LIMIT: 200,
+  MAX_LIMIT: 1000,
+  STEP: 200, // "Show more" grows the limit by this much
+});
 
 /** Close codes the client acts on. */
 export const CLOSE = Object.freeze({
@@ -76,6 +94,14 @@ export const TIMING = Object.freeze({
   BACKOFF_CAP: 30000,
   RESTART_BASE: 500, // 1012: small floor so nobody reconnects into the dying process
   RESTART_SPREAD: 5000, // 1012: uniform spread so a deploy is not a thundering herd
+  // While waiting in a visible tab, /healthz is probed; when the server is seen coming back
+  // (a probe failed, or it announced a restart), the socket reconnects at once.
+  PROBE_FIRST: 250, // first probe after the close: this plus up to one PROBE_INTERVAL
+  PROBE_INTERVAL: 1000, // then every 0.5x to 1.5x this
+  PROBE_FAST_TRIES: 10, // after this many failed probes, every 0.5x to 1.5x PROBE_SLOW_INTERVAL
+  PROBE_SLOW_INTERVAL: 5000,
+  PROBE_TIMEOUT: 2000, // a probe unanswered this long has failed
+  PROBE_SPREAD: 500, // the server answered: reconnect within this (uniform)
 });
 
 // Why the connection is not (or no longer) open, as shown to the person.

@@ -3,10 +3,11 @@
 // hands over the whole sync once the last part is in, so the Store only ever sees whole syncs
 // and `epoch`/`last` move only then.
 
-import { ENTITIES } from "./constants.js";
+import { ENTITIES, SIDES } from "./constants.js";
 
 const FIELDS = ["epoch", "seq", "reset", "parts"];
 const KEYS = Object.values(ENTITIES); // "tasks", "agents": rows and deletions of each entity
+const SIDE_KEYS = Object.values(SIDES); // "current": a view's side sets, rows only
 
 /** Is `frame` one part of a sync sent in several? (`parts: 1` is a whole sync.) */
 export const isPart = (frame) => frame?.part !== undefined || (frame?.parts !== undefined && frame.parts !== 1);
@@ -63,8 +64,10 @@ export class SyncParts {
     if (part !== 1) return { status: "stray", why: `part ${part} of ${parts} without part 1` };
     if (parts === 1) return { status: "whole", sync: strip(frame) };
     const head = Object.fromEntries(FIELDS.map((name) => [name, frame[name]]));
-    const lists = () => Object.fromEntries(KEYS.map((key) => [key, []]));
-    this.#staged = { head, first: frame, next: 1, rows: lists(), deleted: lists() };
+    const lists = (keys) => Object.fromEntries(keys.map((key) => [key, []]));
+    // A side set travels only when the view asked for it: staged when the first part has it.
+    const sides = SIDE_KEYS.filter((key) => frame[key] !== undefined);
+    this.#staged = { head, first: frame, next: 1, rows: lists([...KEYS, ...sides]), deleted: lists(KEYS) };
     return this.#keep(frame);
   }
 
@@ -82,16 +85,14 @@ export class SyncParts {
   /** @private Stage the next part; hand over the whole sync after the last. */
   #keep(frame) {
     const staged = this.#staged;
-    const lists = listsOf(frame);
+    const lists = listsOf(frame, Object.keys(staged.rows));
     if (lists === null) {
       this.#staged = null;
       return { status: "stray", why: `part ${frame.part} of ${frame.parts} has a field that is not a list` };
     }
-    for (const key of KEYS) {
-      // not push(...list): a long list overflows the stack
-      for (const item of lists.rows[key]) staged.rows[key].push(item);
-      for (const item of lists.deleted[key]) staged.deleted[key].push(item);
-    }
+    // not push(...list): a long list overflows the stack
+    for (const [key, list] of Object.entries(lists.rows)) for (const item of list) staged.rows[key].push(item);
+    for (const [key, list] of Object.entries(lists.deleted)) for (const item of list) staged.deleted[key].push(item);
     staged.next += 1;
     if (frame.part < staged.head.parts) return { status: "staged" };
     this.#staged = null;
@@ -99,9 +100,12 @@ export class SyncParts {
   }
 }
 
-/** {rows, deleted} of a part, per entity key (absent: empty), or null if one is not a list. */
-function listsOf(frame) {
-  const rows = Object.fromEntries(KEYS.map((key) => [key, frame[key] ?? []]));
+/**
+ * {rows, deleted} of a part: rows per key of `rowKeys` (entities and the staged side sets),
+ * deletions per entity key (absent: empty), or null if one is not a list.
+ */
+function listsOf(frame, rowKeys) {
+  const rows = Object.fromEntries(rowKeys.map((key) => [key, frame[key] ?? []]));
   const deleted = Object.fromEntries(KEYS.map((key) => [key, frame.deleted?.[key] ?? []]));
   const all = [...Object.values(rows), ...Object.values(deleted)];
   return all.every(Array.isArray) ? { rows, deleted } : null;

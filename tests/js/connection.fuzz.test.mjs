@@ -184,3 +184,126 @@ test("fuzz: one timer, one live socket, no retry while stopped/offline, one subs
   assert.deepEqual([...states].sort(), ["connecting", "offline", "open", "stopped", "waiting"]);
   assert.ok(sockets > 1000, `only ${sockets} sockets opened`);
 });
+
+// ---- protocol v2: a view, its ranges, view changes and the health probe -------------------
+
+const VIEWS = [
+  { status: ["failed"], agent: null, q: null, limit: 50, current: true },
+  { status: null, agent: 3, q: null, limit: 200, current: true },
+  { status: null, agent: null, q: "deploy", limit: 1000, current: true },
+];
+
+async function runViews(seed, steps) {
+  const random = prng(seed);
+  const requests = [];
+  let fetched = 0;
+  const h = harness({
+    random, view: VIEWS[0], probeUrl: "http://test.invalid/healthz",
+    fetch: () => {
+      fetched += 1;
+      return new Promise((resolve, reject) => requests.push({ resolve, reject }));
+    },
+  });
+  const pick = (list) => list[Math.floor(random() * list.length)];
+  const ws = () => h.socket;
+  const open = () => ws()?.readyState === 1;
+  const lastSeq = () => h.store.last ?? 0;
+  const delivered = new Map(); // socket -> whole syncs it delivered (applied or dropped)
+  const deliver = (frame) => {
+    ws().receive(frame);
+    if (frame.part === frame.parts) delivered.set(ws(), (delivered.get(ws()) ?? 0) + 1);
+  };
+  const sync = () => syncFrame({
+    seq: lastSeq() + Math.floor(random() * 3), reset: random() < 0.3, view: h.conn.status.view ?? VIEWS[0],
+    counts: { matched: 1 }, current: [task(90, 1, { status: "running" })], tasks: [task(1 + Math.floor(random() * 5), lastSeq() + 1)],
+  });
+  const table = [
+    [6, () => { if (ws()?.readyState === 0) ws().open(); return "open"; }],
+    [4, () => { if (open()) deliver(sync()); return "sync"; }],
+    [2, () => {
+      if (!open()) return "parts (closed)";
+      const frames = syncParts(sync(), 2 + Math.floor(random() * 2));
+      for (const frame of frames) deliver(frame);
+      return "parts";
+    }],
+    [10, () => {
+      const from = lastSeq() + (random() < 0.8 ? 1 : Math.floor(random() * 4) - 1);
+      const to = from + Math.floor(random() * 3);
+      const items = random() < 0.5 ? [] : [{ type: "event", seq: to, entity: "task", op: "upsert", data: task(1 + Math.floor(random() * 5), to) }];
+      if (open()) ws().receive({ type: "events", from, to, items, counts: { matched: to } });
+      return `range ${from}-${to}`;
+    }],
+    [3, () => { if (open()) ws().receive({ type: "ping", id: 1, seq: lastSeq() + Math.floor(random() * 2), epoch: "e1" }); return "ping"; }],
+    [3, () => { h.conn.setView(pick(VIEWS)); return "setView"; }],
+    [1, () => {
+      if (!open()) return "bad_view (closed)";
+      ws().receive({ type: "error", code: "bad_view", message: "no" }); // an answer too: nothing was built
+      delivered.set(ws(), (delivered.get(ws()) ?? 0) + 1);
+      return "bad_view";
+    }],
+    [4, () => {
+      const code = pick([1000, 1006, 1012, 4008, 4013, 4030, 1012]);
+      if (ws() && ws().readyState < 3) ws().serverClose(code);
+      return `close ${code}`;
+    }],
+    [3, () => {
+      const request = requests.shift();
+      if (!request) return "probe (none)";
+      const roll = random();
+      if (roll < 0.4) request.resolve({ ok: true });
+      else if (roll < 0.8) request.resolve({ ok: false });
+      else request.reject(new TypeError("Failed to fetch"));
+      return "probe answer";
+    }],
+    [2, () => { if (random() < 0.5) h.hide(); else h.show(); return "visibility"; }],
+    [0.5, () => { h.conn.start(); return "start"; }],
+    [0.3, () => { h.conn.stop(); return "stop"; }],
+    [8, () => { const ms = Math.floor(random() * 8000); h.clock.advance(ms); return `advance ${ms}`; }],
+  ];
+  const total = table.reduce((sum, [w]) => sum + w, 0);
+  const choose = () => {
+    let r = random() * total;
+    for (const [w, act] of table) if ((r -= w) < 0) return act;
+    return table.at(-1)[1];
+  };
+  h.conn.start();
+  let applied = 0;
+  for (let step = 0; step < steps; step++) {
+    const before = [h.store.epoch, h.store.last];
+    // A view asked for on a live link whose sync is not in: that socket still carries the old one.
+    const socket = ws();
+    const changing = h.state === "open" && JSON.stringify(h.conn.status.view) !== JSON.stringify(h.store.view);
+    const label = choose()();
+    await new Promise((r) => setImmediate(r)); // let probe answers land
+    const where = `views seed ${seed} step ${step} (${label}), state ${h.state}`;
+    const s = h.conn.status;
+    const moved = h.store.last !== before[1] || h.store.epoch !== before[0];
+    if (moved) applied += 1;
+    if (moved) assert.ok(["sync", "parts"].includes(label) || label.startsWith("range"), `${where}: the store moved`);
+    if (moved && label.startsWith("range") && ws() === socket) assert.ok(!changing, `${where}: a range of the old view was applied`);
+    assert.ok(h.clock.pending <= 1, `${where}: ${h.clock.pending} timers pending`);
+    assert.ok(h.net.live.length <= 1, where);
+    if (s.state === "waiting") assert.equal(h.clock.pending, 1, where);
+    if (s.state === "stopped" || s.state === "offline") assert.equal(h.clock.pending, 0, where);
+    for (const socket of h.net.sockets) {
+      assert.ok(socket.sentOfType("subscribe").length <= (delivered.get(socket) ?? 0) + 1, `${where}: two subscribes outstanding`);
+      for (const frame of socket.sentOfType("subscribe")) assert.ok(frame.view, `${where}: a subscribe without the view`);
+    }
+  }
+  return { h, applied, fetched };
+}
+
+test("fuzz with a view: one timer, one socket, one subscribe in flight, no range of an old view applied", async () => {
+  let applied = 0;
+  let probes = 0;
+  const states = new Set();
+  for (let seed = 1; seed <= 25; seed++) {
+    const { h, applied: n, fetched } = await runViews(seed, 800);
+    applied += n;
+    probes += fetched;
+    for (const s of h.statuses) states.add(s.state);
+  }
+  assert.ok(applied > 500, `only ${applied} frames moved the store`);
+  assert.ok(probes > 100, `only ${probes} health probes`);
+  assert.ok(states.has("waiting") && states.has("open") && states.has("stopped"), [...states].join());
+});

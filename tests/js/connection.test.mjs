@@ -44,7 +44,8 @@ describe("URL and construction", () => {
     const h = harness();
     assert.deepEqual(h.conn.status, {
       state: "stopped", attempt: 0, retryAt: null, reason: null, message: null, rtt: null,
-      lastMessageAt: null, epoch: null, last: null, interval: TIMING.HEARTBEAT_INTERVAL,
+      lastMessageAt: null, confirmedAt: null, epoch: null, last: null, interval: TIMING.HEARTBEAT_INTERVAL,
+      view: null, viewError: null,
     });
     assert.equal(h.clock.pending, 0);
     assert.equal(h.net.sockets.length, 0);
@@ -737,7 +738,10 @@ describe("status", () => {
     assert.ok(calls >= 2);
     assert.equal(h.state, "open");
     const s = h.conn.status;
-    assert.deepEqual(Object.keys(s).sort(), ["attempt", "epoch", "interval", "last", "lastMessageAt", "message", "reason", "retryAt", "rtt", "state"]);
+    assert.deepEqual(Object.keys(s).sort(), [
+      "attempt", "confirmedAt", "epoch", "interval", "last", "lastMessageAt", "message", "reason", "retryAt", "rtt",
+      "state", "view", "viewError",
+    ]);
     assert.equal(s.epoch, "z");
     assert.equal(s.last, 3);
     assert.equal(s.lastMessageAt, h.clock.now);

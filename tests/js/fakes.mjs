@@ -254,16 +254,19 @@ export const upsert = (seq, row, entity = "task") => ({
  */
 export function syncParts(sync, n) {
   const whole = syncFrame(sync);
+  const sides = "current" in whole; // a view's running tasks travel only when asked for
   const items = [
     ...whole.tasks.map((row) => ["tasks", row]), ...whole.agents.map((row) => ["agents", row]),
+    ...(sides ? whole.current.map((row) => ["current", row]) : []),
     ...whole.deleted.tasks.map((id) => ["deletedTasks", id]), ...whole.deleted.agents.map((id) => ["deletedAgents", id]),
   ];
   const size = Math.ceil(items.length / n);
   return Array.from({ length: n }, (_, i) => {
-    const part = { tasks: [], agents: [], deletedTasks: [], deletedAgents: [] };
+    const part = { tasks: [], agents: [], current: [], deletedTasks: [], deletedAgents: [] };
     for (const [list, item] of items.slice(i * size, (i + 1) * size)) part[list].push(item);
     return {
       ...whole, part: i + 1, parts: n, tasks: part.tasks, agents: part.agents,
+      ...(sides ? { current: part.current } : {}),
       deleted: { tasks: part.deletedTasks, agents: part.deletedAgents },
     };
   });

@@ -151,3 +151,36 @@ describe("Store and parts", () => {
     assert.equal(store.last, 20);
   });
 });
+
+describe("SyncParts with a view (protocol v2)", () => {
+  const view = { status: null, agent: null, q: null, limit: 200, current: true };
+  const counts = { queued: 3, running: 2, succeeded: 0, failed: 0, cancelled: 0, matched: 5 };
+
+  test("the running tasks beside the window are staged with the rows; the view, counts and fp come whole", () => {
+    const parts = new SyncParts();
+    const frames = syncParts({
+      seq: 9, reset: false, view, counts, fp: "f9",
+      tasks: [task(5, 1), task(4, 2), task(3, 3)], current: [task(7, 8, { status: "running" }), task(6, 9, { status: "running" })],
+      agents: [agent(1, 4)],
+    }, 3);
+    assert.ok(frames.every((f) => Array.isArray(f.current)), "every part carries the key, as the server sends it");
+    let outcome;
+    for (const frame of frames) outcome = parts.add(frame);
+    assert.equal(outcome.status, "whole");
+    const { sync } = outcome;
+    assert.deepEqual(sync.current.map((r) => r.id), [7, 6]);
+    assert.deepEqual(sync.tasks.map((r) => r.id), [5, 4, 3]);
+    assert.deepEqual([sync.view, sync.counts, sync.fp], [view, counts, "f9"]);
+    const store = new Store();
+    store.applySync(sync);
+    assert.deepEqual([...store.current.keys()], [7, 6]);
+    assert.deepEqual(store.counts, counts);
+  });
+
+  test("without `current` in the first part, none is made up", () => {
+    const parts = new SyncParts();
+    let outcome;
+    for (const frame of syncParts({ seq: 2, view: { ...view, current: false }, counts, tasks: [task(1, 1), task(2, 2)] }, 2)) outcome = parts.add(frame);
+    assert.equal("current" in outcome.sync, false);
+  });
+});

@@ -6,6 +6,8 @@
     ... fill --changes 100000 --rows 50          # what a sleeping dashboard misses
     ... timesync --since S --epoch E             # build_sync() timed in-process
     ... agents --count 8                         # agents with tokens, each running a task
+    ... bulk --tasks 1000000 --agents 50         # a large table, inserted in bulk (before the server starts)
+    ... timeviews --repeat 20                    # a view's sync read timed in-process, per kind of view
 """
 import argparse
 import json
@@ -41,6 +43,11 @@ def main():
     p.add_argument("--repeat", type=int, default=20)
     p = sub.add_parser("agents")
     p.add_argument("--count", type=int, default=8)
+    p = sub.add_parser("bulk")
+    p.add_argument("--tasks", type=int, required=True)
+    p.add_argument("--agents", type=int, default=50)
+    p = sub.add_parser("timeviews")
+    p.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
 
     import django
@@ -63,6 +70,10 @@ def main():
         result = djwork.running_agents(args.count)
     elif args.command == "fill":
         result = djwork.fill(args.changes, args.rows, args.deletes)
+    elif args.command == "bulk":
+        result = djwork.bulk_tasks(args.tasks, args.agents)
+    elif args.command == "timeviews":
+        result = djwork.time_views(args.repeat)
     else:
         result = djwork.time_sync(args.since, args.epoch, args.repeat)
     print(json.dumps(result))

@@ -161,3 +161,119 @@ def time_sync(since, epoch, repeat=20):
         "frames": len(texts),
         "head": head,
     }
+
+
+# Large tables (the views scenario) --------------------------------------------------------------
+
+WORDS = ["invoice", "report", "build", "deploy", "render", "sync", "backup", "email", "index", "train",
+         "crawl", "resize", "export", "import", "audit", "billing", "search", "ledger", "thumbnail", "digest"]
+SHARE = (("succeeded", 0.85), ("failed", 0.10), ("cancelled", 0.025), ("queued", 0.025))
+
+
+def bulk_tasks(n, agents=50, seed=1):
+    """Add `n` tasks with consecutive numbers in one sequenced allocation, inserted in bulk
+    (COPY on PostgreSQL, executemany on SQLite), spread over the last 30 days; one running
+    task per agent. The counts are counted again. Nothing is published: run it before the
+    server starts. Returns what was added."""
+    import random
+    from datetime import timedelta
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from realtime import counts, registry
+    from realtime.sequencing import allocate
+    from tasks.models import Agent, Task
+
+    rng = random.Random(seed)
+    t0 = time.monotonic()
+    pool = list(Agent.objects.values_list("pk", flat=True))
+    for i in range(len(pool), agents):
+        pool.append(Agent.objects.create(name=f"fleet-{i}", hostname=f"fleet-{i}.example").pk)
+    now = timezone.now()
+    columns = ("title", "description", "status", "progress", "agent_id", "error", "created_at", "started_at",
+               "finished_at", "version", "updated_at")
+    with transaction.atomic():
+        first, _ = allocate(n)
+        rows = []
+        running = set(rng.sample(range(n), min(agents, n)))
+        for i in range(n):
+            created = now - timedelta(seconds=(n - i) * (30 * 86400 / n))
+            if i in running:
+                status, agent, progress = "running", pool[len(rows) % len(pool)], rng.randint(0, 99)
+            else:
+                status = rng.choices([s for s, _ in SHARE], [w for _, w in SHARE])[0]
+                agent = rng.choice(pool) if status in ("succeeded", "failed") else None
+                progress = 100 if status == "succeeded" else rng.randint(0, 99) if agent else 0
+            started = created + timedelta(seconds=5) if agent else None
+            finished = created + timedelta(seconds=60) if status in ("succeeded", "failed", "cancelled") else None
+            title = f"{rng.choice(WORDS)} {rng.choice(WORDS)} batch {i} {rng.randrange(16**6):06x}"
+            rows.append((title, "", status, progress, agent, "boom" if status == "failed" else "", created, started,
+                         finished, first + i, created))
+            if len(rows) == 50_000:
+                _insert(connection, columns, rows)
+                rows = []
+        _insert(connection, columns, rows)
+    # One running task per agent: the agents that run one are busy.
+    Agent.objects.filter(pk__in=Task.objects.filter(status="running").values("agent_id")).update(status="busy")
+    counts.recount(registry.windowed())
+    connection.close()
+    return {"tasks": n, "seconds": time.monotonic() - t0, "first": first, "last": first + n - 1}
+
+
+def _insert(connection, columns, rows):
+    if not rows:
+        return
+    table = "tasks_task"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            with cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return
+    adapt = connection.ops.adapt_datetimefield_value
+    prepared = [tuple(adapt(v) if hasattr(v, "tzinfo") else v for v in row) for row in rows]
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})",
+                           prepared)
+
+
+VIEWS = {
+    "default": {"limit": 200, "current": True},
+    "status: failed": {"status": ["failed"]},
+    "status: queued+running": {"status": ["queued", "running"]},
+    "agent": {"agent": "FIRST_AGENT"},
+    "agent + failed": {"agent": "FIRST_AGENT", "status": ["failed"]},
+    "q: common word": {"q": "invoice"},
+    "q: rare text": {"q": "batch 99999 "},
+    "q: no match": {"q": "zzqx"},
+    "q: #id": {"q": "#MIDDLE"},
+}
+
+
+def time_views(repeat=20):
+    """Server time of a view's sync read (`build_view_seed`: the window, `matched`, the counts
+    and every agent, in one snapshot), per kind of view: p50 and p95 over `repeat` calls."""
+    from django.db import connection
+
+    from realtime import registry
+    from realtime.snapshot import build_view_seed
+    from tasks.models import Agent, Task
+
+    entity = registry.windowed()
+    first_agent = Agent.objects.order_by("pk").values_list("pk", flat=True).first()
+    middle = Task.objects.order_by("-pk").values_list("pk", flat=True)[Task.objects.count() // 2]
+    out = {}
+    for label, raw in VIEWS.items():
+        raw = {k: (first_agent if v == "FIRST_AGENT" else f"#{middle}" if v == "#MIDDLE" else v) for k, v in raw.items()}
+        view = entity.views.parse(raw, entity.watched)
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            seed = build_view_seed(view, None, None, True, list(view.sides))
+            times.append(time.perf_counter() - t0)
+        times.sort()
+        out[label] = {"p50_ms": times[len(times) // 2] * 1000, "p95_ms": times[int(len(times) * 0.95) - 1 if repeat >= 20 else -1] * 1000,
+                      "max_ms": times[-1] * 1000, "matched": seed.matched, "rows": len(seed.window)}
+    connection.close()
+    return out

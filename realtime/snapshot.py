@@ -242,13 +242,21 @@ def _view_seed(stream, entity, view, since, epoch, seed_window, sides):
     if seed_window or sides:
         seed.counts = counts.read(entity)[0]
     if seed_window:
-        seed.window = _newest(entity, view, view_capacity(view))
-        seed.matched = entity.views.count(view, seed.counts)
+        seed.window, seed.matched = _window_and_matched(entity, view, seed.counts)
     for name in sides:
         side = entity.views.side(name, entity.watched)
-        seed.sides[name] = (side, [row for row, _ in _newest(entity, side, view_capacity(side))],
-                            entity.views.count(side, seed.counts))
+        rows, matched = _window_and_matched(entity, side, seed.counts)
+        seed.sides[name] = (side, [row for row, _ in rows], matched)
     return seed
+
+
+def _window_and_matched(entity, view, per_status):
+    """The newest matching rows (as many as the window holds) and how many match in all. A
+    window read that comes back short has found every match: no count (for a title search,
+    a second pass over the table) is needed."""
+    capacity = view_capacity(view)
+    rows = _newest(entity, view, capacity)
+    return rows, len(rows) if len(rows) < capacity else entity.views.count(view, per_status)
 
 
 def view_capacity(view):

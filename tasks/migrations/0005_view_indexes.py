@@ -61,6 +61,10 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='task',
+            index=models.Index(fields=['agent', 'status', 'id'], name='task_agent_status_id'),
+        ),
+        migrations.AddIndex(
+            model_name='task',
             index=models.Index(fields=['finished_at'], name='task_finished_at'),
         ),
     ]

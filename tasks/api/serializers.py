@@ -16,7 +16,10 @@ MAX_BIGINT = 2**63 - 1  # ids and offsets beyond this are not ids (and overflow 
 # What DRF's CharField checks (not blank once trimmed, no NUL), said as patterns the schema
 # carries. The NUL-free pattern needs one character, so a blank-allowing field's schema
 # ("this pattern, or the empty string") has exactly one alternative for "".
-NOT_BLANK = RegexValidator(r"^[^\x00]*[^\s\x00][^\x00]*$", "Text must not be blank or contain NUL characters.")
+# NOT_BLANK reads the leading white space, then the first other character, then the rest:
+# each part can match in only one way, so a refused text costs one pass. (Written as "no NUL,
+# then a non-space, then no NUL", 10,000 characters and a NUL took 0.25 s of backtracking.)
+NOT_BLANK = RegexValidator(r"^\s*[^\s\x00][^\x00]*$", "Text must not be blank or contain NUL characters.")
 NO_NUL = RegexValidator(r"^[^\x00]+$", "Text must not contain NUL characters.")
 
 

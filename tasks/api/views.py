@@ -13,7 +13,6 @@ from rest_framework import generics, serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotAuthenticated, PermissionDenied
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,6 +22,7 @@ from ..models import Agent, Task
 from .authentication import AgentTokenAuthentication
 from .errors import error_response, exception_handler
 from .pagination import BoundedLimitOffsetPagination
+from .parsers import JSONBodyParser
 from .permissions import IsAgent, IsOperator
 from .schema import ApiSchema, OperatorSchema
 from .serializers import (
@@ -69,7 +69,7 @@ class JSONOnly(DefaultContentNegotiation):
 
 
 class _ApiView:
-    parser_classes = [JSONParser]
+    parser_classes = [JSONBodyParser]
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JSONOnly
     schema = ApiSchema()

@@ -108,14 +108,14 @@ def _is_staff(request):
 def healthz(request):
     """200 when the database and the channel layer answer, else 503 naming what failed.
 
-    Anonymous callers (load balancers, the outside world) learn only which part failed; a
-    staff session also gets the error text. Each failure is logged once, with its traceback,
-    on the "tasks.health" logger."""
+    Anonymous callers (load balancers, the outside world) learn only which part failed, never
+    what the parts are; a staff session also gets the channel layer's class and the error
+    text. Each failure is logged once, with its traceback, on the "tasks.health" logger."""
     checks, ok = {}, True
     for name, check in (("database", _check_database), ("channel_layer", _check_layer)):
         try:
             detail = check()
-            checks[name] = {"ok": True, **({"backend": detail} if detail else {})}
+            checks[name] = {"ok": True, **({"backend": detail} if detail and _is_staff(request) else {})}
         except Exception as exc:
             ok = False
             health_log.error("health check %s failed: %s: %s", name, type(exc).__name__, exc, exc_info=exc)

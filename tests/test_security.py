@@ -361,3 +361,31 @@ def test_a_recorded_attempt_never_holds_the_password(client, people):
     sign_in(client, "alice", "hunter2-not-stored")
     attempt = AccessAttempt.objects.get(username="alice")
     assert "hunter2" not in attempt.post_data and "password=" in attempt.post_data
+
+
+# /healthz ------------------------------------------------------------------------------------------
+
+
+LAYER_NAMES = ("InMemoryChannelLayer", "RedisChannelLayer", "RedisPubSubChannelLayer", "Redis", "Layer")
+
+
+def test_healthz_names_no_part_to_anonymous_callers_and_the_channel_layer_to_staff(client, staff_user):
+    body = client.get("/healthz").json()
+    assert body == {"status": "ok", "checks": {"database": {"ok": True}, "channel_layer": {"ok": True}}}
+    client.force_login(staff_user)
+    assert client.get("/healthz").json()["checks"]["channel_layer"] == {"ok": True, "backend": "InMemoryChannelLayer"}
+
+
+@pytest.mark.server
+@pytest.mark.django_db(transaction=True)
+def test_healthz_through_daphne_on_redis_tells_anonymous_callers_no_class_name(daphne, redis_server, session_cookie):
+    import requests
+
+    server = daphne(REDIS_URL=redis_server.url)
+    anonymous = requests.get(f"{server.http}/healthz", timeout=10)
+    assert anonymous.status_code == 200, anonymous.text
+    assert anonymous.json()["checks"] == {"database": {"ok": True}, "channel_layer": {"ok": True}}
+    for name in LAYER_NAMES:
+        assert name not in anonymous.text, (name, anonymous.text)
+    staff = requests.get(f"{server.http}/healthz", headers={"Cookie": session_cookie}, timeout=10)
+    assert staff.json()["checks"]["channel_layer"] == {"ok": True, "backend": "RedisPubSubChannelLayer"}, staff.text

@@ -8,6 +8,8 @@ from django.utils import timezone
 
 from realtime.sequencing import SequencedModel
 
+from .search import Folded, fold
+
 # Long text is bounded where it enters (forms, the admin and the API validate against it);
 # on the wire a row carries an excerpt whatever the database holds (realtime/rows.py).
 TEXT_LIMIT = 10_000
@@ -53,9 +55,11 @@ class Task(SequencedModel):
         CANCELLED = "cancelled", "Cancelled"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-    derived_fields = ("started_at", "finished_at")
+    derived_fields = ("started_at", "finished_at", "title_folded")
 
     title = models.CharField(max_length=200)
+    # The title as a view's search reads it (tasks/search.py), kept by every write path.
+    title_folded = models.CharField(max_length=200, editable=False, default="")
     description = models.TextField(blank=True, validators=[MaxLengthValidator(TEXT_LIMIT)])
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(
@@ -118,6 +122,14 @@ class Task(SequencedModel):
 
     @classmethod
     def derived_updates(cls, values, now):
+        derived = {}
+        if "title" in values:
+            title = values["title"]
+            derived["title_folded"] = fold(title) if isinstance(title, str) else Folded(title)
+        return {**derived, **cls._timestamps(values, now)}
+
+    @classmethod
+    def _timestamps(cls, values, now):
         status = values.get("status")
         if status == cls.Status.QUEUED:
             return {"started_at": None, "finished_at": None}
@@ -128,8 +140,10 @@ class Task(SequencedModel):
         return {}
 
     def prepare_for_write(self, now):
-        """Keep the timestamps consistent with the status, whoever changed it."""
+        """Keep the timestamps consistent with the status, and the folded title with the
+        title, whoever changed them."""
         super().prepare_for_write(now)
+        self.title_folded = fold(self.title or "")
         if self.status == self.Status.RUNNING and self.started_at is None:
             self.started_at = now
         if self.status in self.FINISHED and self.finished_at is None:

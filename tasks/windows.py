@@ -6,43 +6,26 @@ they are), or `#<id>` for one task. The same meaning is written three times, and
 must agree exactly, since each change is judged in memory and each window is read from the
 database: `matcher` (a check of a task's values), `query` (the database), `count`.
 
-Why only A-Z ignore case: SQLite's LIKE folds exactly those, and PostgreSQL is asked to fold
-exactly those too (`translate`), so that the database and the memory of every process agree
-on every title in every language. tests/test_windows.py checks the three against each other
-with random titles.
+Why only A-Z ignore case: tasks/search.py. The database searches the stored folded title
+(`Task.title_folded`), the memory folds the row's title the same way. tests/test_windows.py
+checks the three forms against each other and against a definition written from the protocol.
 
-Indexes (tasks/migrations): (status, id) and (agent, id) serve the status and agent filters
-newest first; on PostgreSQL a trigram index on the folded title serves `q`; on SQLite `q`
-is a LIKE scan (measured at 1,000,000 tasks: about 100 ms to count the matches; FTS5's
-trigram index was measured too, and was slower for common words, see docs/performance.md).
+Indexes (tasks/migrations): (status, id), (agent, id) and (agent, status, id) serve the
+status and agent filters newest first; on PostgreSQL a trigram index on the folded title
+serves `q`; on SQLite `q` is a LIKE scan (measured at 1,000,000 tasks: 130 to 240 ms for a
+sync; FTS5's trigram index was measured too and was slower for common words, 170 to 210 ms,
+with a trigger on every write; docs/performance.md).
 """
 import re
-
-from django.db import connection
-from django.db.models import CharField, Func
 
 from realtime.viewspec import View, ViewError, ViewSpec
 
 from .models import Task
+from .search import fold
 
-UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-LOWER = UPPER.lower()
-FOLD = str.maketrans(UPPER, LOWER)
 ID_QUERY = re.compile(r"#(\d{1,18})")
 MAX_QUERY = 200  # a title is at most 200 characters
 CURRENT_LIMIT = 1000  # running tasks sent beside the window (one per busy agent)
-
-
-def fold(text):
-    """A to Z in lower case, every other character as it is."""
-    return text.translate(FOLD)
-
-
-class Folded(Func):
-    """The title with A-Z in lower case, on PostgreSQL (the expression its trigram index is on)."""
-
-    template = f"translate(%(expressions)s, '{UPPER}', '{LOWER}')"
-    output_field = CharField()
 
 
 class TaskViews(ViewSpec):
@@ -133,15 +116,10 @@ class TaskViews(ViewSpec):
         if task_id is not None:
             tasks = tasks.filter(pk=task_id)
         if q is not None:
-            tasks = self._title_contains(tasks, q)
+            tasks = tasks.filter(title_folded__contains=q)  # q is folded too (parse)
         if below is not None:
             tasks = tasks.filter(pk__lt=below)
         return tasks
-
-    def _title_contains(self, tasks, q):
-        if connection.vendor == "sqlite":
-            return tasks.filter(title__contains=q)  # SQLite's LIKE: case-insensitive for A-Z only
-        return tasks.annotate(folded_title=Folded("title")).filter(folded_title__contains=q)
 
     def count(self, view, counts):
         statuses, agent, q, task_id = view.filters

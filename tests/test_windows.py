@@ -245,3 +245,22 @@ def test_a_view_fills_in_its_defaults_and_ignores_unknown_keys():
     assert parsed.echo == {"status": ["queued", "failed"], "agent": None, "q": "Build", "limit": 200, "current": False}
     assert TaskViews().parse({"q": "#42"}, LAYOUT).echo["q"] == "#42"
     assert TaskViews().parse({"status": [], "q": ""}, LAYOUT).echo["status"] == []
+
+
+@pytest.mark.django_db
+def test_every_write_path_keeps_the_folded_title():
+    from django.db.models import F, Value
+    from django.db.models.functions import Concat
+
+    from tasks.search import fold
+
+    task = Task.objects.create(title="Über INVOICE")
+    Task.objects.bulk_create([Task(title="Bulk ÄB")])
+    Task.objects.filter(pk=task.pk).update(title=Concat(Value("ÉTÉ "), F("title")))  # an expression: folded by the database
+    other = Task.objects.get(title="Bulk ÄB")
+    other.title = "Bulk ÖZ"
+    Task.objects.bulk_update([other], ["title"])
+    Task.objects.filter(pk=other.pk).update(title="Plain TEXT")
+    for title, folded in Task.objects.values_list("title", "title_folded"):
+        assert folded == fold(title), (title, folded)
+    assert fold("ÉTÉ Über INVOICE") == "ÉtÉ Über invoice"

@@ -8,14 +8,23 @@ from django.db import migrations, models, transaction
 log = logging.getLogger("tasks.migrations")
 
 UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-TRIGRAM_INDEX = (
-    "CREATE INDEX IF NOT EXISTS task_title_folded_trgm ON tasks_task "
-    f"USING gin (translate(title, '{UPPER}', '{UPPER.lower()}') gin_trgm_ops)"
-)
+TRIGRAM_INDEX = "CREATE INDEX IF NOT EXISTS task_title_folded_trgm ON tasks_task USING gin (title_folded gin_trgm_ops)"
+
+
+def fold_titles(apps, schema_editor):
+    """Fill title_folded (tasks/search.py): A-Z in lower case, the rest as it is. SQLite's
+    lower() does exactly that; PostgreSQL's lower() folds every letter, so titles with other
+    letters are translated (slower, and rare)."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("UPDATE tasks_task SET title_folded = lower(title) WHERE octet_length(title) = char_length(title)")
+        schema_editor.execute(f"UPDATE tasks_task SET title_folded = translate(title, '{UPPER}', '{UPPER.lower()}') "
+                              "WHERE octet_length(title) <> char_length(title)")
+    else:
+        schema_editor.execute("UPDATE tasks_task SET title_folded = lower(title)")
 
 
 def title_search_index(apps, schema_editor):
-    """PostgreSQL: a trigram index on the title as a view's `q` searches it (tasks/windows.py),
+    """PostgreSQL: a trigram index on the folded title, which a view's `q` searches (tasks/windows.py),
     where the pg_trgm extension exists or may be created. Without it `q` scans the table:
     the search still works, slower (docs/performance.md has both)."""
     if schema_editor.connection.vendor != "postgresql":
@@ -40,6 +49,12 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name='task',
+            name='title_folded',
+            field=models.CharField(default='', editable=False, max_length=200),
+        ),
+        migrations.RunPython(fold_titles, migrations.RunPython.noop, elidable=False),
         migrations.RunPython(title_search_index, drop_title_search_index, elidable=False),
         migrations.AlterField(
             model_name='task',

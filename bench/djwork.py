@@ -191,8 +191,10 @@ def bulk_tasks(n, agents=50, seed=1):
     for i in range(len(pool), agents):
         pool.append(Agent.objects.create(name=f"fleet-{i}", hostname=f"fleet-{i}.example").pk)
     now = timezone.now()
-    columns = ("title", "description", "status", "progress", "agent_id", "error", "created_at", "started_at",
-               "finished_at", "version", "updated_at")
+    from tasks.search import fold
+
+    columns = ("title", "title_folded", "description", "status", "progress", "agent_id", "error", "created_at",
+               "started_at", "finished_at", "version", "updated_at")
     with transaction.atomic():
         first, _ = allocate(n)
         rows = []
@@ -208,7 +210,7 @@ def bulk_tasks(n, agents=50, seed=1):
             started = created + timedelta(seconds=5) if agent else None
             finished = created + timedelta(seconds=60) if status in ("succeeded", "failed", "cancelled") else None
             title = f"{rng.choice(WORDS)} {rng.choice(WORDS)} batch {i} {rng.randrange(16**6):06x}"
-            rows.append((title, "", status, progress, agent, "boom" if status == "failed" else "", created, started,
+            rows.append((title, fold(title), "", status, progress, agent, "boom" if status == "failed" else "", created, started,
                          finished, first + i, created))
             if len(rows) == 50_000:
                 _insert(connection, columns, rows)

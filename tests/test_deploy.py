@@ -81,7 +81,7 @@ def test_the_client_is_the_rightmost_address_that_is_not_a_trusted_proxy():
     # The client wrote "198.51.100.7"; nginx appended the address it saw.
     assert forwarded_client("198.51.100.7, 203.0.113.9", trusted) == "203.0.113.9"
     assert forwarded_client("198.51.100.7, 203.0.113.9, 10.1.2.3", trusted) == "203.0.113.9"  # outer balancer
-    assert forwarded_client("10.1.2.3, 127.0.0.1", trusted) == "10.1.2.3"  # only our proxies: the first
+    assert forwarded_client("10.1.2.3, 127.0.0.1", trusted) == "127.0.0.1"  # only our proxies: what the peer saw
     assert forwarded_client("not-an-address, 2001:db8::1", trusted) == "2001:db8::1"
 
 

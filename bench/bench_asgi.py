@@ -8,7 +8,9 @@ server (the agents' HTTP API). So the benchmarks drive writes here:
 
     GET /bench/write?n=100&rate=0&rows=50&threads=1  ->  {"stamps": [[seq, t], ...], ...}
     GET /bench/state                                 ->  {"head", "epoch", "tasks", "agents"}
+    GET /bench/window?view={...}                     ->  {"head", "tasks" of the window, "counts", "agents"}
 
+`newest=1` writes to the newest tasks (inside the default view's window) instead of the oldest.
 Each write is a real sequenced `save()` (commit, then publish through the layer to the hub),
 run in a worker thread like a Django view; `t` is time.monotonic() just after its COMMIT.
 Everything else goes to dashboard_site.asgi.application unchanged.
@@ -74,9 +76,10 @@ async def bench_endpoint(scope, receive, send):
             n, rows = int(query.get("n", 1)), int(query.get("rows", 50))
             rate, threads = float(query.get("rate", 0)), int(query.get("threads", 1))
             t0 = time.monotonic()
+            newest = query.get("newest") == "1"
             parts = await asyncio.gather(*[
                 sync_to_async(djwork.write_changes, thread_sensitive=False)(
-                    n // threads, rate / threads, rows, k * rows)
+                    n // threads, rate / threads, rows, k * rows, newest)
                 for k in range(threads)
             ])
             elapsed = time.monotonic() - t0
@@ -84,6 +87,9 @@ async def bench_endpoint(scope, receive, send):
             return await _respond(send, 200, {"stamps": stamps, "start": t0, "elapsed": elapsed})
         if scope["path"] == "/bench/state":
             return await _respond(send, 200, await sync_to_async(djwork.state, thread_sensitive=False)())
+        if scope["path"] == "/bench/window":
+            view = json.loads(query.get("view", "{}"))
+            return await _respond(send, 200, await sync_to_async(djwork.window_state, thread_sensitive=False)(view))
         return await _respond(send, 404, {"error": "unknown bench path"})
     except Exception as exc:  # the driver prints this
         return await _respond(send, 500, {"error": f"{type(exc).__name__}: {exc}"})

@@ -282,7 +282,7 @@ def dbtool(args, env, timeout=600, core=CLIENT_CORE):
 def psql(sql, database="postgres"):
     subprocess.run(
         ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
-        check=True, capture_output=True, text=True, timeout=120,
+        check=True, capture_output=True, text=True, timeout=1800,  # VACUUM or a copy of a 5,000,000-row template
     )
 
 
@@ -297,15 +297,15 @@ def postgres_available():
 class DatabaseTemplate:
     """A migrated, seeded database made once per run; each benchmark gets its own copy."""
 
-    def __init__(self, kind, tasks=50, agents=5):
-        self.kind, self.tasks, self.agents = kind, tasks, agents
+    def __init__(self, kind, tasks=50, agents=5, name="template"):
+        self.kind, self.tasks, self.agents, self.name = kind, tasks, agents, name
         self.count = 0
         self.info = None
         if kind == "sqlite":
-            self.template = TMP / f"bench_{RUN_ID}_template.sqlite3"
+            self.template = TMP / f"bench_{RUN_ID}_{name}.sqlite3"
             self.url = f"sqlite:///{self.template}"
         else:
-            self.template = f"bench_{RUN_ID}_template"
+            self.template = f"bench_{RUN_ID}_{name}"
             self.url = f"postgresql://postgres@127.0.0.1:5432/{self.template}"
         at_cleanup(self.drop_template)
 
@@ -315,15 +315,21 @@ class DatabaseTemplate:
         self.info = dbtool(["setup", "--tasks", self.tasks, "--agents", self.agents], base_env(self.url))
         return self
 
+    def bulk(self, tasks):
+        """Add `tasks` tasks in bulk (the views scenario's large tables)."""
+        dbtool(["bulk", "--tasks", tasks], base_env(self.url), timeout=3600)
+        if self.kind == "postgres":
+            psql("VACUUM ANALYZE", database=self.template)
+
     def clone(self):
         """A fresh database (same rows, same session cookie) for one benchmark."""
         self.count += 1
         if self.kind == "sqlite":
-            path = TMP / f"bench_{RUN_ID}_{self.count}.sqlite3"
+            path = TMP / f"bench_{RUN_ID}_{self.name}_{self.count}.sqlite3"
             shutil.copyfile(self.template, path)
             db = Database(self.kind, f"sqlite:///{path}", path)
         else:
-            name = f"bench_{RUN_ID}_{self.count}"
+            name = f"bench_{RUN_ID}_{self.name}_{self.count}"
             psql(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
             db = Database(self.kind, f"postgresql://postgres@127.0.0.1:5432/{name}", name)
         db.cookie = f"sessionid={self.info['session']}"

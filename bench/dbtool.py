@@ -32,6 +32,7 @@ def main():
     p.add_argument("--rows", type=int, default=50)
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--start-at", type=float, default=0.0, help="time.monotonic() to start at")
+    p.add_argument("--newest", action="store_true", help="write the newest tasks (in the default window)")
     sub.add_parser("state")
     p = sub.add_parser("fill")
     p.add_argument("--changes", type=int, default=100_000)
@@ -58,11 +59,11 @@ def main():
     if args.command == "setup":
         result = djwork.setup(args.tasks, args.agents)
     elif args.command == "write":
-        djwork._rows(args.rows + args.offset)  # warm the connection before the clock starts
+        djwork._rows(args.rows + args.offset, args.newest)  # warm the connection before the clock starts
         if args.start_at:
             time.sleep(max(0.0, args.start_at - time.monotonic()))
         t0 = time.monotonic()
-        stamps = djwork.write_changes(args.n, args.rate, args.rows, args.offset)
+        stamps = djwork.write_changes(args.n, args.rate, args.rows, args.offset, args.newest)
         result = {"stamps": stamps, "start": t0, "elapsed": time.monotonic() - t0}
     elif args.command == "state":
         result = djwork.state()

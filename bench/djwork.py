@@ -31,24 +31,24 @@ def setup(tasks=50, agents=5):
     return {"session": session, "epoch": epoch, "head": head}
 
 
-def _rows(count):
+def _rows(count, newest=False):
     from tasks.models import Task
 
-    tasks = list(Task.objects.order_by("id")[:count])
+    tasks = list(Task.objects.order_by("-id" if newest else "id")[:count])
     missing = count - len(tasks)
     if missing > 0:
         tasks += Task.objects.bulk_create([Task(title=f"extra task {i}") for i in range(missing)])
     return tasks
 
 
-def write_changes(n, rate=0.0, rows=50, offset=0):
+def write_changes(n, rate=0.0, rows=50, offset=0, newest=False):
     """Save `n` task changes (one transaction each) cycling over `rows` tasks, paced at
     `rate` changes/s (0: as fast as possible). Returns [[seq, commit time], ...] where the
     commit time is time.monotonic() taken right after COMMIT returned, before the publish
     (the on_commit hooks run in order: ours is registered first)."""
     from django.db import connection, transaction
 
-    tasks = _rows(rows + offset)[offset:offset + rows]
+    tasks = _rows(rows + offset, newest)[offset:offset + rows]
     stamps = []
     start = time.monotonic()
     try:
@@ -279,3 +279,26 @@ def time_views(repeat=20):
                       "max_ms": times[-1] * 1000, "matched": seed.matched, "rows": len(seed.window)}
     connection.close()
     return out
+
+
+def window_state(view):
+    """The database's answer for a view: {"head", "tasks": {id: version} of its window, "counts"}."""
+    from django.db import connection
+
+    from realtime import counts, registry
+    from realtime.snapshot import _snapshot_transaction
+
+    entity = registry.windowed()
+    parsed = entity.views.parse(view, entity.watched)
+    try:
+        with _snapshot_transaction():
+            from realtime.models import Stream
+
+            head = Stream.objects.get(pk=1).head
+            per_status = counts.read(entity)[0]
+            window = {str(t.pk): t.version for t in entity.views.newest(parsed, parsed.limit)}
+            per_status["matched"] = entity.views.count(parsed, per_status)
+        return {"head": head, "tasks": window, "counts": per_status,
+                "agents": {str(k): v for k, v in entity.model._meta.apps.get_model("tasks", "Agent").objects.values_list("id", "version")}}
+    finally:
+        connection.close()

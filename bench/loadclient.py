@@ -29,6 +29,18 @@ from array import array
 
 monotonic = time.monotonic
 EVENT_MARKS = (b'"type":"event"', b'"type": "event"')
+RANGE_MARK = b'"from":'
+
+
+def range_of(payload):
+    """(from, to) of a view's range frame, read without decoding the frame, or None."""
+    at = payload.find(RANGE_MARK, 0, 40)
+    if at < 0:
+        return None
+    start = at + len(RANGE_MARK)
+    comma = payload.index(b",", start)
+    to_at = payload.index(b'"to":', comma) + 5
+    return int(payload[start:comma]), int(payload[to_at:payload.index(b",", to_at)])
 
 
 def _xor(data, mask):
@@ -164,7 +176,10 @@ class Client:
         self.fleet, self.index = fleet, index
         self.proto = None
         self.epoch = self.last = None
-        self.tasks, self.agents = {}, {}
+        self.tasks, self.agents, self.current = {}, {}, {}
+        self.counts, self.fp = None, None
+        self.bytes = 0
+        self.ranges = 0
         self.subscribing = False
         self.synced = False
         self.stopped = False
@@ -205,7 +220,10 @@ class Client:
 
     def subscribe(self):
         self.subscribing = True
-        self.proto.send_text(json.dumps({"type": "subscribe", "since": self.last, "epoch": self.epoch}))
+        frame = {"type": "subscribe", "since": self.last, "epoch": self.epoch}
+        if self.fleet.view is not None:
+            frame["view"], frame["fp"] = self.fleet.view, self.fp
+        self.proto.send_text(json.dumps(frame))
 
     def close(self):
         self.stopped = True
@@ -254,6 +272,7 @@ class Client:
 
     def on_text(self, payload, t):
         fleet = self.fleet
+        self.bytes += len(payload)
         if fleet.mode == "stamp":
             head = payload[:24]
             if b'"ping"' in head:
@@ -264,11 +283,16 @@ class Client:
                 fleet.synced_count += 1
             else:
                 self.frames.append((t, payload))
-                fleet.events_received += payload.count(EVENT_MARKS[0]) + payload.count(EVENT_MARKS[1])
+                covered = range_of(payload)  # a view's range stands for every change it covers
+                fleet.events_received += (covered[1] - covered[0] + 1 if covered else
+                                          payload.count(EVENT_MARKS[0]) + payload.count(EVENT_MARKS[1]))
             return
         frame = fleet.decode(payload)
         kind = frame.get("type")
-        if kind == "event":
+        if kind == "events" and "from" in frame:
+            if not self.apply_range(frame, t):
+                self.subscribe()
+        elif kind == "event":
             if not self.apply_event(frame, t):
                 self.subscribe()
         elif kind == "events":
@@ -306,6 +330,11 @@ class Client:
         if frame["reset"]:
             self.tasks, self.agents = {}, {}
             self.resets += 1
+        if "view" in frame:  # a view's window replaces the task rows, whatever reset says
+            self.tasks = {}
+            self.counts = frame["counts"]
+            self.current = {row["id"]: row for row in frame.get("current", ())}
+        self.fp = frame.get("fp")
         self._apply_rows(self.tasks, frame["tasks"])
         self._apply_rows(self.agents, frame["agents"])
         for object_id in frame["deleted"]["tasks"]:
@@ -329,6 +358,31 @@ class Client:
             for seq in range(lo, hi + 1):
                 if math.isnan(recv[seq - fleet.track_base]):
                     recv[seq - fleet.track_base] = t
+
+    def apply_range(self, frame, t):
+        """A view's range (docs/protocol.md): False when something was missed."""
+        if self.last is None or self.subscribing or frame["to"] <= self.last:
+            return True
+        if frame["from"] != self.last + 1:
+            self.gaps += 1
+            return False
+        for item in frame["items"]:
+            entity, row = item["entity"], item["data"]
+            table = self.tasks if entity == "task" else self.current if entity == "current" else self.agents
+            if item["op"] == "delete":
+                table.pop(row["id"], None)
+            elif entity != "agent" or row["version"] >= table.get(row["id"], {}).get("version", 0):
+                table[row["id"]] = row
+        if "counts" in frame:
+            self.counts = frame["counts"]
+        first, self.last, self.fp = frame["from"], frame["to"], frame.get("fp")
+        self.ranges += 1
+        fleet = self.fleet
+        if fleet.track_base is not None:
+            recv = self._recv()
+            for seq in range(max(first, fleet.track_base), min(self.last, fleet.track_base + len(recv) - 1) + 1):
+                recv[seq - fleet.track_base] = t
+        return True
 
     def apply_event(self, event, t):
         """False when a gap was found (the caller resubscribes)."""
@@ -372,8 +426,9 @@ class Client:
 class Fleet:
     """Many clients of one server."""
 
-    def __init__(self, port, cookie="", mode="stamp", reconnect=False, path="/ws/dashboard/"):
+    def __init__(self, port, cookie="", mode="stamp", reconnect=False, path="/ws/dashboard/", view=None):
         self.port, self.cookie, self.mode, self.reconnect, self.path = port, cookie, mode, reconnect, path
+        self.view = view  # protocol v2: every client subscribes to this view
         self.clients = []
         self.events_received = 0
         self.synced_count = 0
@@ -458,9 +513,14 @@ class Fleet:
         values, delivered = [], 0
         for client in self.clients:
             for t, payload in client.frames:
-                frame = self.decode(payload)
-                for event in frame["items"] if frame.get("type") == "events" else [frame]:
-                    c = commit.get(event.get("seq"))
+                covered = range_of(payload)
+                if covered is not None:  # a range delivers every change it covers
+                    seqs = range(covered[0], covered[1] + 1)
+                else:
+                    frame = self.decode(payload)
+                    seqs = [e.get("seq") for e in (frame["items"] if frame.get("type") == "events" else [frame])]
+                for seq in seqs:
+                    c = commit.get(seq)
                     if c is not None:
                         values.append(t - c)
                         delivered += 1

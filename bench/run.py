@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, cleanup_all, pin_self, raise_nofile  # noqa: E402
 from bench.scenarios import EMBEDDED, SCALEOUT, Context  # noqa: E402
 
-SCENARIOS = ["fanout", "sustained", "capacity", "storm", "writes", "resume", "hostile", "agentapi"]
+SCENARIOS = ["fanout", "sustained", "capacity", "storm", "writes", "resume", "hostile", "agentapi", "views"]
 # Long scenarios run once per invocation even in a multi-run: their one run already holds
 # thousands of samples (sustained: 6 million deliveries; capacity: 10,000 sockets).
 SINGLE_RUN = {"sustained", "capacity"}
@@ -70,6 +70,7 @@ async def main(args):
     pin_self()
     nofile = raise_nofile()
     ctx = Context(quick=args.quick, configs=args.configs, servers=args.servers)
+    ctx.huge = args.huge
     report = {"command": " ".join(["python", "bench/run.py", *sys.argv[1:]]), "quick": args.quick,
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "nofile": nofile,
               "configs": ctx.configs, "servers": ctx.servers, "patches": args.patches, "revision": revision(),
@@ -120,6 +121,7 @@ def cli():
     parser.add_argument("--report-only", metavar="JSON", help="only render the report from a results file")
     parser.add_argument("--merge", action="store_true", help="keep the other scenarios of the existing results file")
     parser.add_argument("--no-report", action="store_true", help="do not rewrite docs/performance.md")
+    parser.add_argument("--huge", action="store_true", help="views: also 5,000,000 tasks on PostgreSQL")
     args = parser.parse_args()
     if not args.scenarios:
         args.scenarios = SCENARIOS

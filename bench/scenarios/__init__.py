@@ -35,13 +35,25 @@ class Context:
             self.log(f"  [{kind} template database ready in {time.monotonic() - t0:.1f}s]")
         return self._templates[kind]
 
+    def big_template(self, kind, tasks):
+        """A template with `tasks` more tasks, inserted in bulk (bench/djwork.py bulk_tasks)."""
+        key = (kind, tasks)
+        if key not in self._templates:
+            t0 = time.monotonic()
+            template = DatabaseTemplate(kind, name=f"t{tasks}").create()
+            template.bulk(tasks)
+            self._templates[key] = template
+            self.log(f"  [{kind} template with {tasks:,} more tasks ready in {time.monotonic() - t0:.1f}s]")
+        return self._templates[key]
+
 
 class Project:
     """The project under test in one configuration: its database, maybe Redis, a server."""
 
-    def __init__(self, ctx, config, kind="daphne", **env):
+    def __init__(self, ctx, config, kind="daphne", tasks=None, **env):
         self.ctx, self.config, self.kind, self.extra_env = ctx, config, kind, env
-        self.db = ctx.template("sqlite" if config == EMBEDDED else "postgres").clone()
+        kind_of_db = "sqlite" if config == EMBEDDED else "postgres"
+        self.db = (ctx.big_template(kind_of_db, tasks) if tasks else ctx.template(kind_of_db)).clone()
         self.redis = Redis().start() if config == SCALEOUT else None
         self.server = None
 
@@ -68,15 +80,17 @@ class Project:
         self.server = Server(self.kind, self.env, port=port or (self.server.port if self.server else None))
         return await self.server.astart()
 
-    async def write(self, n, rate=0.0, rows=50, external=None, timeout=900.0, threads=1):
+    async def write(self, n, rate=0.0, rows=50, external=None, timeout=900.0, threads=1, newest=False):
         """n sequenced changes; in the server for the embedded default (`threads` request
-        threads), else from a writer process. Returns {"stamps": [[seq, commit time], ...],
-        "start", "elapsed"}."""
+        threads), else from a writer process. `newest`: to the newest tasks, else the oldest.
+        Returns {"stamps": [[seq, commit time], ...], "start", "elapsed"}."""
         if external is None:
             external = self.config == SCALEOUT
         if external:
-            return await run_tool(["write", "--n", n, "--rate", rate, "--rows", rows], self.writer_env, timeout)
-        return await http_get(self.server.port, f"/bench/write?n={n}&rate={rate}&rows={rows}&threads={threads}", timeout)
+            return await run_tool(["write", "--n", n, "--rate", rate, "--rows", rows, *(["--newest"] if newest else [])],
+                                  self.writer_env, timeout)
+        return await http_get(self.server.port, f"/bench/write?n={n}&rate={rate}&rows={rows}&threads={threads}"
+                                                f"&newest={int(newest)}", timeout)
 
     async def state(self):
         return await http_get(self.server.port, "/bench/state")

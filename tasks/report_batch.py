@@ -16,6 +16,12 @@ published that is not durable, so a crash loses nothing a dashboard has seen.
 Each report gets its own answer: its task as written, or the DomainError that refused it
 (a report on a task that is no longer yours fails alone). A database error fails the whole
 batch and every report in it gets that error, as each would have alone.
+
+A report waits for the write ahead of it at most API_REPORT_WAIT seconds: one hung database
+connection must not hold every report of the process. Past that it raises ReportTimeout (the
+API answers 503 with Retry-After): taken out of the queue when it was still waiting there
+(not recorded), or left to the write it was already part of (which may still record it).
+A progress report says where the task is, not how far it moved, so sending it again is safe.
 """
 import threading
 
@@ -23,6 +29,21 @@ from realtime import actor as actors
 from realtime.metrics import REPORT_BATCH
 
 MAX_BATCH = 100  # reports per transaction; more wait for the next one
+
+
+class ReportTimeout(Exception):
+    """A report waited longer than it may for the write ahead of it. `written`: False when
+    it was taken out of the queue unwritten, None when it is part of a write still going on."""
+
+    def __init__(self, waited, written):
+        self.waited, self.written = waited, written
+        if written is False:
+            what = "It was not recorded."
+        else:
+            what = "It is part of that write, which may still record it."
+        super().__init__(
+            f"This progress report waited {waited:g} s for the database write ahead of it, which has not "
+            f"finished. {what} Send it again after the Retry-After seconds.")
 
 
 class _Waiting:
@@ -39,20 +60,35 @@ class Batcher:
         self._queue = []
         self._writing = False  # a leader is writing; the queue waits for it
 
-    def submit(self, report):
+    def submit(self, report, wait=None):
+        """The report's outcome; waits at most `wait` seconds (None: no limit) for the write
+        ahead of it, then raises ReportTimeout."""
         waiting = _Waiting(report)
         with self._guard:
             self._queue.append(waiting)
             lead = not self._writing
             self._writing = True
         if not lead:
-            waiting.woken.wait()
+            if not waiting.woken.wait(wait):
+                self._give_up(waiting, wait)
             lead = waiting.lead  # woken to write the next batch, or with its answer
         if lead:
             self._lead()
         if isinstance(waiting.outcome, BaseException):
             raise waiting.outcome
         return waiting.outcome
+
+    def _give_up(self, waiting, wait):
+        """Past the wait: leave the queue, unless the report was chosen to write the next
+        batch meanwhile (then it goes on as a leader) or is in the batch being written."""
+        with self._guard:
+            if waiting.lead:
+                return
+            if waiting in self._queue:
+                self._queue.remove(waiting)
+                raise ReportTimeout(wait, written=False)
+        if not waiting.woken.is_set():
+            raise ReportTimeout(wait, written=None)
 
     def _lead(self):
         with self._guard:
@@ -94,7 +130,11 @@ _batcher = Batcher(_write)
 
 
 def submit(agent_id, task_id, progress):
-    """domain.report's progress-only case: the task as written, or raises its DomainError."""
+    """domain.report's progress-only case: the task as written, or raises its DomainError, or
+    ReportTimeout past API_REPORT_WAIT seconds behind a write that has not finished."""
+    from django.conf import settings
+
     from .domain import ProgressReport
 
-    return _batcher.submit(ProgressReport(agent_id, task_id, progress, actors.current()))
+    report = ProgressReport(agent_id, task_id, progress, actors.current())
+    return _batcher.submit(report, wait=settings.API_REPORT_WAIT)

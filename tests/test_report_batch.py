@@ -113,3 +113,129 @@ def test_concurrent_agents_reports_all_land_numbered_once():
         labels = set(changes.filter(entity="task", object_id=task.pk).values_list("actor_label", flat=True))
         assert labels == {agent.name}
     assert changes.filter(entity="task").count() == 8 * 25
+
+
+# A write that does not finish ---------------------------------------------------------------------
+
+
+def test_a_report_waiting_behind_a_hung_write_gives_up_after_its_wait_and_is_not_written():
+    """One hung database connection must not hold every report in the process: a report
+    queued behind a write that does not finish is answered after `wait` seconds with
+    ReportTimeout, and taken out of the queue (nothing writes it later)."""
+    from tasks.report_batch import ReportTimeout
+
+    release, started = threading.Event(), threading.Event()
+    batches = []
+
+    def write(reports):
+        batches.append(list(reports))
+        if len(batches) == 1:
+            started.set()
+            assert release.wait(60), "the test never released the hung write"
+        return [f"done {r}" for r in reports]
+
+    batcher = Batcher(write)
+    with ThreadPoolExecutor(3) as pool:
+        try:
+            leader = pool.submit(batcher.submit, "first")
+            assert started.wait(10), "the first report was not written"
+            behind = pool.submit(batcher.submit, "behind", wait=0.2)
+            with pytest.raises(ReportTimeout) as refused:
+                behind.result(30)  # a deadline far past the 0.2 s wait
+            assert refused.value.written is False and "not recorded" in str(refused.value)
+            assert batcher._queue == []
+        finally:
+            release.set()
+        assert leader.result(10) == "done first"
+    assert batcher.submit("after") == "done after"  # the batcher is not left stuck
+    assert batches == [["first"], ["after"]]
+
+
+def test_a_report_already_in_a_hung_write_gives_up_saying_it_may_have_been_written():
+    from tasks.report_batch import ReportTimeout
+
+    first_go, second_started, second_go = threading.Event(), threading.Event(), threading.Event()
+    batches = []
+
+    def write(reports):
+        batches.append(list(reports))
+        if len(batches) == 1:
+            assert first_go.wait(60)
+        elif len(batches) == 2:
+            second_started.set()
+            assert second_go.wait(60)
+        return list(reports)
+
+    batcher = Batcher(write)
+    with ThreadPoolExecutor(4) as pool:
+        try:
+            first = pool.submit(batcher.submit, 0)
+            deadline = time.monotonic() + 10
+            while not batches:
+                assert time.monotonic() < deadline, "the first report was not written"
+                threading.Event().wait(0.01)
+            rest = [pool.submit(batcher.submit, 1), pool.submit(batcher.submit, 2, wait=0.2)]
+            while len(batcher._queue) < 2:
+                assert time.monotonic() < deadline, "the next reports did not queue"
+                threading.Event().wait(0.01)
+            first_go.set()
+            assert second_started.wait(10), "the next batch was not written"
+            with pytest.raises(ReportTimeout) as refused:
+                rest[1].result(30)
+            assert refused.value.written is None and "may" in str(refused.value)
+        finally:
+            first_go.set()
+            second_go.set()
+        assert first.result(10) == 0 and rest[0].result(10) == 1
+    assert batches == [[0], [1, 2]]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("kind", ["daphne", "uvicorn"])
+def test_a_report_behind_a_write_stuck_on_the_stream_lock_is_answered_503_with_retry_after(daphne, kind):
+    """Through a real server: the test holds the stream lock, so the first report's write
+    waits for it; the report queued behind that write is answered 503 with Retry-After once
+    API_REPORT_WAIT has passed, while the lock is still held."""
+    import requests
+    from django.db import transaction
+
+    from realtime.sequencing import lock_stream
+    from tasks import tokens
+
+    agents, tasks = _running(2)
+    keys = [tokens.issue(agent)[1] for agent in agents]
+    server = daphne(kind=kind, API_REPORT_WAIT="1", REALTIME_STREAM_LOCK_TIMEOUT="120", API_AGENT_RATE="100000/min")
+
+    def report(i, progress):
+        return requests.patch(f"{server.http}/api/agent/tasks/{tasks[i].pk}/", json={"progress": progress},
+                              headers={"Authorization": f"Bearer {keys[i]}"}, timeout=150)
+
+    assert [report(i, 5).status_code for i in range(2)] == [200, 200]  # warm: tokens and heartbeats recorded
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_stream_lock():
+        with transaction.atomic():
+            lock_stream()
+            held.set()
+            assert release.wait(120), "the test never released the stream lock"
+
+    with ThreadPoolExecutor(3) as pool:
+        holder = pool.submit(hold_the_stream_lock)
+        try:
+            assert held.wait(30), "the test could not take the stream lock"
+            answers = [pool.submit(report, i, 50 + i) for i in range(2)]
+            deadline = time.monotonic() + 60
+            while not any(a.done() for a in answers):
+                assert time.monotonic() < deadline, "no report was answered while a write waited for the stream lock"
+                threading.Event().wait(0.1)
+            done = next(a for a in answers if a.done()).result()
+            assert done.status_code == 503, done.text[:300]
+            assert done.headers["Content-Type"] == "application/json" and int(done.headers["Retry-After"]) >= 1
+            assert "not recorded" in done.json()["detail"], done.text
+            assert not all(a.done() for a in answers), "the write that waits for the lock was answered too"
+        finally:
+            release.set()
+            holder.result(30)
+        statuses = sorted(a.result(150).status_code for a in answers)
+    assert statuses == [200, 503]
+    assert report(0, 77).status_code == 200 and report(1, 78).status_code == 200  # nothing left stuck

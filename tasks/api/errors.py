@@ -38,11 +38,15 @@ class Conflict(APIException):
 
 
 class Busy(APIException):
-    """503: the stream lock was not granted in time (realtime/sequencing.py); retry shortly."""
+    """503: the stream lock was not granted in time (realtime/sequencing.py), or a progress
+    report waited past API_REPORT_WAIT for the write ahead of it (tasks/report_batch.py);
+    retry shortly."""
 
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "The task stream is locked by another transaction; retry in a few seconds."
     default_code = "stream_locked"
+
+RETRY_AFTER = "2"  # seconds, on every 503 of the API
 
 
 def error_response(status_code, detail, **extra):
@@ -80,8 +84,8 @@ def server_error(exc, request):
 
 def exception_handler(exc, context):
     """DRF's handler for the domain's errors, plus the extra fields a Conflict carries, a
-    503 with Retry-After (not a 500) when a writer gave up waiting for the stream lock, and a
-    JSON 500 for anything else."""
+    503 with Retry-After (not a 500) when a writer gave up waiting for the stream lock or a
+    progress report for the write ahead of it, and a JSON 500 for anything else."""
     if isinstance(exc, domain.DomainError):
         exc = from_domain(exc)
     if isinstance(exc, exceptions.NotAuthenticated) and exc.detail == exceptions.NotAuthenticated.default_detail:
@@ -93,10 +97,15 @@ def exception_handler(exc, context):
 
     from realtime.sequencing import lock_timed_out
 
-    if isinstance(exc, OperationalError) and lock_timed_out(exc):
+    from ..report_batch import ReportTimeout
+
+    if isinstance(exc, ReportTimeout):
+        exc = Busy(str(exc), code="report_wait")
+    elif isinstance(exc, OperationalError) and lock_timed_out(exc):
         exc = Busy(str(exc) if "stream lock" in str(exc) else None)
+    if isinstance(exc, Busy):
         response = drf_handler(exc, context)
-        response["Retry-After"] = "2"
+        response["Retry-After"] = RETRY_AFTER
         return response
     response = drf_handler(exc, context)
     if response is None:

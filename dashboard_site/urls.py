@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
+    path("tasks/older/", views.older_tasks, name="older_tasks"),
     path("tasks/<int:pk>/", pages.task_detail, name="task_detail"),
     path("tasks/<int:pk>/timeline", pages.task_timeline, name="task_timeline"),
     path("tasks/<int:pk>/fail", pages.task_fail, name="task_fail"),

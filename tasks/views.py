@@ -1,6 +1,7 @@
 """Server-rendered pages and the health check."""
 import asyncio
 import logging
+import re
 import uuid
 import weakref
 
@@ -8,48 +9,144 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth.decorators import login_required, permission_required
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
-from django.db.models import Count
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from realtime import counts, registry
+from realtime.viewspec import ViewError
+
 from .domain import current_tasks
 from .models import Agent, Task
 
-INITIAL_TASK_ROWS = 100
+INITIAL_TASK_ROWS = 100  # rows rendered into the first paint; the live window follows
+OLDER_PAGE = 200  # older rows per request, by default
+
+
+def _window_entity():
+    """The entity dashboards hold a window of (the tasks), from the stream's registry."""
+    entity = registry.windowed()
+    if entity is None:
+        raise ImproperlyConfigured("no streamed entity is registered with views; tasks.apps registers Task with one")
+    return entity
+
+
+def view_from_query(query, entity):
+    """The view of the tasks a query string asks for, parsed by the server's own rules
+    (tasks/windows.py): `status` (repeated or comma-separated), `agent`, `q`, `limit`.
+    Raises ViewError naming the parameter at fault."""
+    raw = {"current": True}
+    statuses = [s.strip() for value in query.getlist("status") for s in value.split(",") if s.strip()]
+    if statuses:
+        raw["status"] = statuses
+    for name in ("agent", "limit"):
+        value = query.get(name, "").strip()
+        if value:
+            if not value.isdigit() or len(value) > 18:
+                raise ViewError(f"view.{name} must be a positive integer, not {value!r}")
+            raw[name] = int(value)
+    if query.get("q", "").strip():
+        raw["q"] = query["q"]
+    return entity.views.parse(raw, entity.watched)
+
+
+def _field_of(error):
+    """The query parameter a ViewError is about ("view.status must ..." -> "status")."""
+    match = re.match(r"view\.(\w+)", str(error))
+    return match.group(1) if match else "view"
+
+
+def task_counts(entity):
+    """Tasks per status over the whole table, from the counters the writers keep
+    (realtime/counts.py): never a COUNT over the table, unless the counters are incomplete."""
+    found, complete = counts.read(entity)
+    if not complete:
+        counts.recount(entity)
+        found, _ = counts.read(entity)
+    return found
 
 
 @never_cache
 @login_required
 @permission_required("tasks.view_task", raise_exception=True)
 def dashboard(request):
-    """The live dashboard. The first rows are rendered here so the page is useful at once;
-    the client then subscribes and replaces them with the full, live state."""
-    counts = dict(Task.objects.values_list("status").annotate(n=Count("id")).order_by())
-    agent_counts = dict(Agent.objects.values_list("status").annotate(n=Count("id")).order_by())
-    running = current_tasks()
+    """The live dashboard. The first paint is the view the URL asks for (filters, newest first,
+    its limit), rendered here so the page is useful at once; the client then subscribes with
+    the same view and applies its live window on top."""
+    entity = _window_entity()
+    view_error = None
+    try:
+        view = view_from_query(request.GET, entity)
+    except ViewError as exc:
+        view_error = str(exc)
+        view = entity.views.parse({"current": True}, entity.watched)
+    found = task_counts(entity)
+    tasks = entity.views.newest(view, min(view.limit, INITIAL_TASK_ROWS))
     agents = list(Agent.objects.all())
+    names = {a.pk: a.name for a in agents}
+    for task in tasks:
+        task.agent_name = names.get(task.agent_id)  # no query per row
+    running = current_tasks()
+    agent_counts = {}
     for agent in agents:
         agent.running_task = running.get(agent.pk)
+        agent_counts[agent.status] = agent_counts.get(agent.status, 0) + 1
     context = {
-        "task_counts": [(value, label, counts.get(value, 0)) for value, label in Task.Status.choices],
+        "task_counts": [(value, label, found.get(value, 0)) for value, label in Task.Status.choices],
         "agent_counts": [(value, label, agent_counts.get(value, 0)) for value, label in Agent.Status.choices],
-        "total_tasks": sum(counts.values()),
+        "total_tasks": sum(found.values()),
+        "matched": entity.views.count(view, found),
         "agents": agents,
-        # Newest first, the order the live client keeps (updates never move a row), so the
-        # first sync takes over these rows without any of them jumping.
-        "tasks": Task.objects.select_related("agent").order_by("-created_at", "-id")[:INITIAL_TASK_ROWS],
-        "agent_names": {a.pk: a.name for a in agents},
+        "tasks": tasks,
+        "view": view.echo,
+        "view_error": view_error,
+        "selected_statuses": view.echo["status"] or [],
+        "rendered_at": timezone.now(),
         # Cancel and requeue go through the operator API, which wants staff and change_task:
         # only then does the page draw the controls (the API still checks every request).
         "can_change": request.user.is_staff and request.user.has_perm("tasks.change_task"),
         "task_detail_pattern": _task_detail_pattern(),
     }
     return render(request, "dashboard/index.html", context)
+
+
+@never_cache
+@login_required
+@permission_required("tasks.view_task", raise_exception=True)
+def older_tasks(request):
+    """Rows older than the live window, on request: the tasks of the view the parameters name
+    (`status`, `agent`, `q`) with an id below `before`, newest first, `limit` of them (default
+    200, at most 1000). Not live: the page shows them apart and marked so. A bad parameter is
+    a 400 naming it: {"errors": {"before": ["..."]}}."""
+    entity = _window_entity()
+    errors = {}
+    before = request.GET.get("before", "").strip()
+    if not before.isdigit() or len(before) > 18 or int(before) < 1:
+        errors["before"] = ["before must be a task id (a positive integer): the rows returned have lower ids"]
+    query = request.GET.copy()
+    query.setdefault("limit", str(OLDER_PAGE))
+    try:
+        view = view_from_query(query, entity)
+    except ViewError as exc:
+        errors.setdefault(_field_of(exc), []).append(str(exc).removeprefix("view."))
+    if errors:
+        return JsonResponse({"errors": errors}, status=400)
+    rows = entity.views.newest(view, view.limit + 1, below=int(before))
+    more = len(rows) > view.limit
+    rows = rows[:view.limit]
+    return JsonResponse({
+        "tasks": [entity.serializer(task) for task in rows],
+        "more": more,
+        "before": int(before),
+        "view": view.echo,
+        "at": timezone.now().isoformat(),
+    })
 
 
 def _task_detail_pattern():

@@ -230,43 +230,48 @@ def test_a_connection_cut_after_the_first_sync_part_leaves_nothing_half_applied(
         ctx.add_init_script(RECORD_NOTIFICATIONS)
         log = SocketLog(ctx)
         board = Dashboard(ctx, SimpleNamespace(http=proxy.http))
-        expected = database_versions()
-        board.wait_converged(expected, timeout=30_000)
+        tasks, agents = database_versions()
+        window = dict(sorted(tasks.items(), reverse=True)[:200])  # the view's window: the newest 200
+        board.wait_converged((window, agents), timeout=30_000)
         board.wait_open()
 
-        # The server did send the reset in parts, and the proxy cut the first socket after part 1.
+        # The server did send the view's sync in parts, and the proxy cut the first socket after part 1.
         first = proxy.cut_after
         assert first is not None, "the first WebSocket never carried a sync"
-        assert first["part"] == 1 and first["parts"] > 2, {k: v for k, v in first.items() if k not in ("tasks", "agents")}
+        assert first["part"] == 1 and first["parts"] > 2, {k: v for k, v in first.items() if k not in ("tasks", "agents", "current")}
         assert first["reset"] is True
-        assert 0 < len(first["tasks"]) < 600
+        assert 0 < len(first["tasks"]) < 200
         assert len(log.sockets) >= 2, "it took a second connection"
         assert log.sockets[0]["closed"]
         assert [(f["part"], f["parts"]) for f in log.syncs(0)] == [(1, first["parts"])]
 
         # The second socket resubscribed from where the page was before part 1 (nothing
-        # applied), and its sync came whole in parts, all with the same epoch, seq and reset.
-        assert log.subscribes(1)[0] == {"type": "subscribe", "since": None, "epoch": None}
+        # applied), with the same view, and its sync came whole in parts, all with the same
+        # epoch, seq and reset, the running tasks beside the window among them.
+        view = {"status": None, "agent": None, "q": None, "limit": 200, "current": True}
+        assert log.subscribes(0)[0] == {"type": "subscribe", "since": None, "epoch": None, "view": view}
+        assert log.subscribes(1)[0] == {"type": "subscribe", "since": None, "epoch": None, "view": view}
         parts = log.syncs(1)
         assert [f.get("part") for f in parts] == list(range(1, len(parts) + 1)) and len(parts) > 2
         assert {(f["epoch"], f["seq"], f["reset"], f["parts"]) for f in parts} == {(first["epoch"], first["seq"], True, len(parts))}
-        assert sum(len(f["tasks"]) for f in parts) == 600
+        assert sum(len(f["tasks"]) for f in parts) == 200
+        assert sum(len(f["current"]) for f in parts) == 200, "every running task, for the agents panel"
 
-        # The page holds exactly the database; the store never showed a fraction of it.
-        assert board.store_versions() == expected
+        # The page holds exactly the window; the store never showed a fraction of it.
+        assert board.store_versions() == (window, agents)
         notes = board.page.evaluate("window.storeNotifications")
-        assert notes and all(size == 600 for _last, size in notes), notes[:5]
+        assert notes and all(size == 200 for _last, size in notes), notes[:5]
         assert notes[0][0] == first["seq"]
         assert board.page.evaluate("window.dashboard.store.last") == first["seq"]
 
-        # And the page shows all of them: the counts, the footer, the table's rows.
+        # And the page shows them: the server's counts, the footer, the table's rows.
         assert board.page.text_content('[data-count="total"]') == "600"
-        assert board.page.text_content("#task-footer") == "600 tasks, newest first"
-        assert board.page.evaluate("window.dashboard.table.ids.length") == 600
+        assert board.page.text_content('[data-count="running"]') == "200"
+        assert board.page.text_content("#task-footer") == "The 200 newest of 600 tasks"
+        assert board.page.evaluate("window.dashboard.table.ids.length") == 200
         rendered = board.rendered_task_ids()
-        assert rendered and set(rendered) <= set(expected[0])
-        newest = Task.objects.order_by("-created_at", "-id").values_list("id", flat=True)[0]
-        assert rendered[0] == newest
+        assert rendered and set(rendered) <= set(window)
+        assert rendered[0] == max(window)
         assert board.errors == []
     finally:
         proxy.close()

@@ -10,6 +10,7 @@ const SHOWN_TITLES = 5;
 export class TaskActions {
   /** Ids of the selected tasks. */ selection = new Set();
   pending = new PendingActions();
+  /** The rows are stale (the page is not live): nothing can be started from them. */ disabled = false;
   /** @private the plan the open dialog shows */ #plan = null;
 
   /**
@@ -50,9 +51,21 @@ export class TaskActions {
   /** Is `id` selected? (for the row's checkbox) */
   selected = (id) => this.selection.has(id);
 
+  /**
+   * The page stopped (or started) being live: the rows' and the bar's controls, and the
+   * confirmation's button, are disabled while it is not. The selection is kept.
+   */
+  setDisabled(on) {
+    if (this.disabled === on) return;
+    this.disabled = on;
+    this.els.go.disabled = on;
+    this.drawBar();
+    this.redraw();
+  }
+
   /** Open the confirmation of `action` for `ids`, frozen as they are now. */
   open(action, ids) {
-    if (!(action in ACTIONS) || this.dialog.open) return;
+    if (!(action in ACTIONS) || this.dialog.open || this.disabled) return;
     this.#plan = plan(action, [...ids], this.rowOf);
     const words = confirmation(this.#plan);
     const { title, text, list, go } = this.els;
@@ -90,11 +103,13 @@ export class TaskActions {
     const n = this.selection.size;
     const text = n === 0 ? "No task selected" : `${count(n)} selected`;
     if (this.els.count.textContent !== text) this.els.count.textContent = text;
-    for (const button of [...this.els.bulk, this.els.clear]) button.disabled = n === 0;
+    for (const button of this.els.bulk) button.disabled = n === 0 || this.disabled;
+    this.els.clear.disabled = n === 0;
     const shown = this.shown();
     const all = shown.length > 0 && n >= shown.length && shown.every((id) => this.selection.has(id));
     this.selectAll.checked = all;
     this.selectAll.indeterminate = n > 0 && !all;
+    this.selectAll.disabled = this.disabled;
   }
 
   /** @private */
@@ -127,7 +142,7 @@ export class TaskActions {
   #closed() {
     const planned = this.#plan;
     this.#plan = null;
-    if (!planned || this.dialog.returnValue !== "confirm" || planned.eligible.length === 0) return;
+    if (!planned || this.dialog.returnValue !== "confirm" || planned.eligible.length === 0 || this.disabled) return;
     this.#run(planned);
   }
 

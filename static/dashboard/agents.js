@@ -13,12 +13,13 @@ export class AgentPanel {
   /**
    * @param {object} els `list` (ul), `summary` (the online/stale/offline counts), `banner`
    *   (no agent online), `offlineCount` (in the "show offline" label)
-   * @param {{taskUrl: string, agentUrl: string}} urls admin change-page patterns
+   * @param {{taskUrl: string, agentUrl?: string}} urls page patterns with /0/ for the id:
+   *   the task's page (an agent's running task links there) and the agent's page
    */
   constructor(els, urls) {
     this.els = els;
     // An agent's name opens its page (its tasks and online history); the admin is one link on.
-    this.urls = { ...urls, agentUrl: AGENT_PAGE };
+    this.urls = { agentUrl: AGENT_PAGE, ...urls };
     this.order = [];
     for (const li of els.list.querySelectorAll("li.agent[data-id]")) {
       const id = Number(li.dataset.id);
@@ -36,7 +37,8 @@ export class AgentPanel {
   render(model, diff, now, interval) {
     const changed = new Set(diff.agents.map((c) => c.id));
     const touched = new Set(changed);
-    for (const { before, after } of diff.tasks) {
+    // Running tasks: beside the window with a view (`current`), among the tasks without one.
+    for (const { before, after } of model.view ? diff.current ?? [] : diff.tasks) {
       if (before?.agent !== undefined && before.agent !== null) touched.add(before.agent);
       if (after?.agent !== undefined && after.agent !== null) touched.add(after.agent);
     }

@@ -14,14 +14,27 @@ import { clockTime, secondsUntil } from "./format.js";
  * @property {string} announce what a screen reader hears (changes only when the meaning does)
  */
 
-/** @returns {BadgeView} */
-export function describeConnection(status, now) {
+/**
+ * @param {import("../realtime/connection.js").Status} status
+ * @param {number} now
+ * @param {{paused?: boolean}} [page] `paused`: the person holds the page still (its rows,
+ *   counts, agents, feed and chart): a live link then says "Paused", not "Live"
+ * @returns {BadgeView}
+ */
+export function describeConnection(status, now, { paused = false } = {}) {
   const view = { state: status.state, text: "", rtt: "", retry: false, signIn: false, reload: false, detail: "", announce: "" };
-  const described = describeState(view, status, now);
+  const described = status.state === "open" && paused ? describePaused(view, status) : describeState(view, status, now);
   const detail = described.state === "waiting" || described.state === "stopped" ? status.message ?? "" : "";
   if (!detail) return described;
   const announce = described.announce ? `${described.announce} The server said: ${detail}` : "";
   return { ...described, detail, announce };
+}
+
+function describePaused(view, status) {
+  return {
+    ...view, text: "Paused", rtt: status.rtt === null ? "" : `${Math.round(status.rtt)} ms`,
+    announce: "Paused: the page holds its data; changes wait until you resume.",
+  };
 }
 
 function describeState(view, status, now) {
@@ -86,6 +99,7 @@ export class Badge {
   } = {}) {
     this.els = els;
     this.status = null;
+    this.paused = false;
     this.announced = "";
     this.pending = "";
     this.timer = null;
@@ -100,6 +114,12 @@ export class Badge {
     this.#draw(now);
   }
 
+  /** The person paused or resumed the page. */
+  setPaused(on, now) {
+    this.paused = on;
+    if (this.status) this.#draw(now);
+  }
+
   /** Called every second: the countdown moves. */
   tick(now) {
     if (this.status?.state === "waiting") this.#draw(now);
@@ -107,9 +127,10 @@ export class Badge {
 
   /** @private */
   #draw(now) {
-    const view = describeConnection(this.status, now);
+    const view = describeConnection(this.status, now, { paused: this.paused });
     const { root, text, rtt, retry, signIn, reload, body, detail } = this.els;
     root.dataset.connection = view.state;
+    root.dataset.paused = String(this.paused && view.state === "open");
     if (body) body.dataset.connection = view.state;
     if (text.textContent !== view.text) text.textContent = view.text;
     if (root.title !== view.detail) root.title = view.detail;

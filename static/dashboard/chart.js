@@ -3,7 +3,8 @@
 // computed out of the stored history (tasks/throughput.py), so a reload draws the same.
 //
 // Live without a second socket: the chart refetches every few seconds (a 304 when the stream
-// head and the minute are unchanged), and sooner when the dashboard's Store applies a change.
+// head and the minute are unchanged), and sooner when the dashboard's counts change. While the
+// person has paused the dashboard, the chart holds still too.
 // Geometry is pure functions, the DOM one class; no charting library, no build step.
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -90,6 +91,7 @@ export class ThroughputChart {
   /** @private */ #inflight = null;
   /** @private */ #lastFetch = -Infinity;
   /** @private */ #shown = null;
+  /** @private */ #held = false;
 
   /**
    * @param {object} options
@@ -114,8 +116,21 @@ export class ThroughputChart {
     this.#schedule(0);
   }
 
+  /** Hold the picture still (the dashboard is paused), or let it move again. */
+  hold(on) {
+    const was = this.#held;
+    this.#held = on;
+    if (was && !on) this.soon();
+  }
+
+  /** Is the picture held still? */
+  get held() {
+    return this.#held;
+  }
+
   /** Something changed in the stream: refetch soon (at most once per minGapMs). */
   soon() {
+    if (this.#held) return;
     const { now, minGapMs } = this.#opts;
     this.#schedule(Math.max(0, this.#lastFetch + minGapMs - now()));
   }
@@ -206,7 +221,8 @@ export class ThroughputChart {
   #tick() {
     this.#timer = null;
     this.#due = Infinity;
-    if (this.#opts.hidden()) return this.#schedule(this.#opts.intervalMs);
+    // Held, it still draws its first picture (the page's state when it was loaded paused).
+    if ((this.#held && this.#shown !== null) || this.#opts.hidden()) return this.#schedule(this.#opts.intervalMs);
     return this.refresh().finally(() => this.#schedule(this.#opts.intervalMs));
   }
 }
@@ -234,7 +250,16 @@ function mount() {
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden) chart.soon();
   });
-  window.dashboard?.store?.subscribe(() => chart.soon()); // main.js runs first (module order)
+  // main.js runs first (module order). With a view, ranges arrive for every change anywhere;
+  // the chart only moves when a status count does (v1: on every change, as before).
+  const store = window.dashboard?.store;
+  let counts = store?.counts;
+  store?.subscribe(() => {
+    if (store.view !== null && store.counts === counts) return;
+    counts = store.counts;
+    chart.soon();
+  });
+  chart.hold(Boolean(window.dashboard?.paused));
   chart.start();
   if (window.dashboard) window.dashboard.chart = chart;
   return chart;

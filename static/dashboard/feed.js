@@ -1,5 +1,6 @@
 // The activity feed: a short, readable line per meaningful change (progress ticks are not
 // news), newest first, in a role="log" list. Text only ever goes in through textContent.
+// It covers what the page holds: the tasks of its view (the window) and every agent.
 import { agentLabel, clockTime, shownText, taskLabel } from "./format.js";
 
 const quote = (text) => `“${text}”`;
@@ -7,15 +8,24 @@ const titleOf = (row) => quote(shownText(row, "title")); // an excerpt ends with
 
 /**
  * A feed line for one task change, or null when it is not worth one.
- * @param {{before?: object, after?: object}} change
+ * @param {import("./model.js").Change} change a task that changed, came into the window
+ *   (`entered`) or left it (`left`; neither: it was deleted)
  * @param {(id: unknown) => string} agentName
- * @returns {{entity: "task", id: unknown, tone: string, text: string}|null}
+ * @returns {{entity: "task", id: unknown, tone: string, text: string, gone: boolean}|null}
  */
-export function describeTask({ before, after }, agentName) {
+export function describeTask({ before, after, entered = "new", left = null }, agentName) {
   const row = after ?? before;
-  const line = (tone, text) => ({ entity: "task", id: row.id, tone, text, gone: !after });
-  if (!before) return line(after.status, `New task ${titleOf(after)} (${taskLabel(after.status)})`);
-  if (!after) return line("deleted", `Task ${titleOf(before)} was deleted`);
+  const line = (tone, text, gone = !after) => ({ entity: "task", id: row.id, tone, text, gone });
+  if (!before) {
+    if (entered === "new") return line(after.status, `New task ${titleOf(after)} (${taskLabel(after.status)})`);
+    if (entered === "matched") return line(after.status, `${titleOf(after)} is now in this view (${taskLabel(after.status)})`);
+    return null; // it moved up from below the window: not news
+  }
+  if (!after) {
+    if (left === "stopped") return line("left", `${titleOf(before)} left this view`, false); // it still exists: its page opens
+    if (left === "pushed") return null; // newer tasks pushed it out at the bottom
+    return line("deleted", `Task ${titleOf(before)} was deleted`);
+  }
   if (before.status !== after.status) {
     const who = after.agent !== null && after.agent !== undefined ? ` on ${agentName(after.agent)}` : "";
     return line(after.status, `${titleOf(after)}: ${taskLabel(before.status)} → ${taskLabel(after.status)}${who}`);
@@ -47,7 +57,8 @@ export function describeAgent({ before, after }) {
 export function feedLines(diff, agentName, limit = 6) {
   const lines = [
     ...diff.agents.map((c) => describeAgent(c)),
-    ...diff.tasks.map((c) => describeTask(c, agentName)),
+    // The rows of another view came with it: they are not news.
+    ...(diff.viewChanged ? [] : diff.tasks.map((c) => describeTask(c, agentName))),
   ].filter(Boolean);
   if (lines.length <= limit) return lines;
   const rest = lines.length - (limit - 1);

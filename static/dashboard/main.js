@@ -1,8 +1,13 @@
-// Wiring: the Connection feeds the Store; each store change asks for one render (per frame,
-// or per 250 ms in a burst); a render merges the changes into the page's Model and patches
-// the counts, the windowed task table, the agents and the feed. Outside a render, only the
-// controls' own handlers (filters, pause, the connection badge, the keyboard cursor, the
-// action controls) touch the page.
+// Wiring: the Connection subscribes with the page's view (its filters, newest first, a
+// limit) and feeds the Store; each store change asks for one render (per frame, or per 250 ms
+// in a burst); a render merges the changes into the page's Model and patches the counts, the
+// windowed task table, the agents and the feed. Outside a render, only the controls' own
+// handlers (filters, sort, pause, the connection badge, the keyboard cursor, the action
+// controls, the older rows) touch the page.
+//
+// The page holds a window of the tasks, never the table: search and filters are answered by
+// the server over the whole table, the counts are the server's, "Show more" grows the window,
+// and older rows are fetched on request and shown apart, marked as not live.
 import { Connection } from "../realtime/connection.js";
 import { Store } from "../realtime/store.js";
 import { TaskActions } from "./actions-ui.js";
@@ -10,20 +15,26 @@ import { AgentPanel } from "./agents.js";
 import { Badge } from "./badge.js";
 import { RowCursor } from "./cursor.js";
 import { Feed, feedLines } from "./feed.js";
-import { filtersToSearch, isFiltered, parseFilters, taskMatcher } from "./filters.js";
-import { TASK_STATUS, adminUrl, ago, count } from "./format.js";
+import {
+  describeFilters, filtersToSearch, fromView, isFiltered, nextLimit, noFilters, parseFilters, sameFilters, toView,
+} from "./filters.js";
+import { TASK_STATUS, adminUrl, ago, clockTime, count } from "./format.js";
 import { targetKind } from "./keys.js";
 import { Model, Pending } from "./model.js";
+import { OlderRows } from "./older.js";
 import { createTaskRow, flash, patchTaskRow, setText, tickSeen, tickTime } from "./render.js";
 import { FrameScheduler } from "./schedule.js";
+import { NEWEST, SORTS, ariaSort, isNewest, nextSort, sortIds } from "./sort.js";
 import { ThemeToggle } from "./theme.js";
 import { VirtualTable } from "./virtual.js";
 
 const $ = (id) => document.getElementById(id);
-const urls = { task: document.body.dataset.adminTask, agent: document.body.dataset.adminAgent };
-const loginUrl = document.body.dataset.login;
-const taskPage = document.body.dataset.taskPage; // /tasks/0/: the row's title opens it
-const canChange = document.body.dataset.canChange === "1";
+const page = document.body.dataset;
+const loginUrl = page.login;
+const taskPage = page.taskPage; // /tasks/0/: a task's title, its line in the feed, an agent's task
+const agentPage = page.agentPage; // /agents/0/: an agent's name, in the table, the panel and the feed
+const canChange = page.canChange === "1";
+const SEARCH_DELAY = 300; // ms of quiet typing before the search goes to the server
 
 // ---- preferences (remembered; localStorage may be unavailable) ----
 function storage() {
@@ -50,36 +61,57 @@ const prefs = {
   },
 };
 
+function readJson(id) {
+  try {
+    return JSON.parse($(id)?.textContent ?? "null");
+  } catch {
+    return null;
+  }
+}
+
 // ---- state ----
 const store = new Store();
 const model = new Model();
 const pending = new Pending();
 const stats = { renders: 0, notifications: 0, lastRenderMs: null };
-let filters = parseFilters(location.search);
+// The view the server rendered (its own reading of the URL); the URL when there was none.
+const initialView = readJson("initial-view");
+let filters = initialView ? fromView(initialView) : parseFilters(location.search);
+let sort = NEWEST;
 let paused = prefs.get("paused", "0") === "1";
 let status = null;
-const agentName = (id) => model.agents.get(id)?.name ?? `#${id}`;
-let matches = taskMatcher(filters, agentName);
-const rowContext = { taskUrl: taskPage, agentUrl: urls.agent, agentName, now: Date.now() };
+let everLive = false;
+let stale = false;
+let toTopOnView = false; // a new filter starts from the top; "Show more" keeps the place
+// When the data the page shows was current: the first paint's, then each render's (or a
+// later confirmation that nothing changed). "Updated" shows it; it never moves while stale.
+let dataAt = Date.parse(page.renderedAt) || Date.now();
+
+// Agent names before the first sync come from the server-rendered filter's options.
+const serverAgents = new Map([...$("agent-filter").options].filter((o) => o.value).map((o) => [Number(o.value), o.textContent]));
+const agentName = (id) => model.agents.get(id)?.name ?? serverAgents.get(id) ?? `#${id}`;
+const rowContext = { taskUrl: taskPage, agentUrl: agentPage, agentName, now: Date.now(), disabled: false };
 
 // ---- panels ----
 const table = new VirtualTable({
   scroller: $("table-wrap"),
   tbody: $("task-rows"),
-  columns: canChange ? 7 : 5,
+  columns: canChange ? 8 : 6,
   createRow: () => createTaskRow(document, { actions: canChange }),
   patchRow(tr, id, changed) {
-    if (tr.hidden) tr.hidden = false; // a server row hidden by a filter before the first sync
     patchTaskRow(tr, model.tasks.get(id), rowContext);
     if (changed) flash(tr);
   },
-  emptyText: () => (isFiltered(filters) ? "No tasks match these filters." : "No tasks yet."),
+  emptyText: () => {
+    if (status?.viewPending) return "Loading…";
+    return isFiltered(filters) ? "No tasks match these filters." : "No tasks yet.";
+  },
 });
 
 // ---- cancel and requeue (only drawn for users who may change tasks) ----
 const csrfToken = () => document.querySelector('input[name="csrfmiddlewaretoken"]')?.value ?? "";
 async function postAction(id, action) {
-  const response = await fetch(`${document.body.dataset.apiTasks}${encodeURIComponent(id)}/${action}/`, {
+  const response = await fetch(`${page.apiTasks}${encodeURIComponent(id)}/${action}/`, {
     method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
   });
   let body = null;
@@ -105,10 +137,10 @@ if (actions) Object.assign(rowContext, { selected: actions.selected, pending: (i
 const interacting = () => $("task-rows").contains(document.activeElement) || (actions !== null && (actions.selection.size > 0 || actions.busy));
 const agents = new AgentPanel(
   { list: $("agent-list"), summary: $("agent-summary"), banner: $("no-agents-banner"), offlineCount: $("offline-count") },
-  { taskUrl: urls.task, agentUrl: urls.agent },
+  { taskUrl: taskPage, agentUrl: agentPage },
 );
-// A task's line opens the task's page (its timeline); an agent's, the agent in the admin.
-const feed = new Feed($("feed"), { href: (entity, id) => adminUrl(entity === "task" ? taskPage : urls[entity], id) });
+// A task's line opens the task's page (its timeline); an agent's, the agent's page.
+const feed = new Feed($("feed"), { href: (entity, id) => adminUrl(entity === "task" ? taskPage : agentPage, id) });
 /** The pill's line for the server's words on a close (the page template has no slot for it). */
 function connDetail() {
   const span = document.createElement("span");
@@ -123,19 +155,35 @@ const badge = new Badge({
   reload: $("reload"), status: $("conn-status"), body: document.body, detail: $("conn-detail") ?? connDetail(),
 });
 
+// ---- older rows: past the live window, on request, not live ----
+const older = new OlderRows({
+  root: $("older"), tbody: $("older-rows"), note: $("older-note"), more: $("older-more"), url: page.older,
+  fetchJson: async (url) => {
+    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return response.json();
+  },
+  createRow: () => createTaskRow(document),
+  patchRow: (tr, row) => patchTaskRow(tr, row, { ...rowContext, now: Date.now() }),
+});
+/** The view's filters as a query string for the older rows (no limit: each page has its own). */
+const viewQuery = () => filtersToSearch({ ...filters, limit: noFilters().limit }).replace(/^\?/, "");
+$("load-older").addEventListener("click", () => {
+  const bottom = model.order.at(-1);
+  if (bottom === undefined) return;
+  older.load(viewQuery(), bottom).then(renderFooter);
+});
+$("older-clear").addEventListener("click", () => {
+  older.clear();
+  renderFooter();
+  $("load-older").focus();
+});
+
 // ---- rendering ----
 const interval = () => status?.interval ?? 25000;
 
-/**
- * The ids the table shows: every task, newest first, narrowed by the filters. On a live
- * update (`busy`), a row the person holds (the focused, the selected, one with an action on
- * its way) stays listed even when it no longer matches, so it does not vanish under them.
- */
-function visibleIds({ busy = false } = {}) {
-  if (!isFiltered(filters)) return model.order;
-  const held = (id) => busy && (id === cursor.id || actions?.selection.has(id) || actions?.pending.get(id));
-  return model.order.filter((id) => matches(model.tasks.get(id)) || held(id));
-}
+/** The ids the table shows: the window, newest first, or in the order of a column's sort. */
+const visibleIds = () => sortIds(model.order, model.tasks, sort, agentName);
 
 function renderData() {
   if (store.last === null) return; // nothing synced yet: the server-rendered rows stay
@@ -146,29 +194,68 @@ function renderData() {
   stats.renders += 1;
   const now = Date.now();
   rowContext.now = now;
+  dataAt = now;
   const renamed = diff.agents.some((c) => c.before && c.after && c.before.name !== c.after.name);
-  if (diff.first || diff.reordered || (isFiltered(filters) && (diff.tasks.length > 0 || renamed))) {
-    table.setIds(visibleIds({ busy: true }), { hold: interacting() });
+  const resorted = !isNewest(sort) && (diff.tasks.length > 0 || (sort.key === "agent" && renamed));
+  if (diff.first || diff.reordered || resorted) {
+    table.setIds(visibleIds(), { hold: interacting(), anchor: !(diff.viewChanged && toTopOnView) });
+  }
+  if (diff.viewChanged && toTopOnView) {
+    table.toTop();
+    toTopOnView = false;
   }
   actions?.settle();
-  const changed = diff.first ? undefined : new Set(diff.tasks.filter((c) => c.after).map((c) => c.id));
+  const changed = diff.first || diff.viewChanged ? undefined : new Set(diff.tasks.filter((c) => c.after).map((c) => c.id));
   table.render(changed);
   cursor.keep(hadFocus);
   agents.render(model, diff, now, interval());
+  if (diff.first || diff.agents.some((c) => !c.before || !c.after) || renamed) renderAgentOptions();
   renderCounts();
   if (!diff.first) feed.add(feedLines(diff, agentName), now);
   showHeld();
+  tickUpdated(now);
   stats.lastRenderMs = performance.now() - started;
 }
 
+/** The status cards: the server's counts over the whole table (never counted here). */
 function renderCounts() {
-  for (const key of Object.keys(TASK_STATUS)) setText(document.querySelector(`[data-count="${key}"]`), count(model.counts[key]));
-  setText(document.querySelector('[data-count="total"]'), count(model.tasks.size));
-  const total = model.tasks.size;
-  setText($("task-footer"), isFiltered(filters)
-    ? `${count(table.ids.length)} of ${count(total)} tasks match`
-    : `${count(total)} tasks, newest first`);
+  const counts = model.counts;
+  if (counts) {
+    let total = 0;
+    for (const key of Object.keys(TASK_STATUS)) {
+      total += counts[key] ?? 0;
+      setText(document.querySelector(`[data-count="${key}"]`), count(counts[key] ?? 0));
+    }
+    setText(document.querySelector('[data-count="total"]'), count(total));
+  }
+  renderFooter();
   showNewAbove();
+}
+
+/** Below the table: how many are shown of how many match, "Show more", older rows. */
+function renderFooter() {
+  const shown = model.hydrated ? model.order.length : table.ids.length;
+  const matched = model.counts?.matched ?? shown;
+  const filtered = isFiltered(filters);
+  let text;
+  if (status?.viewPending) text = "Loading…";
+  else if (shown >= matched) text = `${count(matched)} ${filtered ? "matching " : ""}${matched === 1 ? "task" : "tasks"}, newest first`;
+  else text = `The ${count(shown)} newest of ${count(matched)}${filtered ? " matching" : ""} tasks`;
+  if (!isNewest(sort)) text += ` · sorted by ${SORTS[sort.key].label.toLowerCase()} within these`;
+  setText($("task-footer"), text);
+  const more = matched > shown && !status?.viewPending;
+  const next = nextLimit(filters.limit);
+  const showMore = $("show-more");
+  showMore.hidden = !more || next === null;
+  if (!showMore.hidden) setText(showMore, `Show ${count(Math.min(next - filters.limit, matched - shown))} more`);
+  $("load-older").hidden = !more || next !== null || !$("older").hidden;
+  $("feed-scope").textContent = feedScope(shown);
+}
+
+function feedScope(shown) {
+  const words = describeFilters(filters, agentName);
+  const what = words ? `the ${count(shown)} newest tasks matching ${words}` : `the ${count(shown)} newest tasks`;
+  return `Changes to ${what}, and to every agent.`;
 }
 
 // Rows that came in above a view held still: said below the table (nothing above it moves).
@@ -230,11 +317,13 @@ new ThemeToggle({
   media: matchMedia("(prefers-color-scheme: dark)"), window,
 });
 
-// ---- pause: hold changes behind a banner (remembered) ----
+// ---- pause: hold everything (rows, counts, agents, feed, chart) behind a banner (remembered) ----
 function showHeld() {
   const n = paused && model.hydrated ? model.heldCount(store, pending) : 0;
-  $("held-banner").hidden = n === 0;
-  if (n) setText($("held-text"), `${count(n)} ${n === 1 ? "change" : "changes"} held while paused.`);
+  $("held-banner").hidden = !paused;
+  const held = n === 0 ? "No change held yet" : `${count(n)} ${n === 1 ? "change" : "changes"} held`;
+  setText($("held-text"), `Paused: showing the data as of ${clockTime(dataAt)}. ${held}; only the times still tick.`);
+  $("show-held").hidden = n === 0;
 }
 
 function setPaused(on) {
@@ -244,67 +333,116 @@ function setPaused(on) {
   button.setAttribute("aria-pressed", String(on));
   setText(button, on ? "Resume" : "Pause");
   document.querySelector(".tasks").classList.toggle("is-paused", on);
-  if (on) showHeld();
-  else if (model.hydrated) scheduler.request();
+  badge.setPaused(on, Date.now());
+  window.dashboard?.chart?.hold(on);
+  showHeld();
+  if (!on && model.hydrated) scheduler.request();
 }
 $("pause").addEventListener("click", () => setPaused(!paused));
 $("show-held").addEventListener("click", () => {
   paused = false;
   renderData();
   paused = true;
+  showHeld();
 });
 
-// ---- filters: status chips and text search, kept in the URL ----
-function applyFilters() {
-  matches = taskMatcher(filters, agentName);
+// ---- filters: status chips, the agent, text search (on the server), kept in the URL ----
+// The server's words when the link's own filters could not be read (until they change).
+let linkError = $("view-error").hidden ? "" : $("view-error").textContent;
+
+/** A view the server did not accept, or a link whose filters it could not read. */
+function drawViewError() {
+  const el = $("view-error");
+  const text = status?.viewError ? `The server did not accept this view: ${status.viewError}` : linkError;
+  if (el.textContent !== text) el.textContent = text;
+  el.hidden = !text;
+}
+
+/**
+ * Ask the server for the view of `next`: the URL follows (bookmarkable), the table waits for
+ * the new window (its sync replaces the rows), older rows of the last view go.
+ */
+function applyFilters(next, { toTop = true } = {}) {
+  if (sameFilters(next, filters)) return;
+  filters = next;
+  toTopOnView = toTop;
+  linkError = "";
   history.replaceState(history.state, "", location.pathname + filtersToSearch(filters, location.search) + location.hash);
+  drawFilters();
+  if (toTop) older.clear();
+  connection.setView(toView(filters));
+  drawViewError();
+}
+
+/** The controls as the filters are. */
+function drawFilters() {
   for (const chip of document.querySelectorAll(".chip[data-status]")) {
     chip.setAttribute("aria-pressed", String(filters.statuses.has(chip.dataset.status)));
   }
+  const select = $("agent-filter");
+  const wanted = filters.agent === null ? "" : String(filters.agent);
+  if (filters.agent !== null && ![...select.options].some((o) => o.value === wanted)) renderAgentOptions();
+  if (select.value !== wanted) select.value = wanted;
   $("clear-filters").hidden = !isFiltered(filters);
   $("sign-in").href = `${loginUrl}?next=${encodeURIComponent(location.pathname + location.search)}`;
-  if (!model.hydrated) {
-    // Before the first sync: narrow the server-rendered rows.
-    for (const tr of $("task-rows").querySelectorAll("tr.task")) {
-      const title = tr.querySelector(".task-link")?.textContent ?? "";
-      tr.hidden = !matches({ id: tr.dataset.id, status: tr.dataset.status, title, agent: null });
-    }
-    return;
-  }
-  table.setIds(visibleIds(), { anchor: false });
-  table.toTop();
-  rowContext.now = Date.now();
-  table.render();
-  renderCounts();
+  renderFooter();
+}
+
+/** The agent filter's options: the agents the page holds, by name (and the chosen one). */
+function renderAgentOptions() {
+  const select = $("agent-filter");
+  const known = model.hydrated ? [...model.agents.values()] : [...serverAgents].map(([id, name]) => ({ id, name }));
+  known.sort((a, b) => String(a.name).localeCompare(String(b.name)) || a.id - b.id);
+  if (filters.agent !== null && !known.some((a) => a.id === filters.agent)) known.push({ id: filters.agent, name: `#${filters.agent} (no longer listed)` });
+  const options = [new Option("All agents", "")];
+  for (const agent of known) options.push(new Option(String(agent.name), String(agent.id)));
+  const same = options.length === select.options.length
+    && options.every((o, i) => o.value === select.options[i].value && o.text === select.options[i].text);
+  if (!same) select.replaceChildren(...options);
+  select.value = filters.agent === null ? "" : String(filters.agent);
 }
 
 for (const chip of document.querySelectorAll(".chip[data-status]")) {
   chip.addEventListener("click", () => {
-    const { statuses } = filters;
+    const statuses = new Set(filters.statuses);
     if (statuses.has(chip.dataset.status)) statuses.delete(chip.dataset.status);
     else statuses.add(chip.dataset.status);
-    applyFilters();
+    applyFilters({ ...filters, statuses, limit: noFilters().limit });
   });
 }
+$("agent-filter").addEventListener("change", (event) => {
+  const agent = event.target.value ? Number(event.target.value) : null;
+  applyFilters({ ...filters, agent, limit: noFilters().limit });
+});
 const search = $("search");
 search.value = filters.q;
+let searchTimer = null;
+function searchNow() {
+  clearTimeout(searchTimer);
+  searchTimer = null;
+  const q = search.value.trim();
+  if (q !== filters.q) applyFilters({ ...filters, q, limit: noFilters().limit });
+}
 search.addEventListener("input", () => {
-  if (filters.q === search.value.trim()) return;
-  filters = { ...filters, q: search.value.trim() };
-  applyFilters();
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(searchNow, SEARCH_DELAY);
 });
 search.addEventListener("keydown", (event) => {
+  if (event.key === "Enter") return searchNow();
   if (event.key !== "Escape") return;
   event.preventDefault();
   if (!search.value) return search.blur();
   search.value = "";
-  filters = { ...filters, q: "" };
-  applyFilters();
+  searchNow();
 });
 $("clear-filters").addEventListener("click", () => {
-  filters = { statuses: new Set(), q: "" };
   search.value = "";
-  applyFilters();
+  clearTimeout(searchTimer);
+  applyFilters(noFilters());
+});
+$("show-more").addEventListener("click", () => {
+  const limit = nextLimit(filters.limit);
+  if (limit !== null) applyFilters({ ...filters, limit }, { toTop: false });
 });
 document.addEventListener("keydown", (event) => {
   if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey) return;
@@ -313,6 +451,26 @@ document.addEventListener("keydown", (event) => {
   search.focus();
   search.select();
 });
+
+// ---- sort: the rows shown, by a column (the window stays the newest tasks) ----
+function drawSort() {
+  for (const button of document.querySelectorAll("#task-table thead .sort")) {
+    button.closest("th").setAttribute("aria-sort", ariaSort(sort, button.dataset.sort));
+  }
+}
+for (const button of document.querySelectorAll("#task-table thead .sort")) {
+  button.addEventListener("click", () => {
+    sort = nextSort(sort, button.dataset.sort);
+    drawSort();
+    if (model.hydrated) {
+      table.setIds(visibleIds(), { anchor: false });
+      table.toTop();
+      rowContext.now = Date.now();
+      table.render();
+    }
+    renderFooter();
+  });
+}
 
 // ---- show offline agents (remembered) ----
 const showOffline = $("show-offline");
@@ -324,14 +482,40 @@ showOffline.addEventListener("change", () => {
 });
 applyShowOffline();
 
+// ---- stale: while the page is not live, its rows say so and offer no action ----
+function setStale(on) {
+  if (stale === on) return;
+  stale = on;
+  for (const el of [$("task-table"), $("agent-list")]) {
+    if (on) el.dataset.stale = "true";
+    else delete el.dataset.stale;
+  }
+  rowContext.disabled = on;
+  for (const control of $("task-rows").querySelectorAll(".row-select, .row-action")) control.disabled = on;
+  actions?.setDisabled(on);
+  if (model.hydrated) {
+    rowContext.now = Date.now();
+    table.render();
+  }
+}
+
 // ---- connection ----
 const connection = new Connection({
   store,
+  view: toView(filters),
   firstPingDelay: 1000, // show a round-trip time soon after connecting
   onStatus(next) {
+    const now = Date.now();
+    const wasPending = status?.viewPending;
     status = next;
-    badge.update(next, Date.now());
-    tickUpdated(Date.now());
+    if (next.state === "open") everLive = true;
+    // The first connection's wait is not staleness: the first paint is fresh from the server.
+    setStale(next.state !== "open" && (everLive || next.attempt > 0 || next.state !== "connecting"));
+    $("table-wrap").setAttribute("aria-busy", String(next.viewPending));
+    drawViewError();
+    if (wasPending && !next.viewPending) renderFooter();
+    badge.update(next, now);
+    tickUpdated(now);
   },
 });
 $("retry-now").addEventListener("click", () => connection.retryNow());
@@ -339,8 +523,12 @@ $("reload").addEventListener("click", () => location.reload());
 
 // ---- the clock: relative times, the countdown, liveness ----
 function tickUpdated(now) {
-  const at = status?.lastMessageAt;
-  setText($("updated-ago"), at ? `Updated ${ago(at, now)}` : "");
+  const s = connection?.status;
+  // Live and nothing waiting to be drawn: a frame that confirmed the store vouches for the rows.
+  if (s && s.state === "open" && !paused && model.hydrated && pending.empty && !s.viewPending && s.confirmedAt > dataAt) dataAt = s.confirmedAt;
+  const el = $("updated-ago");
+  setText(el, `Updated ${ago(dataAt, now)}`);
+  el.title = `The data shown is as of ${clockTime(dataAt)}`;
 }
 function tick() {
   const now = Date.now();
@@ -352,14 +540,21 @@ function tick() {
 }
 setInterval(tick, 1000);
 
-setPaused(paused);
-applyFilters();
-tick();
-connection.start();
-
 /** For people in the console and for the browser tests (they wait on these, never sleep). */
 window.dashboard = {
-  store, connection, model, table, scheduler, actions, cursor,
+  store, connection, model, table, scheduler, actions, cursor, older,
+  get filters() {
+    return filters;
+  },
+  get paused() {
+    return paused;
+  },
+  get sort() {
+    return sort;
+  },
+  get dataAt() {
+    return dataAt;
+  },
   get renders() {
     return stats.renders;
   },
@@ -371,3 +566,11 @@ window.dashboard = {
     return stats.lastRenderMs;
   },
 };
+
+// The URL says what the server rendered (a link's unknown parameters are dropped).
+history.replaceState(history.state, "", location.pathname + filtersToSearch(filters, location.search) + location.hash);
+setPaused(paused);
+drawFilters();
+drawSort();
+tick();
+connection.start();

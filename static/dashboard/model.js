@@ -1,67 +1,93 @@
 // What the page shows: a snapshot of the Store, taken at each render, plus what is derived
-// from it (order, counts by status, each agent's running task). The Store runs ahead of it;
-// while the person has paused, the page keeps drawing from this snapshot.
-import { TASK_STATUS, parseTime } from "./format.js";
+// from it (the window's order, each agent's running task). The Store runs ahead of it; while
+// the person has paused, the page keeps drawing from this snapshot: rows, counts, agents.
+//
+// With a view (protocol v2) the Store holds the server's window of the tasks, newest first
+// (id descending), its counts over the whole table, and the running tasks beside the window
+// (`current`); the page counts nothing itself.
+import { parseTime } from "./format.js";
 
 /** Changed ids waiting to be rendered, gathered from `Store.drain()`. */
 export class Pending {
   tasks = new Set();
   agents = new Set();
+  current = new Set();
+  left = new Set();
   reset = false;
+  window = false;
+  view = false;
+  counts = false;
 
   /** Add one drain's record. */
   absorb(changes) {
-    if (changes.reset) this.reset = true;
-    for (const id of changes.tasks) this.tasks.add(id);
-    for (const id of changes.agents) this.agents.add(id);
+    for (const flag of ["reset", "window", "view", "counts"]) if (changes[flag]) this[flag] = true;
+    for (const key of ["tasks", "agents", "current", "left"]) for (const id of changes[key] ?? []) this[key].add(id);
   }
 
   get empty() {
-    return !this.reset && this.tasks.size === 0 && this.agents.size === 0;
+    return !this.reset && !this.window && !this.counts && this.tasks.size === 0 && this.agents.size === 0 && this.current.size === 0;
   }
 
   /** Hand over the record and start a new one. */
   take() {
-    const taken = { tasks: this.tasks, agents: this.agents, reset: this.reset };
-    this.tasks = new Set();
-    this.agents = new Set();
-    this.reset = false;
+    const taken = {
+      tasks: this.tasks, agents: this.agents, current: this.current, left: this.left,
+      reset: this.reset, window: this.window, view: this.view, counts: this.counts,
+    };
+    Object.assign(this, {
+      tasks: new Set(), agents: new Set(), current: new Set(), left: new Set(),
+      reset: false, window: false, view: false, counts: false,
+    });
     return taken;
   }
 }
 
-const zeroCounts = () => Object.fromEntries(Object.keys(TASK_STATUS).map((s) => [s, 0]));
-
-// Newest first: created_at descending, then id descending. Updates never move a row.
-const byNewest = (created) => (a, b) => (created.get(b) ?? 0) - (created.get(a) ?? 0) || (b > a ? 1 : b < a ? -1 : 0);
+// Newest first: id descending, the window's own order (docs/protocol.md, "Views").
+const newestFirst = (a, b) => (b > a ? 1 : b < a ? -1 : 0);
 
 /**
  * @typedef {object} Change
  * @property {unknown} id
- * @property {object|undefined} before the row as last shown (undefined: new)
- * @property {object|undefined} after the row now (undefined: deleted)
+ * @property {object|undefined} before the row as last shown (undefined: it was not shown)
+ * @property {object|undefined} after the row now (undefined: it is not shown any more)
+ * @property {"new"|"matched"|null} [entered] a task that came into the window: "new" (an id
+ *   never seen, so a task just created), "matched" (it started to match the view), null (it
+ *   moved up from below the window as another left: not news)
+ * @property {"stopped"|"pushed"|null} [left] a task that left the window but still exists:
+ *   "stopped" (it no longer matches), "pushed" (newer tasks pushed it out at the bottom: not
+ *   news); null when it was deleted
  */
 
 export class Model {
-  /** @type {Map<unknown, object>} */ tasks = new Map();
+  /** @type {Map<unknown, object>} the window's tasks */ tasks = new Map();
   /** @type {Map<unknown, object>} */ agents = new Map();
-  /** Task ids, newest first. */ order = [];
-  /** Tasks per status. */ counts = zeroCounts();
+  /** @type {Map<unknown, object>} running tasks beside the window (the view's `current`) */ current = new Map();
+  /** Task ids of the window, newest first. */ order = [];
+  /** The server's counts (per status over the whole table, and `matched`) as shown, or null. */ counts = null;
+  /** The view as the server understood it, as shown; null without one (protocol v1). */ view = null;
   /** False until the first merge: that one fills the page and is not news. */ hydrated = false;
 
-  /** @private id -> created ms */ #created = new Map();
   /** @private agent id -> Set of ids of its running tasks */ #running = new Map();
+  /** @private the highest task id ever seen: a task above it is a new one */ #highest = -Infinity;
 
   /**
    * Take the changed rows from `store` into the snapshot.
-   * @param {{tasks: Map, agents: Map}} store
-   * @param {{tasks: Set, agents: Set, reset: boolean}} changes from Pending.take()
-   * @returns {{tasks: Change[], agents: Change[], first: boolean, reordered: boolean}}
+   * @param {import("../realtime/store.js").Store} store
+   * @param {ReturnType<Pending["take"]>} changes
+   * @returns {{tasks: Change[], agents: Change[], current: Change[], first: boolean,
+   *   reordered: boolean, viewChanged: boolean, countsChanged: boolean}}
    */
   merge(store, changes) {
     const first = !this.hydrated;
-    const taskIds = changes.reset ? union(store.tasks.keys(), this.tasks.keys()) : changes.tasks;
-    const agentIds = changes.reset ? union(store.agents.keys(), this.agents.keys()) : changes.agents;
+    const full = changes.reset;
+    const windowed = store.view !== null && store.view !== undefined;
+    const oldMin = this.order.length ? this.order.at(-1) : Infinity;
+    const wasFull = this.order.length >= (this.view?.limit ?? Infinity); // rows existed below it
+    const highest = this.#highest;
+    const taskIds = full || changes.window ? union(store.tasks.keys(), this.tasks.keys()) : changes.tasks;
+    const agentIds = full ? union(store.agents.keys(), this.agents.keys()) : changes.agents;
+    const currentIds = full || changes.window ? union(store.current.keys(), this.current.keys()) : changes.current;
+
     const tasks = [];
     const added = [];
     const removed = new Set();
@@ -69,32 +95,33 @@ export class Model {
       const before = this.tasks.get(id);
       const after = store.tasks.get(id);
       if (before === after || (before && after && before.version === after.version)) continue;
-      this.#unindex(before);
-      this.#index(after);
       if (after) this.tasks.set(id, after);
       else this.tasks.delete(id);
+      if (!windowed) this.#reindex(before, after); // v1: the whole table, running tasks among it
       if (!before) added.push(id);
       if (!after) removed.add(id);
       tasks.push({ id, before, after });
     }
-    const agents = [];
-    for (const id of agentIds) {
-      const before = this.agents.get(id);
-      const after = store.agents.get(id);
-      if (before === after || (before && after && before.version === after.version)) continue;
-      if (after) this.agents.set(id, after);
-      else this.agents.delete(id);
-      agents.push({ id, before, after });
-    }
+    const agents = this.#mergeMap(this.agents, store.agents, agentIds);
+    const current = windowed ? this.#mergeMap(this.current, store.current, currentIds) : [];
+    if (windowed) for (const { before, after } of current) this.#reindex(before, after);
+    else if (this.current.size) this.#dropCurrent();
+
     const reordered = added.length > 0 || removed.size > 0;
     if (reordered) this.#reorder(added, removed);
+    this.#classify(tasks, changes.left, { windowed, oldMin, wasFull, highest });
+    for (const { id } of [...tasks, ...current]) if (id > this.#highest) this.#highest = id;
+    const viewChanged = first || changes.view || changes.reset;
+    const countsChanged = this.counts !== store.counts;
+    this.counts = store.counts;
+    this.view = store.view;
     this.hydrated = true;
-    return { tasks, agents, first, reordered };
+    return { tasks, agents, current, first, reordered, viewChanged, countsChanged };
   }
 
   /** Ids of changed rows between the snapshot and `store` (what a paused page holds back). */
   heldCount(store, pending) {
-    if (!pending.reset) return pending.tasks.size + pending.agents.size;
+    if (!pending.reset && !pending.window) return pending.tasks.size + pending.agents.size;
     return differing(this.tasks, store.tasks) + differing(this.agents, store.agents);
   }
 
@@ -105,9 +132,11 @@ export class Model {
   currentTask(agentId) {
     const ids = this.#running.get(agentId);
     if (!ids || ids.size === 0) return null;
+    const source = this.view ? this.current : this.tasks;
     let best = null;
     for (const id of ids) {
-      const row = this.tasks.get(id);
+      const row = source.get(id);
+      if (!row) continue;
       if (!best) { best = row; continue; }
       const started = parseTime(row.started_at) ?? 0;
       const bestStarted = parseTime(best.started_at) ?? 0;
@@ -116,39 +145,68 @@ export class Model {
     return best;
   }
 
-  /** @private */
-  #index(row) {
-    if (!row) return;
-    if (row.status in this.counts) this.counts[row.status] += 1;
-    if (!this.#created.has(row.id)) this.#created.set(row.id, parseTime(row.created_at) ?? 0);
-    if (row.status === "running" && row.agent !== null && row.agent !== undefined) {
-      let ids = this.#running.get(row.agent);
-      if (!ids) this.#running.set(row.agent, (ids = new Set()));
-      ids.add(row.id);
+  /** @private Copy the changed entries of `live` into `shown`; the changes, as Change. */
+  #mergeMap(shown, live, ids) {
+    const changes = [];
+    for (const id of ids) {
+      const before = shown.get(id);
+      const after = live.get(id);
+      if (before === after || (before && after && before.version === after.version)) continue;
+      if (after) shown.set(id, after);
+      else shown.delete(id);
+      changes.push({ id, before, after });
+    }
+    return changes;
+  }
+
+  /**
+   * @private Why each task came or went: a new task, one that started or stopped matching,
+   * or one that only moved across the window's bottom edge (not news).
+   */
+  #classify(changes, left, { windowed, oldMin, wasFull, highest }) {
+    const newMin = this.order.length ? this.order.at(-1) : -Infinity;
+    for (const change of changes) {
+      const { id, before, after } = change;
+      if (!before && after) {
+        if (!windowed || id > highest) change.entered = "new";
+        else change.entered = id < oldMin && wasFull ? null : "matched";
+      } else if (before && !after) {
+        change.left = !left?.has(id) ? null : id < newMin ? "pushed" : "stopped";
+      }
+    }
+  }
+
+  /** @private Keep the running tasks indexed by agent. */
+  #reindex(before, after) {
+    if (before) {
+      const ids = this.#running.get(before.agent);
+      if (ids) {
+        ids.delete(before.id);
+        if (ids.size === 0) this.#running.delete(before.agent);
+      }
+    }
+    if (after && after.status === "running" && after.agent !== null && after.agent !== undefined) {
+      let ids = this.#running.get(after.agent);
+      if (!ids) this.#running.set(after.agent, (ids = new Set()));
+      ids.add(after.id);
     }
   }
 
   /** @private */
-  #unindex(row) {
-    if (!row) return;
-    if (row.status in this.counts) this.counts[row.status] -= 1;
-    const ids = this.#running.get(row.agent);
-    if (ids) {
-      ids.delete(row.id);
-      if (ids.size === 0) this.#running.delete(row.agent);
-    }
+  #dropCurrent() {
+    this.current.clear();
+    this.#running.clear();
+    for (const row of this.tasks.values()) this.#reindex(undefined, row);
   }
 
   /** @private Keep `order` sorted: splice a few in, or sort again after many. */
   #reorder(added, removed) {
-    for (const id of removed) this.#created.delete(id);
-    const cmp = byNewest(this.#created);
     let order = removed.size > 0 ? this.order.filter((id) => !removed.has(id)) : this.order;
     if (added.length > 64) {
-      order = [...this.tasks.keys()].sort(cmp);
+      order = [...this.tasks.keys()].sort(newestFirst);
     } else {
       if (order === this.order) order = order.slice();
-      for (const id of added) order.splice(insertionPoint(order, id, cmp), 0, id);
+      for (const id of added) order.splice(insertionPoint(order, id), 0, id);
     }
     this.order = order;
   }
@@ -167,12 +225,12 @@ function differing(shown, live) {
   return n;
 }
 
-function insertionPoint(sorted, id, cmp) {
+function insertionPoint(sorted, id) {
   let lo = 0;
   let hi = sorted.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (cmp(sorted[mid], id) <= 0) lo = mid + 1;
+    if (newestFirst(sorted[mid], id) <= 0) lo = mid + 1;
     else hi = mid;
   }
   return lo;

@@ -40,6 +40,7 @@ function el(doc, tag, className, ...children) {
  */
 export function createTaskRow(doc, { actions = false } = {}) {
   const tr = el(doc, "tr", "task",
+    el(doc, "td", "c-id", el(doc, "span", "task-id")),
     el(doc, "td", "c-title", el(doc, "a", "task-link")),
     el(doc, "td", "c-status", el(doc, "span", "badge")),
     el(doc, "td", "c-progress", progressBar(doc), el(doc, "span", "pct")),
@@ -72,7 +73,7 @@ function refsOf(tr) {
   if (!refs) {
     const q = (s) => tr.querySelector(s);
     refs = {
-      link: q(".task-link"), badge: q(".badge"), bar: q("progress"), pct: q(".pct"),
+      id: q(".task-id"), link: q(".task-link"), badge: q(".badge"), bar: q("progress"), pct: q(".pct"),
       agent: q(".agent-link"), none: q(".none"), time: q(".time"),
       select: q(".row-select"), action: q(".row-action"), pending: q(".row-pending"),
     };
@@ -83,14 +84,16 @@ function refsOf(tr) {
 
 /**
  * Bring a task row up to date with `row`.
- * @param {object} ctx `taskUrl`, `agentUrl` (patterns), `agentName(id)`, `now`; for rows
- *   with actions, `selected(id)` and `pending(id)` (the action on its way, or null)
+ * @param {object} ctx `taskUrl`, `agentUrl` (patterns with /0/ for the id: the task's and
+ *   the agent's pages), `agentName(id)`, `now`; for rows with actions, `selected(id)`,
+ *   `pending(id)` (the action on its way, or null) and `disabled` (the rows are stale)
  */
 export function patchTaskRow(tr, row, ctx) {
   const r = refsOf(tr);
   const id = String(row.id);
   setData(tr, "id", id);
   setData(tr, "status", row.status);
+  if (r.id) setText(r.id, `#${id}`);
   setText(r.link, shownText(row, "title"));
   setAttr(r.link, "href", adminUrl(ctx.taskUrl, row.id));
   setAttr(r.link, "title", textWithHint(row, "title"));
@@ -119,7 +122,10 @@ export function patchTaskRow(tr, row, ctx) {
 function patchRowActions(r, row, ctx) {
   const title = shownText(row, "title");
   const selected = Boolean(ctx.selected?.(row.id));
+  const disabled = Boolean(ctx.disabled);
   if (r.select.checked !== selected) r.select.checked = selected;
+  if (r.select.disabled !== disabled) r.select.disabled = disabled;
+  if (r.action.disabled !== disabled) r.action.disabled = disabled;
   setAttr(r.select, "aria-label", `Select ${title}`);
   const pending = ctx.pending?.(row.id) ?? null;
   const action = pending ? null : rowAction(row.status);
@@ -169,8 +175,8 @@ function agentRefsOf(li) {
 
 /**
  * Bring an agent item up to date.
- * @param {object} ctx `agentUrl`, `taskUrl`, `now`, `liveness` (computed), `task` (its
- *   running task row or null)
+ * @param {object} ctx `agentUrl`, `taskUrl` (the agent's and the task's pages, patterns),
+ *   `now`, `liveness` (computed), `task` (its running task row or null)
  */
 export function patchAgentItem(li, agent, ctx) {
   const r = agentRefsOf(li);

@@ -25,6 +25,8 @@ import { Store } from "./store.js";
  * @property {number|null} last last applied sequence number
  * @property {number} interval heartbeat interval in ms (the server's, once synced)
  * @property {object|null} view the view subscribed to (protocol v2), null for the whole table
+ * @property {boolean} viewPending a new view was asked for and its sync is not in yet (the
+ *   store still holds the window of the one before)
  * @property {string|null} viewError the server's words when it refused the last view asked for
  */
 
@@ -211,6 +213,7 @@ export class Connection {
       last: this.store.last,
       interval: beat.interval,
       view: this.#session.view,
+      viewPending: this.#session.changing,
       viewError: this.#viewError,
     };
   }

@@ -45,7 +45,7 @@ describe("URL and construction", () => {
     assert.deepEqual(h.conn.status, {
       state: "stopped", attempt: 0, retryAt: null, reason: null, message: null, rtt: null,
       lastMessageAt: null, confirmedAt: null, epoch: null, last: null, interval: TIMING.HEARTBEAT_INTERVAL,
-      view: null, viewError: null,
+      view: null, viewPending: false, viewError: null,
     });
     assert.equal(h.clock.pending, 0);
     assert.equal(h.net.sockets.length, 0);
@@ -740,7 +740,7 @@ describe("status", () => {
     const s = h.conn.status;
     assert.deepEqual(Object.keys(s).sort(), [
       "attempt", "confirmedAt", "epoch", "interval", "last", "lastMessageAt", "message", "reason", "retryAt", "rtt",
-      "state", "view", "viewError",
+      "state", "view", "viewError", "viewPending",
     ]);
     assert.equal(s.epoch, "z");
     assert.equal(s.last, 3);

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { adminUrl, agentBadge, ago, clockTime, count, liveness, parseTime, secondsUntil, taskLabel } from "../../static/dashboard/format.js";
-import { filtersToSearch, isFiltered, parseFilters, taskMatcher } from "../../static/dashboard/filters.js";
+import {
+  describeFilters, filtersToSearch, fromView, isFiltered, nextLimit, noFilters, parseFilters, sameFilters, toView,
+} from "../../static/dashboard/filters.js";
 
 const T0 = Date.parse("2024-05-01T12:00:00Z");
 
@@ -49,36 +51,43 @@ describe("format", () => {
 });
 
 describe("filters", () => {
-  test("parse several statuses (repeated or comma-separated) and text; unknown statuses dropped", () => {
-    const f = parseFilters("?status=running&status=failed,bogus&q=%20deploy%20&page=2");
+  test("parse several statuses (repeated or comma-separated), an agent, text and a limit; bad values dropped", () => {
+    const f = parseFilters("?status=running&status=failed,bogus&q=%20deploy%20&agent=7&limit=400&page=2");
     assert.deepEqual([...f.statuses].sort(), ["failed", "running"]);
-    assert.equal(f.q, "deploy");
+    assert.deepEqual([f.q, f.agent, f.limit], ["deploy", 7, 400]);
     assert.ok(isFiltered(f));
     assert.ok(!isFiltered(parseFilters("")));
+    assert.deepEqual(parseFilters("?agent=x&limit=-3"), noFilters());
+    assert.equal(parseFilters("?limit=5000").limit, 1000, "at most the protocol's maximum");
+    assert.equal(parseFilters(`?q=${"a".repeat(300)}`).q.length, 200);
+    assert.ok(!isFiltered({ ...noFilters(), limit: 600 }), "a longer window is not a filter");
   });
 
-  test("round trip through the URL keeps other parameters and a canonical status order", () => {
-    const f = { statuses: new Set(["failed", "queued"]), q: "a b" };
-    const search = filtersToSearch(f, "?status=running&theme=dark");
-    assert.equal(search, "?theme=dark&status=queued&status=failed&q=a+b");
-    assert.deepEqual(parseFilters(search), { statuses: new Set(["queued", "failed"]), q: "a b" });
-    assert.equal(filtersToSearch({ statuses: new Set(), q: "" }, "?q=x"), "");
+  test("round trip through the URL keeps other parameters, a canonical status order, and no default limit", () => {
+    const f = { statuses: new Set(["failed", "queued"]), agent: 3, q: "a b", limit: 200 };
+    const search = filtersToSearch(f, "?status=running&theme=dark&limit=600");
+    assert.equal(search, "?theme=dark&status=queued&status=failed&agent=3&q=a+b");
+    assert.deepEqual(parseFilters(search), f);
+    assert.equal(filtersToSearch(noFilters(), "?q=x&agent=2"), "");
+    assert.equal(filtersToSearch({ ...noFilters(), limit: 400 }), "?limit=400");
   });
 
-  test("matcher: status set, title substring (any case), agent name, #id", () => {
-    const names = { 7: "Atlas" };
-    const rows = [
-      { id: 1, title: "Deploy ledger", status: "running", agent: 7 },
-      { id: 2, title: "Nightly backup", status: "failed", agent: null },
-      { id: 12, title: "Deploy search", status: "queued", agent: null },
-    ];
-    const ids = (filters) => rows.filter(taskMatcher(filters, (id) => names[id] ?? "")).map((r) => r.id);
-    assert.deepEqual(ids({ statuses: new Set(), q: "" }), [1, 2, 12]);
-    assert.deepEqual(ids({ statuses: new Set(["running", "queued"]), q: "" }), [1, 12]);
-    assert.deepEqual(ids({ statuses: new Set(), q: "DEPLOY" }), [1, 12]);
-    assert.deepEqual(ids({ statuses: new Set(["queued"]), q: "deploy" }), [12]);
-    assert.deepEqual(ids({ statuses: new Set(), q: "atl" }), [1]);
-    assert.deepEqual(ids({ statuses: new Set(), q: "#2" }), [2]);
-    assert.deepEqual(ids({ statuses: new Set(), q: "<img src=x onerror=alert(1)>" }), []);
+  test("the protocol view has the server's form: statuses in order, nulls for no filter, current", () => {
+    assert.deepEqual(toView(noFilters()), { status: null, agent: null, q: null, limit: 200, current: true });
+    const f = { statuses: new Set(["failed", "queued"]), agent: 3, q: "#42", limit: 400 };
+    assert.deepEqual(toView(f), { status: ["queued", "failed"], agent: 3, q: "#42", limit: 400, current: true });
+    assert.deepEqual(fromView(toView(f)), f);
+    assert.deepEqual(fromView(null), noFilters());
+    assert.deepEqual(fromView({ status: ["nope", "running"], agent: "3", q: 5, limit: 0 }).statuses, new Set(["running"]));
+    assert.ok(sameFilters(f, { ...f, statuses: new Set(["queued", "failed"]) }));
+    assert.ok(!sameFilters(f, { ...f, limit: 600 }));
+  });
+
+  test("in words, for the feed and the footer; Show more grows by 200 up to 1000", () => {
+    const f = { statuses: new Set(["running", "failed"]), agent: 3, q: "deploy", limit: 200 };
+    assert.equal(describeFilters(f, () => "atlas"), "Running or Failed · agent atlas · “deploy”");
+    assert.equal(describeFilters({ ...noFilters(), q: "#9" }), "task #9");
+    assert.equal(describeFilters(noFilters()), "");
+    assert.deepEqual([nextLimit(200), nextLimit(900), nextLimit(950), nextLimit(1000)], [400, 1000, 1000, null]);
   });
 });

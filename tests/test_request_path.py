@@ -197,3 +197,97 @@ def test_the_cache_keeps_its_redis_connections_across_requests(daphne, redis_ser
     opened = watch.info("stats")["total_connections_received"] - before
     assert opened <= 3, f"{opened} Redis connections for 40 requests"
     assert any(b"throttle" in key for key in watch.keys("*"))  # the limit did count there
+
+
+# Past the request threads: a bounded overflow, then 503 ------------------------------------------
+
+
+class StreamLockHeld:
+    """The test holds the stream lock in a thread of its own until `release()`, so every
+    sequenced write that reaches the server waits for it (holding its thread and connection)."""
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._held, self._release = threading.Event(), threading.Event()
+        self._pool = ThreadPoolExecutor(1)
+        self._holder = self._pool.submit(self._hold)
+        assert self._held.wait(30), "the test could not take the stream lock"
+
+    def _hold(self):
+        from django.db import connection, transaction
+
+        from realtime.sequencing import lock_stream
+
+        try:
+            with transaction.atomic():
+                lock_stream()
+                self._held.set()
+                assert self._release.wait(300), "the test never released the stream lock"
+        finally:
+            connection.close()
+
+    def release(self):
+        if not self._release.is_set():
+            self._release.set()
+            self._holder.result(30)
+            self._pool.shutdown()
+
+
+def _agents_with_tokens(count, queued=0):
+    agents = [Agent.objects.create(name=f"claimer-{i}") for i in range(count)]
+    for i in range(queued):
+        Task.objects.create(title=f"queued {i}")
+    return [tokens.issue(agent)[1] for agent in agents]
+
+
+def _wait_answered(futures, count, what, timeout=60):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while sum(f.done() for f in futures) < count:
+        assert time.monotonic() < deadline, f"{what}: {sum(f.done() for f in futures)} of {count} answered in {timeout} s"
+        threading.Event().wait(0.1)
+    return [f.result() for f in futures if f.done()]
+
+
+@pytest.mark.parametrize("kind", ["daphne", "uvicorn"])
+def test_past_the_overflow_requests_are_answered_503_and_the_rest_complete(daphne, kind):
+    """DJANGO_REQUEST_THREADS=2 and DJANGO_REQUEST_OVERFLOW=2: with the stream lock held, four
+    claims wait in four threads (and connections) and the next three get 503 at once, with
+    Retry-After and JSON under /api/; a page outside /api/ gets a short plain answer. Once
+    the lock is released the four waiting claims complete."""
+    import requests
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = _agents_with_tokens(7, queued=7)
+    server = daphne(kind=kind, DJANGO_REQUEST_THREADS="2", DJANGO_REQUEST_OVERFLOW="2",
+                    REALTIME_STREAM_LOCK_TIMEOUT="120", API_AGENT_RATE="100000/min")
+
+    def call(method, path, key=None):
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return requests.request(method, f"{server.http}{path}", headers=headers, timeout=150)
+
+    assert all(call("GET", "/api/agent/me/", key).status_code == 200 for key in keys)  # tokens' first use recorded
+    lock = StreamLockHeld()
+    pool = ThreadPoolExecutor(7)
+    try:
+        claims = [pool.submit(call, "POST", "/api/agent/claim/", key) for key in keys]
+        # Four claims wait for the lock, each in a thread of its own; the other three are refused.
+        answered = _wait_answered(claims, 3, "claims past the overflow")
+        assert [r.status_code for r in answered] == [503] * 3, [(r.status_code, r.text[:200]) for r in answered]
+        for response in answered:
+            assert response.headers["Content-Type"] == "application/json" and int(response.headers["Retry-After"]) >= 1
+            assert "busy" in response.json()["detail"], response.text
+        page = call("GET", "/healthz")
+        assert page.status_code == 503 and page.headers["Content-Type"].startswith("text/plain"), page.text[:200]
+        assert int(page.headers["Retry-After"]) >= 1 and len(page.text) < 200 and "busy" in page.text
+        waiting = [f for f in claims if not f.done()]
+        assert len(waiting) == 4, "a claim finished while the stream lock was held"
+        lock.release()
+        assert sorted(f.result(150).status_code for f in waiting) == [200] * 4
+    finally:
+        lock.release()
+        pool.shutdown()
+    assert call("GET", "/healthz").status_code == 200
+    assert "request threads and overflow are all busy" in server.log()

@@ -347,17 +347,19 @@ def test_screenshots_of_the_demo_fleet(daphne, context):
         boards.append(board)
     desktop, narrow, dark = boards
 
-    # A little live activity for the feed.
+    # A little live activity for the feed (which follows the tasks in view, and the agents).
     running = list(Task.objects.filter(status="running").order_by("id")[:3])
     running[0].status, running[0].progress = "succeeded", 100
     running[1].status, running[1].error = "failed", "exit status 137 (out of memory)"
     running[2].progress = min(99, running[2].progress + 20)
     for task in running:
         task.save()
-    queued = Task.objects.filter(status="queued").order_by("-created_at").first()
-    queued.status, queued.agent = "running", running[0].agent
-    queued.save()
-    expected = database_versions()
+    shown = Task.objects.filter(pk__in=window_of(Task.objects.all()))
+    queued = list(shown.filter(status="queued").order_by("-id").values_list("pk", flat=True)[:2])
+    Task.objects.filter(pk=queued[0]).update(status="running", agent=running[0].agent)
+    Task.objects.filter(pk=queued[1]).update(status="cancelled")
+    Task.objects.create(title="Deploy billing-api to production", status="queued")
+    expected = (window_of(Task.objects.all()), database_versions()[1])
     for board in (desktop, narrow, dark):
         board.wait_converged(expected)
         board.page.wait_for_function("() => document.querySelectorAll('#feed .feed-item').length >= 3")

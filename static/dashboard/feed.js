@@ -22,7 +22,7 @@ export function describeTask({ before, after, entered = "new", left = null }, ag
     return null; // it moved up from below the window: not news
   }
   if (!after) {
-    if (left === "stopped") return line("left", `${titleOf(before)} left this view`, false); // it still exists: its page opens
+    if (left === "stopped") return line("left", `${titleOf(before)} is no longer in this view`, false); // its page says why
     if (left === "pushed") return null; // newer tasks pushed it out at the bottom
     return line("deleted", `Task ${titleOf(before)} was deleted`);
   }

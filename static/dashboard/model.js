@@ -54,8 +54,9 @@ const newestFirst = (a, b) => (b > a ? 1 : b < a ? -1 : 0);
  *   never seen, so a task just created), "matched" (it started to match the view), null (it
  *   moved up from below the window as another left: not news)
  * @property {"stopped"|"pushed"|null} [left] a task that left the window but still exists:
- *   "stopped" (it no longer matches), "pushed" (newer tasks pushed it out at the bottom: not
- *   news); null when it was deleted
+ *   "stopped" (it no longer matches, or, when a sync replaced the window, it may also have
+ *   been deleted), "pushed" (newer tasks pushed it out at the bottom: not news); null when it
+ *   was deleted
  */
 
 export class Model {
@@ -109,7 +110,10 @@ export class Model {
 
     const reordered = added.length > 0 || removed.size > 0;
     if (reordered) this.#reorder(added, removed);
-    this.#classify(tasks, changes.left, { windowed, oldMin, wasFull, highest });
+    // A view's sync that replaced the window cannot tell a deletion from a row that left:
+    // every row it dropped is taken as having left.
+    const left = windowed && changes.window ? null : changes.left;
+    this.#classify(tasks, left, { windowed, oldMin, wasFull, highest });
     for (const { id } of [...tasks, ...current]) if (id > this.#highest) this.#highest = id;
     const viewChanged = first || changes.view || changes.reset;
     const countsChanged = this.counts !== store.counts;
@@ -171,7 +175,8 @@ export class Model {
         if (!windowed || id > highest) change.entered = "new";
         else change.entered = id < oldMin && wasFull ? null : "matched";
       } else if (before && !after) {
-        change.left = !left?.has(id) ? null : id < newMin ? "pushed" : "stopped";
+        const gone = left === null || left?.has(id); // null: the window was replaced whole
+        change.left = !gone ? null : id < newMin ? "pushed" : "stopped";
       }
     }
   }

@@ -75,7 +75,7 @@ describe("Model.merge (protocol v2: a view)", () => {
     diff = w.render();
     assert.equal(by(30).left, "stopped");
     assert.equal(by(10).entered, null);
-    assert.deepEqual(feedLines(diff, () => "").map((l) => [l.text, l.gone]), [["“task 30” left this view", false]]);
+    assert.deepEqual(feedLines(diff, () => "").map((l) => [l.text, l.gone]), [["“task 30” is no longer in this view", false]]);
     // Task 25 (created earlier, not in the window) fails: it starts matching, in the middle.
     w.store.applyRange(range(13, 13, [item("task", "upsert", task(25, 13, { status: "failed" })), item("task", "delete", { id: 10 }, { left: true })]));
     diff = w.render();
@@ -86,6 +86,20 @@ describe("Model.merge (protocol v2: a view)", () => {
     diff = w.render();
     assert.equal(by(20).left, null);
     assert.equal(feedLines(diff, () => "")[0].text, "Task “task 20” was deleted");
+  });
+
+  test("a sync that replaces the window (a resync) cannot tell a deletion from a row that left", () => {
+    const w = wired();
+    w.store.applySync(viewSync({ seq: 10, tasks: [task(30, 9), task(20, 8), task(10, 7)] }));
+    w.render();
+    w.store.applySync(viewSync({ seq: 14, reset: false, tasks: [task(40, 12), task(30, 9), task(10, 7)] }));
+    const diff = w.render();
+    const by = (id) => diff.tasks.find((c) => c.id === id);
+    assert.equal(by(20).left, "stopped");
+    assert.equal(by(40).entered, "new");
+    assert.deepEqual(feedLines(diff, () => "").map((l) => l.text), ["New task “task 40” (Queued)", "“task 20” is no longer in this view"]);
+    w.store.applySync(viewSync({ seq: 15, reset: false, tasks: [task(50, 15), task(40, 12), task(30, 9)] }));
+    assert.equal(w.render().tasks.find((c) => c.id === 10).left, "pushed", "below the new bottom: pushed out");
   });
 
   test("another view's rows are not news; the agents' changes still are", () => {

@@ -67,7 +67,7 @@ describe("feed lines for a window", () => {
     assert.equal(describeTask({ after: t, entered: "matched" }, name).text, "“Build” is now in this view (Failed)");
     assert.equal(describeTask({ after: t, entered: null }, name), null, "moved up from below the window");
     const left = describeTask({ before: t, left: "stopped" }, name);
-    assert.deepEqual([left.text, left.gone, left.tone], ["“Build” left this view", false, "left"]);
+    assert.deepEqual([left.text, left.gone, left.tone], ["“Build” is no longer in this view", false, "left"]);
     assert.equal(describeTask({ before: t, left: "pushed" }, name), null);
     assert.equal(describeTask({ before: t, left: null }, name).text, "Task “Build” was deleted");
   });

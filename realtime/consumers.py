@@ -22,6 +22,7 @@ from django.db import DatabaseError
 from . import dbwork, metrics, registry
 from .access import check_session, fingerprint, session_key
 from .frames import dumps, event_frames
+from .daphne_compat import BUFFERED
 from .hub import get_hub
 from .outbox import Outbox, start_eagerly
 from .protocol import (
@@ -40,6 +41,9 @@ NO_LAYER = "no-per-socket-channel-layer"
 # A sync the database cannot answer is retried this long, then the socket is told to come back.
 SYNC_RETRY_SECONDS = 30.0
 BUFFER_LIMIT = 100_000
+# A socket holding this much unsent also checks its user's total (REALTIME_MAX_USER_OUTBOX_BYTES):
+# below it, a fan-out to thousands of sockets costs no per-user sum.
+USER_CHECK_BYTES = 1 << 20
 
 
 class TokenBucket:
@@ -67,6 +71,7 @@ def _is_int(value):
 # A view's window is seeded at some number H; the socket then waits for the hub to fan out
 # H. Committed numbers arrive within the reorder window, or the hub gives them up.
 REACH_SECONDS = 5.0
+DRAIN_POLL_SECONDS = 0.05
 VIEW_ATTEMPTS = 5  # seeds read for one subscribe before the socket is told to come back
 
 
@@ -279,6 +284,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             wait = self._synced_at + settings.REALTIME_MIN_SUBSCRIBE_INTERVAL - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
+            await self._drained()  # the answer to the last subscribe is out first
+            if self.closed:
+                return
             wanted, self._wanted = self._wanted, None
             self._synced_at = loop.time()
             try:
@@ -288,6 +296,13 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             except Exception:  # a bug, not the database: say so rather than retry forever
                 log.exception("sync failed; closing with 1011")
                 await self.close_with(CLOSE_SERVER_ERROR)
+
+    async def _drained(self):
+        """Wait while this socket still holds unsent frames: subscribes that arrive meanwhile
+        are answered once, when its reader has taken the last answer. A reader that never
+        does is closed by its late pong (4008), so the wait ends."""
+        while self.pending() > 0 and not self.closed:
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
 
     async def subscribe(self, since, epoch, fp=None, view=None):
         """Answer with a sync, then switch to live changes without losing or reordering any.
@@ -463,14 +478,32 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self._put(text)
 
     def _put(self, text):
-        if not self.closed:
-            self._outbox().put({"type": "websocket.send", "text": text}, len(text))
+        """Send a frame, unless what this socket (or its user) holds unsent would pass its
+        bound with it: then the socket is closed with 4008 and the frame dropped."""
+        if self.closed:
+            return
+        size = len(text)
+        held = self.pending() + size
+        if held > settings.REALTIME_MAX_OUTBOX_BYTES:
+            return self._outbox_full(held)
+        if held > USER_CHECK_BYTES and self.hub is not None:
+            total = self.hub.pending_of(self.user_id) + size
+            if total > settings.REALTIME_MAX_USER_OUTBOX_BYTES:
+                return self._outbox_full(total, user=True)
+        self._outbox().put({"type": "websocket.send", "text": text}, size)
+
+    def pending(self):
+        """Bytes this socket holds that its reader has not taken: the frames queued here, the
+        send in flight, and (on daphne) what its transport buffers."""
+        outbox = self.__dict__.get("outbox")
+        held = outbox.queued_bytes + outbox.inflight_bytes if outbox is not None else 0
+        buffered = self.scope.get("extensions", {}).get(BUFFERED) if self.scope else None
+        return held + (buffered() if buffered is not None else 0)
 
     def _outbox(self):
         outbox = self.__dict__.get("outbox")
         if outbox is None:
-            outbox = self.outbox = Outbox(self.base_send, self._send_failed, self._outbox_full,
-                                          settings.REALTIME_MAX_OUTBOX_BYTES)
+            outbox = self.outbox = Outbox(self.base_send, self._send_failed)
         return outbox
 
     def _send_failed(self, exc):
@@ -478,9 +511,11 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         log.warning("send failed (%s); closing with 1011", exc)
         asyncio.ensure_future(self.close_with(CLOSE_SERVER_ERROR))
 
-    def _outbox_full(self):
-        log.warning("outbox over %d bytes: the client is not reading; closing with 4008",
-                    settings.REALTIME_MAX_OUTBOX_BYTES)
+    def _outbox_full(self, held, user=False):
+        limit = "REALTIME_MAX_USER_OUTBOX_BYTES" if user else "REALTIME_MAX_OUTBOX_BYTES"
+        log.warning("%s unsent bytes for %s (%s): the client is not reading; closing with 4008",
+                    held, f"user {self.username}" if user else "this socket", limit)
+        metrics.OUTBOX_CLOSES.labels(bound="user" if user else "socket").inc()
         asyncio.ensure_future(self.close_with(CLOSE_HEARTBEAT_TIMEOUT, "the dashboard is not reading fast enough"))
 
     async def _send_closing(self, code, reason):

@@ -61,7 +61,7 @@ class Hub:
 
         self.members = set()
         self.raw = set()  # sockets that get every event (a stream without a view, or syncing)
-        self.per_user = {}  # user id -> open sockets of that user in this process
+        self.per_user = {}  # user id -> the open sockets of that user in this process
         self.views = LiveViews(self)
         self.epoch = None
         self.last = 0  # newest sequence number released in order
@@ -90,13 +90,17 @@ class Hub:
     # Membership --------------------------------------------------------------------------
 
     def sockets_of(self, user_id):
-        return self.per_user.get(user_id, 0)
+        return len(self.per_user.get(user_id, ()))
+
+    def pending_of(self, user_id):
+        """Bytes the sockets of `user_id` hold unsent in this process."""
+        return sum(consumer.pending() for consumer in self.per_user.get(user_id, ()))
 
     async def join(self, consumer):
         """Called by a consumer once its socket is authenticated, before it is accepted."""
         await self.ensure_started()
         self.members.add(consumer)
-        self.per_user[consumer.user_id] = self.per_user.get(consumer.user_id, 0) + 1
+        self.per_user.setdefault(consumer.user_id, set()).add(consumer)
         self.heartbeat.add(consumer)
         metrics.OPEN_CONNECTIONS.inc()
 
@@ -106,10 +110,9 @@ class Hub:
             self.members.discard(consumer)
             self.raw.discard(consumer)
             self.heartbeat.remove(consumer)
-            left = self.per_user.get(consumer.user_id, 1) - 1
-            if left > 0:
-                self.per_user[consumer.user_id] = left
-            else:
+            sockets = self.per_user.get(consumer.user_id, set())
+            sockets.discard(consumer)
+            if not sockets:
                 self.per_user.pop(consumer.user_id, None)
             metrics.OPEN_CONNECTIONS.dec()
 

@@ -31,3 +31,5 @@ VIEW_SEEDS = Counter("dashboard_view_seeds_total", "Windows read whole from the 
 POSITIONS_REFUSED = Counter("dashboard_ws_positions_refused_total",
                             "Resumes answered with a reset because the client's position was not this database's", ["reason"])
 TASKS_RETIRED = Counter("dashboard_tasks_retired_total", "Finished tasks deleted by the retention job")
+OUTBOX_CLOSES = Counter("dashboard_ws_outbox_closes_total",
+                        "Sockets closed with 4008 for holding too many unsent bytes, by bound", ["bound"])

@@ -12,8 +12,11 @@ and Phoenix keep a write queue per connection for the same reason.
 
 So a socket's sends start at once and, should the server make one wait, the rest of that
 send finishes in the background while the loop moves on; frames sent meanwhile queue behind
-it in order. A reader that stops reading is still found by its late pong (4008); the queue
-is also bounded in bytes (REALTIME_MAX_OUTBOX_BYTES) so that memory never waits for that.
+it in order. A reader that stops reading is still found by its late pong (4008); what a
+socket holds (`pending`: this queue, the send in flight, and on daphne the bytes its
+transport still buffers) is also bounded in bytes by the consumer (realtime/consumers.py,
+REALTIME_MAX_OUTBOX_BYTES per socket, REALTIME_MAX_USER_OUTBOX_BYTES per user), so that
+memory never waits for that.
 """
 import asyncio
 import collections
@@ -65,20 +68,17 @@ def start_eagerly(coro):
 class Outbox:
     """The frames of one socket, sent in order without making the caller wait."""
 
-    def __init__(self, send, on_error, on_overflow, limit):
-        self._send, self._on_error, self._on_overflow, self.limit = send, on_error, on_overflow, limit
+    def __init__(self, send, on_error):
+        self._send, self._on_error = send, on_error
         self._queue = collections.deque()
-        self.queued_bytes = 0
+        self.queued_bytes = 0  # frames waiting behind a send the server made wait
+        self.inflight_bytes = 0  # that send
         self._task = None  # finishing a send the server made wait, then the queue
 
     def put(self, message, size):
         if self._task is not None:
             self._queue.append((message, size))
             self.queued_bytes += size
-            if self.queued_bytes > self.limit:
-                self._queue.clear()
-                self.queued_bytes = 0
-                self._on_overflow()
             return
         try:
             task = start_eagerly(self._send(message))
@@ -86,11 +86,11 @@ class Outbox:
             self._on_error(exc)
             return
         if task is not None:
-            self._task = task
+            self._task, self.inflight_bytes = task, size
             task.add_done_callback(self._sent)
 
     def _sent(self, task):
-        self._task = None
+        self._task, self.inflight_bytes = None, 0
         if task.cancelled():
             return
         exc = task.exception()

@@ -71,8 +71,8 @@ async def _spin():
 
 
 async def test_frames_queue_in_order_behind_a_waiting_send_and_put_never_waits():
-    server, errors, overflows = SlowServer(), [], []
-    outbox = Outbox(server.send, errors.append, lambda: overflows.append(1), limit=10_000)
+    server, errors = SlowServer(), []
+    outbox = Outbox(server.send, errors.append)
     for i in range(5):
         outbox.put({"type": "websocket.send", "text": f"f{i}"}, 2)  # returns although the server waits
     assert server.written == ["f0"] and outbox.queued_bytes == 8
@@ -80,16 +80,21 @@ async def test_frames_queue_in_order_behind_a_waiting_send_and_put_never_waits()
         server.release_all()
         await _spin()
     assert server.written == ["f0", "f1", "f2", "f3", "f4"]
-    assert not outbox.waiting and outbox.queued_bytes == 0 and errors == [] and overflows == []
+    assert not outbox.waiting and outbox.queued_bytes == 0 and errors == []
 
 
-async def test_a_reader_that_never_catches_up_overflows_once_past_the_limit():
-    server, overflows = SlowServer(), []
-    outbox = Outbox(server.send, lambda exc: None, lambda: overflows.append(1), limit=1000)
-    for i in range(13):  # one in flight, 11 queued (1,100 bytes > 1,000: dropped), one more queued
+async def test_what_a_reader_has_not_taken_is_counted_in_flight_and_queued():
+    """The consumer bounds a socket by these numbers (REALTIME_MAX_OUTBOX_BYTES)."""
+    server = SlowServer()
+    outbox = Outbox(server.send, lambda exc: None)
+    for i in range(13):  # one in flight, twelve queued behind it
         outbox.put({"type": "websocket.send", "text": "x" * 100}, 100)
-    assert overflows == [1] and outbox.queued_bytes == 100
+    assert outbox.inflight_bytes == 100 and outbox.queued_bytes == 1200
+    outbox.discard()
+    assert outbox.queued_bytes == 0
     server.release_all()
+    await _spin()
+    assert outbox.inflight_bytes == 0
 
 
 async def test_a_refused_send_is_reported_and_the_queue_dropped():
@@ -99,7 +104,7 @@ async def test_a_refused_send_is_reported_and_the_queue_dropped():
         await asyncio.sleep(0)
         raise ValueError("message too big")
 
-    outbox = Outbox(refuse, errors.append, lambda: None, limit=10_000)
+    outbox = Outbox(refuse, errors.append)
     outbox.put({"type": "websocket.send", "text": "a"}, 1)
     outbox.put({"type": "websocket.send", "text": "b"}, 1)
     await _spin()

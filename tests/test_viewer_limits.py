@@ -116,3 +116,44 @@ async def test_a_user_past_its_byte_bound_has_sockets_closed_with_4008(daphne, s
     for one in deaf:
         one.close()
     assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_viewer_claiming_a_number_beyond_the_head_resets_only_itself(daphne, session_cookie, kind):
+    """A viewer's subscribe with its epoch and a `since` far past the head used to rotate the
+    epoch: a full reset of every dashboard on every process, at will."""
+    import websockets
+
+    from tests.test_hostile import viewer_cookie
+
+    await sync_to_async(lambda: [Task.objects.create(title=f"t{i}") for i in range(3)])()
+    server = daphne(kind=kind, REALTIME_HEARTBEAT_INTERVAL=1, REALTIME_HEARTBEAT_TIMEOUT=3)
+    bystanders = [StreamClient(server.ws, session_cookie, server.http, view={"limit": 10}).start(),
+                  StreamClient(server.ws, session_cookie, server.http).start()]
+    cookie = await sync_to_async(viewer_cookie)("mallory")
+    try:
+        assert all([await c.wait_for(lambda c: c.last is not None, 15) for c in bystanders])
+        epoch = bystanders[0].epoch
+        async with websockets.connect(server.ws, additional_headers={"Cookie": cookie, "Origin": server.http},
+                                      ping_interval=None, max_size=None) as ws:
+            for i in range(5):
+                await ws.send(json.dumps({"type": "subscribe", "since": 10**9 + i, "epoch": epoch}))
+                while True:  # its own answer: a reset
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    if frame["type"] == "ping":
+                        await ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
+                    elif frame["type"] == "sync":
+                        assert frame["reset"] is True and frame["epoch"] == epoch
+                        break
+                await asyncio.sleep(1.1)
+        await asyncio.sleep(1.5)  # a head check or two on the server
+        await sync_to_async(Task.objects.create)(title="after")
+        for client in bystanders:
+            head = await sync_to_async(lambda: Task.objects.order_by("-version").first().version)()
+            assert await client.wait_for(lambda c: c.last == head, 10)
+            # (Without Redis the server learns of this process's write from its head check: the
+            # clients catch up with a delta, never a reset.)
+            assert client.epoch == epoch and client.resets == 1, (client.resets, client.syncs)
+    finally:
+        for client in bystanders:
+            await client.stop()

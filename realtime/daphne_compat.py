@@ -1,9 +1,12 @@
-"""Adjustments to daphne, applied once when the realtime app loads (RealtimeConfig.ready).
+"""Adjustments to daphne, installed once when the realtime app loads (RealtimeConfig.ready).
+
+Daphne is always installed (it is `manage.py runserver`), so these are installed in every
+process; under uvicorn they are simply never called. Six of them:
 
 1. Close codes. Daphne closes sockets through autobahn's `sendClose()`, which accepts only
    1000 and 3000-4999 and raises for every other code, although RFC 6455 and the IANA
    registry define 1009 (message too big), 1011 (server error) and 1012 (service restart)
-   for servers to send. Without the patch the restart notice on SIGTERM is an exception.
+   for servers to send. Without it the restart notice on SIGTERM is an exception.
 2. Floods. Daphne parses every frame into an unbounded per-connection queue, faster than
    the application can refuse them; one flooding client could stall the whole process.
    When a connection has MAX_QUEUED_FRAMES frames waiting, it is not read any further and
@@ -17,22 +20,24 @@
    sockets has finished (bench/findings.md, finding 1). An open WebSocket's transport now
    writes at once when nothing is waiting in its buffer, the way asyncio's transports do,
    and buffers only what the kernel did not take.
+5. Idle sockets. Daphne walks every connection once a second to reap finished application
+   instances (`Server.application_checker`): at 10,000 idle sockets, a quarter of the
+   process's idle time (bench/findings.md, finding 9). The walk now runs on a loop of our
+   own every APPLICATION_CHECK_EVERY seconds; what it finds (a connection closed and its
+   consumer done) only waits that much longer to be forgotten.
 6. Buffered bytes. Daphne hands every frame to its transport, which buffers without limit
    whatever a reader does not take: ten sockets that asked for syncs and never read grew a
    process from 127 MB to 2.2 GB in 30 s. Each WebSocket's scope now carries
    `scope["extensions"]["dashboard.buffered"]`, a function that says how many bytes its
    transport holds, so the consumer bounds them (realtime/consumers.py) as it bounds its own
    queue under uvicorn.
-5. Idle sockets. Daphne walks every connection once a second to reap finished application
-   instances (`Server.application_checker`): at 10,000 idle sockets, a quarter of the
-   process's idle time (bench/findings.md, finding 9). It now walks them every
-   APPLICATION_CHECK_EVERY seconds; what it finds (a connection closed and its consumer
-   done) only waits that much longer to be forgotten.
 
-These reach into daphne's and autobahn's internals, so each hook checks that what it touches
-exists, for the versions the tests have run (TESTED), and says so loudly when it cannot be
-installed rather than leaving the protection off in silence. pyproject.toml pins daphne,
-autobahn and twisted to the tested ranges.
+These reach into daphne's, autobahn's and Twisted's internals. Each is installed on its own
+(one that cannot be installed does not stop the others), only after checking that what it
+touches exists, and the startup log names those installed and those not. They were tested
+with the versions in TESTED (major.minor); another version logs an error, and
+tests/test_daphne_compat.py fails, so a dependency upgrade is a deliberate step.
+pyproject.toml pins daphne, autobahn and twisted to the tested ranges.
 """
 import logging
 
@@ -42,13 +47,14 @@ log = logging.getLogger("realtime.daphne")
 
 SERVER_CODES = frozenset({CLOSE_TOO_LARGE, CLOSE_SERVER_ERROR, CLOSE_SERVICE_RESTART})
 MAX_QUEUED_FRAMES = 100
-APPLICATION_CHECK_EVERY = 5  # seconds between daphne's walks over every connection
+APPLICATION_CHECK_EVERY = 5  # seconds between walks over every connection
 SHUTDOWN_CLOSE_HANDSHAKE_TIMEOUT = 5.0  # seconds a peer has to answer a 1012 close on SIGTERM
-TESTED = {"daphne": "4.2", "autobahn": "26.", "twisted": "26."}
+TESTED = {"daphne": (4, 2), "autobahn": (26, 11), "twisted": (26, 10)}  # major.minor of each
 
 listening_ports = []
 servers = []  # daphne's Server objects, for their connections at shutdown
-installed = set()  # the hooks in place, for tests and the startup log
+installed = set()  # the adjustments in place, for tests and the startup log
+failed = {}  # name -> why an adjustment is not installed
 
 
 def _version(module):
@@ -60,44 +66,55 @@ def _version(module):
         return "unknown"
 
 
+def _major_minor(text):
+    parts = text.split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def untested_versions():
+    """{package: installed version} for each package whose major.minor differs from TESTED."""
+    versions = {name: _version(name) for name in TESTED}
+    return {name: v for name, v in versions.items() if _major_minor(v) != TESTED[name]}
+
+
 def patch_daphne():
-    """Apply the three adjustments; a no-op under another ASGI server or when done already."""
+    """Install the six adjustments (once), each on its own; log what was installed."""
     try:
         from daphne.server import Server
         from daphne.ws_protocol import WebSocketProtocol
-    except ImportError:
+    except ImportError as exc:
+        log.error("daphne cannot be imported (%s): none of its adjustments are installed", exc)
         return
     if getattr(WebSocketProtocol, "dashboard_patched", False):
         return
     WebSocketProtocol.dashboard_patched = True
-    versions = {name: _version(name) for name in TESTED}
-    untested = {name: v for name, v in versions.items() if not v.startswith(TESTED[name])}
+    untested = untested_versions()
     if untested:
-        log.warning("daphne adjustments were tested with %s; running with %s: check realtime/daphne_compat.py",
-                    TESTED, versions)
-    missing = [name for name in ("serverClose", "onMessage", "sendCloseFrame") if not hasattr(WebSocketProtocol, name)]
-    if missing:
-        log.error("daphne's WebSocketProtocol has no %s: the close-code and flood hooks are NOT installed "
-                  "(1009/1011/1012 closes will fail, floods are not cut)", ", ".join(missing))
-    else:
-        _patch_close(WebSocketProtocol)
-        _patch_flood(WebSocketProtocol)
-    if hasattr(WebSocketProtocol, "onOpen"):
-        _patch_eager_writes(WebSocketProtocol)
-    else:
-        log.error("daphne's WebSocketProtocol has no onOpen: frames are written the slow way")
-    if hasattr(Server, "application_checker"):
-        _patch_application_checker(Server)
-    else:
-        log.error("daphne's Server has no application_checker: its per-second walk is left as it is")
-    if hasattr(Server, "create_application"):
-        _patch_buffered(Server)
-    else:
-        log.error("daphne's Server has no create_application: what a socket's transport buffers is not bounded")
-    if hasattr(Server, "listen_success"):
-        _patch_listen(Server)
-    else:
-        log.error("daphne's Server has no listen_success: SIGTERM cannot stop listening before closing sockets")
+        log.error("daphne adjustments were tested with %s (major.minor); installed: %s: check realtime/daphne_compat.py",
+                  {k: ".".join(map(str, v)) for k, v in TESTED.items()}, untested)
+    adjustments = [
+        ("close_codes", WebSocketProtocol, ("serverClose", "sendCloseFrame"), _patch_close),
+        ("flood_guard", WebSocketProtocol, ("onMessage", "sendCloseFrame"), _patch_flood),
+        ("eager_writes", WebSocketProtocol, ("onOpen",), _patch_eager_writes),
+        ("application_checker", Server, ("application_checker",), _patch_application_checker),
+        ("buffered_bytes", Server, ("create_application",), _patch_buffered),
+        ("listeners", Server, ("listen_success",), _patch_listen),
+    ]
+    for name, target, needs, install in adjustments:
+        missing = [attr for attr in needs if not hasattr(target, attr)]
+        if missing:
+            failed[name] = f"{target.__name__} has no {', '.join(missing)}"
+            continue
+        try:
+            install(target)
+        except Exception as exc:  # one adjustment that cannot be installed leaves the others
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    if failed:
+        log.error("daphne adjustments NOT installed: %s", failed)
+    log.info("daphne adjustments installed: %s", ", ".join(sorted(installed)))
 
 
 def _patch_close(protocol):
@@ -203,17 +220,16 @@ def _patch_buffered(server):
 
 
 def _patch_application_checker(server):
-    check = server.application_checker
+    walk = server.application_checker  # daphne's walk; it ends by scheduling itself 1 s later
 
     def application_checker(self):
-        # Daphne's check schedules itself again 1 s later; let four of five ticks pass.
-        self.dashboard_ticks = getattr(self, "dashboard_ticks", 0) + 1
-        if self.dashboard_ticks % APPLICATION_CHECK_EVERY:
-            from twisted.internet import reactor
+        """Daphne calls this at start and after each walk: the first call starts our loop,
+        which walks every APPLICATION_CHECK_EVERY seconds; the others do nothing."""
+        if getattr(self, "dashboard_checker", None) is None:
+            from twisted.internet import task
 
-            reactor.callLater(1, self.application_checker)
-            return
-        return check(self)
+            self.dashboard_checker = task.LoopingCall(walk, self)
+            self.dashboard_checker.start(APPLICATION_CHECK_EVERY, now=False)
 
     server.application_checker = application_checker
     installed.add("application_checker")

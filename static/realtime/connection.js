@@ -265,6 +265,7 @@ export class Connection {
   #closed(event) {
     const code = typeof event?.code === "number" ? event.code : CLOSE.ABNORMAL; // `error` has none
     const message = this.#closeMessage(code, event);
+    const wasLive = this.#state === STATE.OPEN;
     this.#teardown("closed");
     const action = closeAction(code);
     const reason = closeReason(code);
@@ -279,7 +280,7 @@ export class Connection {
       ? TIMING.RESTART_BASE + random() * TIMING.RESTART_SPREAD
       : this.#opts.backoff(this.#attempt, random);
     this.#attempt += 1;
-    this.#wait({ reason, message, retryAt: this.#opts.now() + delay }, action === "restart");
+    this.#wait({ reason, message, retryAt: this.#opts.now() + delay }, action === "restart" || wasLive);
   }
 
   /**
@@ -299,20 +300,25 @@ export class Connection {
    */
   #abandon(reason, waited) {
     this.#log("info", `realtime: ${reason}; reconnecting`);
+    const wasLive = this.#state === STATE.OPEN;
     this.#teardown(reason);
     const delay = Math.max(0, this.#opts.backoff(this.#attempt, this.#opts.random) - waited);
     this.#attempt += 1;
     if (delay === 0) this.#connect();
-    else this.#wait({ reason, retryAt: this.#opts.now() + delay }, false);
+    else this.#wait({ reason, retryAt: this.#opts.now() + delay }, wasLive);
   }
 
-  /** @private Wait for `retryAt`; a visible page meanwhile asks whether the server is back. */
-  #wait(detail, restart) {
-    this.#probe?.start(this.#opts.now(), { restart });
+  /**
+   * @private Wait for `retryAt`; a visible page meanwhile asks whether the server is back.
+   * `armed`: the server's first answer brings the page back (the link was live, or the
+   * server is restarting); else only an answer after it was found down does.
+   */
+  #wait(detail, armed) {
+    this.#probe?.start(this.#opts.now(), { armed });
     this.#enter(STATE.WAITING, detail);
   }
 
-  /** @private The probe saw the server come back: reconnect within a small random spread. */
+  /** @private The probe says the server is back: reconnect within a small random spread. */
   #serverBack() {
     if (this.#state !== STATE.WAITING) return;
     const soon = this.#opts.now() + this.#opts.random() * TIMING.PROBE_SPREAD;
@@ -327,7 +333,8 @@ export class Connection {
     this.#reason = reason;
     this.#message = message;
     this.#retryAt = retryAt;
-    if (state !== STATE.WAITING) this.#probe?.stop();
+    // The probe runs while the page tries to come back (waiting, and the tries themselves).
+    if (state === STATE.OPEN || state === STATE.STOPPED || state === STATE.OFFLINE) this.#probe?.stop();
     if (wasStopped !== (state === STATE.STOPPED)) this.#page.listen(state !== STATE.STOPPED);
     this.#arm();
     this.#emit();
@@ -355,7 +362,7 @@ export class Connection {
       case STATE.WAITING:
         return Math.min(this.#retryAt, this.#probe?.due ?? Infinity);
       case STATE.CONNECTING:
-        return this.#session.deadline;
+        return Math.min(this.#session.deadline, this.#probe?.due ?? Infinity);
       case STATE.OPEN:
         return Math.min(this.#heartbeat.deadline, this.#heartbeat.nextPingAt,
           this.#stableAt ?? Infinity, this.#session.deadline ?? Infinity);
@@ -372,8 +379,9 @@ export class Connection {
       if (now >= this.#retryAt) return this.#connect();
       this.#probe?.check(now);
     }
-    if (this.#state === STATE.CONNECTING && now >= deadline) {
-      return this.#abandon("handshake_timeout", this.#opts.handshakeTimeout);
+    if (this.#state === STATE.CONNECTING) {
+      if (now >= deadline) return this.#abandon("handshake_timeout", this.#opts.handshakeTimeout);
+      this.#probe?.check(now);
     }
     if (this.#state === STATE.OPEN) {
       if (now >= this.#heartbeat.deadline) return this.#abandon("idle_timeout", this.#heartbeat.silence);

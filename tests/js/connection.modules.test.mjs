@@ -211,7 +211,7 @@ describe("HealthProbe", () => {
     assert.equal(t.probe.active, false);
   });
 
-  test("a first answer proves nothing after a plain close, but it does after a restart", async () => {
+  test("a first answer proves nothing unless armed (a live link closed, or a restart)", async () => {
     const plain = make();
     plain.probe.start(0);
     plain.now = plain.probe.due;
@@ -221,7 +221,7 @@ describe("HealthProbe", () => {
     assert.equal(plain.probe.active, false);
 
     const restart = make();
-    restart.probe.start(0, { restart: true });
+    restart.probe.start(0, { armed: true });
     restart.now = restart.probe.due;
     restart.probe.check(restart.now);
     await restart.answer(true);

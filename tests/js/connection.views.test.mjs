@@ -202,14 +202,65 @@ describe("the health probe while waiting", () => {
     assert.ok(p.h.clock.now - up <= TIMING.PROBE_SPREAD, `reconnected ${p.h.clock.now - up} ms after the answer`);
   });
 
-  test("a server that answers while the socket failed (no sign it was down) leaves the backoff in charge", async () => {
+  test("a server that answers while the socket fails (no sign it was away) leaves the backoff in charge", async () => {
     const p = probed({ backoff: () => 16000 });
-    p.h.connect(viewSync({ seq: 3 })).serverClose(4030);
+    p.h.conn.start();
+    p.h.socket.open();
+    p.h.socket.serverClose(4030); // refused before its sync: the link was never live
     const { retryAt } = p.h.conn.status;
     p.toProbe();
     await p.answer(true);
     assert.equal(p.h.conn.status.retryAt, retryAt);
     assert.equal(p.h.clock.nextAt(), retryAt, "no more probes: one timer, for the retry");
+  });
+
+  test("a live link that drops (a fast restart) comes back on the first answer, once; a retry that fails again waits", async () => {
+    const p = probed({ backoff: () => 16000 });
+    p.h.connect(viewSync({ seq: 3 })).serverClose(1006);
+    p.toProbe();
+    const up = p.h.clock.now;
+    await p.answer(true); // the server is already back
+    p.h.clock.advance(p.h.conn.status.retryAt - p.h.clock.now);
+    assert.equal(p.h.state, "connecting");
+    assert.ok(p.h.clock.now - up <= TIMING.PROBE_SPREAD);
+    p.h.socket.fail(); // yet the socket fails: a proxy, say. No loop: the backoff decides now
+    const { retryAt } = p.h.conn.status;
+    p.toProbe();
+    await p.answer(true);
+    assert.equal(p.h.conn.status.retryAt, retryAt);
+  });
+
+  test("what the probe saw outlives a refused retry: the backoff never keeps the page away once the server answers", async () => {
+    const p = probed({ backoff: (attempt) => 1000 * 2 ** attempt, random: () => 0.99 });
+    p.h.connect(viewSync({ seq: 3 })).serverClose(1012); // restarting: ~5.5 s before the retry
+    p.h.clock.advance(p.h.conn.status.retryAt - p.h.clock.now);
+    assert.equal(p.h.state, "connecting");
+    const requested = p.requests.length;
+    p.h.socket.fail(); // the retry is refused: the new process is not listening yet
+    assert.equal(p.h.state, "waiting");
+    assert.equal(p.requests.length, requested, "one probe at a time");
+    const retryAt = p.h.conn.status.retryAt;
+    while (p.requests.length) await p.answer(false); // the server is still down
+    p.toProbe();
+    const up = p.h.clock.now;
+    await p.answer(true);
+    p.h.clock.advance(p.h.conn.status.retryAt - p.h.clock.now);
+    assert.equal(p.h.state, "connecting");
+    assert.ok(p.h.clock.now < retryAt && p.h.clock.now - up <= TIMING.PROBE_SPREAD);
+  });
+
+  test("the probe goes on while a try is in flight, and stops once the link is live", async () => {
+    const p = probed({ backoff: () => 300 });
+    p.h.connect(viewSync({ seq: 3 })).serverClose(1006);
+    p.h.clock.advance(300);
+    assert.equal(p.h.state, "connecting");
+    p.toProbe(); // the next thing due is the probe, not the handshake deadline
+    assert.equal(p.requests.length, 1);
+    p.h.socket.open();
+    p.h.socket.receive(viewSync({ seq: 4 }));
+    assert.equal(p.h.state, "open");
+    await p.answer(true);
+    assert.equal(p.h.clock.pending, 1, "one timer: the link's own deadline");
   });
 
   test("a hidden page does not probe; stopping and going offline stop the probe", async () => {

@@ -8,8 +8,10 @@ items on top. The stream carries state (the latest row), not history: after a re
 sends one row however many times that row changed, so the items come from the history, which
 has every change and who made it. Items and fields are rendered by the same templates as the
 page (templates/tasks/), so a live item looks exactly like one after a reload. A task's runs of
-progress reports are folded into one item (tasks/timeline.py); a live fetch that continues the
-run at the top of the page answers with the item extended and says which one it `replaces`.
+progress reports are folded into one line (tasks/timeline.py) that still holds one element
+per change; a live fetch that continues the run at the top of the page answers with the line
+extended and says whether it `replaces` the page's top item (one change) or `extends` it (a
+folded line: only the new changes come, to go on top of the line's own).
 
 An operator (staff with tasks.change_task, as the API asks) gets the task's actions on its
 page: cancel and requeue through the operator API, and "mark failed" with a reason through
@@ -123,8 +125,9 @@ def task_timeline(request, pk):
         items, has_older = task_items(pk, limit=PAGE)
         answer = {"reset": True, "older": has_older}
     else:
-        items, replaces = live
-        answer = {"reset": False, "older": False, **({"replaces": replaces} if replaces else {})}
+        items, replaces, extends = live
+        answer = {"reset": False, "older": False, **({"replaces": replaces} if replaces else {}),
+                  **({"extends": extends} if extends else {})}
     context = _task_context(pk)
     task = context["task"]
     return JsonResponse({

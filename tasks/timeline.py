@@ -6,10 +6,14 @@ has that previous row even for the oldest item of a page, and one description se
 the rendered page and the items fetched live (tasks/pages.py).
 
 A running task's agent reports every second or two, so a task's timeline folds each run of
-consecutive progress-only changes by one actor into one item: "Progress 12% → 92%, 8 reports",
-from the time of the first to that of the last. The item is named by its newest change
-(`seq`) and knows its oldest (`first_seq`); a live fetch that continues the run at the top of
-the page extends that item instead of adding one (`live_task_items`)."""
+consecutive progress-only changes by one actor into one line: "Progress 12% → 92%, 8 reports",
+from the time of the first to that of the last. The line still holds every change it covers
+(`reports`, newest first), each rendered as its own element with its sequence number inside a
+collapsed disclosure, so the page keeps one `data-seq` element per change. A line covers at
+most FOLD_MAX changes: a longer run is split, counted from its oldest change, so that the
+newest line is the one that grows. The item is named by its newest change (`seq`) and knows
+its oldest (`first_seq`); a live fetch that continues the run at the top of the page extends
+that line instead of adding one (`live_task_items`)."""
 from dataclasses import dataclass, field
 
 from django.urls import reverse
@@ -22,8 +26,18 @@ from .models import Agent, Task
 
 CHUNK = 200  # changes read at a time while a page of items is gathered
 SCAN_LIMIT = 5000  # changes read for one page at most: a longer run continues on the next page
+FOLD_MAX = 500  # changes in one folded line at most: a longer run is split, counted from its oldest
 LIVE_LIMIT = 1000  # changes after the page's newest beyond which a live fetch starts over
 _LOOK_UP = object()
+
+
+@dataclass(frozen=True)
+class Report:
+    """One progress-only change inside a folded line: its number, time and progress (from, to)."""
+    seq: int
+    at: object
+    start: int
+    end: int
 
 
 @dataclass
@@ -40,6 +54,7 @@ class Item:
     count: int = 1
     fold: str = ""  # set on a progress-only change: consecutive items with the same key fold
     progress: tuple = None  # (from, to) of a progress-only item
+    reports: list = field(default_factory=list)  # a progress-only item's changes, newest first
 
     def __post_init__(self):
         self.first_seq = self.seq if self.first_seq is None else self.first_seq
@@ -53,11 +68,17 @@ class Item:
     def same_day(self):
         return self.first_at.date() == self.at.date()
 
+    @property
+    def unit(self):
+        """What a folded line counts: an agent's reports, or anyone else's changes."""
+        return "reports" if self.fold.startswith(AGENT + ":") else "changes"
+
     def absorb(self, older):
         """Take in `older`, the run of progress changes just before this one."""
         self.first_seq, self.first_at, self.count = older.first_seq, older.first_at, self.count + older.count
         self.progress = (older.progress[0], self.progress[1])
         self.lines = [progress_line(*self.progress, self.count, self.fold)]
+        self.reports = self.reports + older.reports
 
 
 def actor_text(change):
@@ -178,6 +199,7 @@ def describe(changes, entity, older=_LOOK_UP):
         step = progress_step(before, change.row) if entity == "task" and change.op == Change.UPDATE else None
         if step is not None:
             item.fold, item.progress = fold_key(change), step
+            item.reports = [Report(change.seq, change.at, *step)]
         items.append(item)
     return items
 
@@ -192,6 +214,36 @@ def fold(items, into=None):
         else:
             into.append(item)
     return into
+
+
+def run_item(like, reports, *, first_seq=None, first_at=None, count=None, start=None):
+    """The line for progress-only `reports` (newest first) by the actor of `like`. For a line
+    that goes on below them (a live page's run, extended), where it starts (`first_seq`,
+    `first_at`, the progress it `start`s from) and how many changes it covers in all."""
+    newest, oldest = reports[0], reports[-1]
+    count = len(reports) if count is None else count
+    start = oldest.start if start is None else start
+    return Item(
+        newest.seq, newest.at, Change.UPDATE, "update", [progress_line(start, newest.end, count, like.fold)],
+        like.actor, like.actor_url, first_seq=oldest.seq if first_seq is None else first_seq,
+        first_at=oldest.at if first_at is None else first_at, count=count, fold=like.fold,
+        progress=(start, newest.end), reports=list(reports),
+    )
+
+
+def split(item, size=None):
+    """`item` as lines of at most `size` (FOLD_MAX) changes, newest first, counted from its
+    oldest change: only the newest line is ever short, and it is the one a live page extends."""
+    size = FOLD_MAX if size is None else size
+    if item.count <= size or len(item.reports) != item.count:
+        return [item]
+    oldest_first = item.reports[::-1]
+    blocks = [oldest_first[i:i + size][::-1] for i in range(0, len(oldest_first), size)]
+    return [run_item(item, block) for block in reversed(blocks)]
+
+
+def split_runs(items, size=None):
+    return [line for item in items for line in split(item, size)]
 
 
 def task_items(task_id, *, before=None, limit=50):
@@ -210,6 +262,7 @@ def task_items(task_id, *, before=None, limit=50):
         before = chunk[-1].seq
         if not more:
             break
+    items = split_runs(items)
     if len(items) > limit:
         return items[:limit], True
     return items, more
@@ -217,38 +270,66 @@ def task_items(task_id, *, before=None, limit=50):
 
 def live_task_items(task_id, *, after, run=None, limit=50):
     """The items after `after` (the page's newest change), folded, for a live page; None when
-    there are too many (the page starts over from task_items()).
+    there are too many (the page starts over from task_items()). Returns (items, replaces,
+    extends).
 
-    `run` is the oldest change of the page's top item when that item is a run of progress
-    changes: if the new changes continue it, the oldest new item takes it in, and the answer's
-    second value says which of the page's items it replaces. Returns (items, replaces)."""
+    `run` is the oldest change of the page's top item when that item is progress-only (a
+    folded line, or one change that may start one). If the new changes continue it, the oldest
+    new item is that line extended (up to FOLD_MAX changes in all; the rest are newer lines):
+    - the page's top item is one change (`replaces` = `after`): the item is the whole line,
+      that change included, and takes the top item's place;
+    - the page's top item is a folded line (`extends` = `after`): the item carries the line's
+      new words, times and count, and only the new changes; the page puts them on top of the
+      line's own, which it keeps."""
     rows = history.of_object("task", task_id, after=after, limit=LIVE_LIMIT + 1)
     if len(rows) > LIVE_LIMIT:
         return None
     if not rows:
-        return [], None
+        return [], None, None
     older = history.previous_of(rows[-1])
     items = fold(describe(rows, "task", older=older))
+    last, page, replaces, extends = items[-1], None, None, None
+    if (run is not None and run <= after and older is not None and older.seq == after
+            and last.fold and last.fold == fold_key(older)):
+        page = _page_run(task_id, run, after, last.fold)
+    if page is not None and page.count < FOLD_MAX:
+        room = FOLD_MAX - page.count
+        take, rest = last.reports[-room:], last.reports[:-room]
+        shown = take + (page.reports if page.count == 1 else [])
+        joined = run_item(last, shown, first_seq=page.first_seq, first_at=page.first_at,
+                          count=page.count + len(take), start=page.start)
+        items = split_runs(items[:-1]) + (split(run_item(last, rest)) if rest else []) + [joined]
+        replaces, extends = (after, None) if page.count == 1 else (None, after)
+    else:
+        items = split_runs(items)
     if len(items) > limit:
         return None
-    last = items[-1]
-    if (run is not None and run <= after and older is not None and older.seq == after
-            and last.fold and last.fold == fold_key(older) and _continue(last, task_id, run, after)):
-        return items, after
-    return items, None
+    return items, replaces, extends
 
 
-def _continue(item, task_id, first, last):
-    """Extend `item` down over the page's run of progress changes `first`..`last`."""
+@dataclass
+class _PageRun:
+    first_seq: int
+    first_at: object
+    count: int
+    start: int  # the progress the run starts from
+    reports: list
+
+
+def _page_run(task_id, first, last, key):
+    """The page's top line, changes `first`..`last` of a run by `key`, as the server keeps
+    them; None when they are not such a run (or no longer kept)."""
     kept = Change.objects.filter(entity="task", object_id=task_id)
     start = list(kept.filter(seq__lte=first).order_by("-seq")[:2])
-    if len(start) < 2 or start[0].seq != first or not start[0].row or not start[1].row:
-        return False
-    count = kept.filter(seq__gte=first, seq__lte=last).count()
-    run = Item(last, item.at, Change.UPDATE, "update", first_seq=first, first_at=start[0].at, count=count,
-               fold=item.fold, progress=(start[1].row["progress"], item.progress[0]))
-    item.absorb(run)
-    return True
+    if len(start) < 2 or start[0].seq != first or start[0].op != Change.UPDATE or fold_key(start[0]) != key:
+        return None
+    step = progress_step(start[1].row, start[0].row)
+    if step is None:
+        return None
+    count = len(kept.filter(seq__gte=first, seq__lte=last).values_list("seq", flat=True)[:FOLD_MAX + 1])
+    if count > FOLD_MAX:
+        return None
+    return _PageRun(first, start[0].at, count, step[0], [Report(first, start[0].at, *step)])
 
 
 def online_items(changes):

@@ -7,21 +7,27 @@
 // change during a fetch asks for one more after it. The DOM is behind a small `view`, so the
 // rules run in node tests without a browser.
 //
-// A task's progress reports are folded into one item per run ("Progress 12% → 92%, 8
-// reports"). When the newest item shown is such a run, the fetch says where it starts
-// (`run=`); if the new changes continue it, the answer's oldest item is the run extended and
-// `replaces` names the item it takes the place of.
+// A task's progress reports are folded into one line per run ("Progress 12% → 92%, 8
+// reports"), which still holds one element per report. When the newest item shown is
+// progress-only, the fetch says where its run starts (`run=`); if the new changes continue
+// it, the answer's oldest item is the run extended: `replaces` names the item it takes the
+// place of (one change shown, now a line), or `extends` the folded line it goes on (the item
+// carries the line's new words and only the new reports, which go on top of the line's own).
 
 /**
  * @typedef {object} TimelineView
  * @property {(items: {seq: number, html: string}[]) => void} prepend newest first, above the rest
  * @property {(items: {seq: number, html: string}[]) => void} append older ones, below the rest
  * @property {(items: {seq: number, html: string}[]) => void} replace the whole list
- * @property {(seq: number) => void} [remove] drop the item named `seq` (a run the server extended)
- * @property {(max: number) => boolean} trim drop the oldest beyond `max`; true if any went
+ * @property {(seq: number) => void} [remove] drop the item whose newest change is `seq` (a change the server folded)
+ * @property {(seq: number, item: {seq: number, html: string}) => boolean} [extend] the folded line
+ *   whose newest change is `seq` takes `item`'s words and numbers and its new changes on top;
+ *   false when the list has no such line
+ * @property {(max: number) => boolean} trim drop the oldest items while more than `max` changes are
+ *   shown (never the newest item); true if any went
  * @property {() => number|null} oldestSeq the oldest change the list covers
- * @property {() => number|null} [topRun] when the newest item is a run of progress changes,
- *   the oldest change of that run (the server extends it rather than adding a line)
+ * @property {() => number|null} [topRun] when the newest item is progress-only (one change or a
+ *   folded line), the oldest change of its run (the server extends it rather than adding a line)
  * @property {(on: boolean) => void} setOlder show the "Older changes" button
  * @property {(html: string) => void} setFields
  * @property {(on: boolean) => void} setDeleted
@@ -36,6 +42,7 @@ export class Timeline {
   /** @private */ #wanted = 0;
   /** @private */ #inflight = null;
   /** @private */ #again = false;
+  /** @private the list is not what the server assumed: fetch the newest page afresh */ #startOver = false;
   /** @private */ #retry = null;
   /** @private */ #opts;
 
@@ -46,11 +53,11 @@ export class Timeline {
    * @param {number} options.version the version rendered
    * @param {TimelineView} options.view
    * @param {(url: string) => Promise<any>} options.fetchJson
-   * @param {number} [options.max] items kept in the page (older ones behind the button)
+   * @param {number} [options.max] changes kept in the page (older ones behind the button)
    * @param {number} [options.retryMs] wait before trying again after a failed fetch
    * @param {(fn: Function, ms: number) => unknown} [options.setTimeout]
    */
-  constructor({ url, after, version, view, fetchJson, max = 300, retryMs = 3000, setTimeout = globalThis.setTimeout }) {
+  constructor({ url, after, version, view, fetchJson, max = 2000, retryMs = 3000, setTimeout = globalThis.setTimeout }) {
     this.#opts = { url, view, fetchJson, max, retryMs, setTimeout };
     this.newest = after;
     this.known = version;
@@ -93,13 +100,15 @@ export class Timeline {
       const { view, fetchJson, url } = this.#opts;
       let data;
       const run = view.topRun?.() ?? null;
+      const query = this.#startOver ? "" : `?after=${this.newest}${run !== null ? `&run=${run}` : ""}`;
       try {
-        data = await fetchJson(`${url}?after=${this.newest}${run !== null ? `&run=${run}` : ""}`);
+        data = await fetchJson(`${url}${query}`);
       } catch (error) {
         view.failed?.(error);
         this.#scheduleRetry();
         return;
       }
+      this.#startOver = false;
       this.#apply(data);
     } while (this.#again && !this.deleted);
   }
@@ -114,9 +123,15 @@ export class Timeline {
       view.setOlder(Boolean(data.older));
     } else {
       const fresh = items.filter((item) => item.seq > this.newest);
-      if (fresh.length && data.replaces) view.remove?.(data.replaces);
-      if (fresh.length) view.prepend(fresh);
-      this.newest = Math.max(this.newest, ...fresh.map((item) => item.seq));
+      if (fresh.length && data.extends && !view.extend?.(data.extends, fresh.at(-1))) {
+        this.#startOver = true; // the line it goes on is not in the list: take the newest page
+        this.#again = true;
+      } else if (fresh.length) {
+        if (data.replaces) view.remove?.(data.replaces);
+        const above = data.extends ? fresh.slice(0, -1) : fresh;
+        if (above.length) view.prepend(above);
+        this.newest = Math.max(this.newest, ...fresh.map((item) => item.seq));
+      }
     }
     if (view.trim(max)) view.setOlder(true);
     if (data.fields_html) view.setFields(data.fields_html);
@@ -132,7 +147,7 @@ export class Timeline {
     if (this.#retry !== null) return;
     this.#retry = this.#opts.setTimeout(() => {
       this.#retry = null;
-      if (this.#wanted > this.known) this.refresh();
+      if (this.#wanted > this.known || this.#startOver) this.refresh();
     }, this.#opts.retryMs);
   }
 }

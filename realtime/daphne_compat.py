@@ -114,7 +114,14 @@ def patch_daphne():
             failed[name] = f"{type(exc).__name__}: {exc}"
     if failed:
         log.error("daphne adjustments NOT installed: %s", failed)
-    log.info("daphne adjustments installed: %s", ", ".join(sorted(installed)))
+
+
+def log_installed():
+    """Called when a server process starts serving (realtime/hub.py): under daphne, say which
+    adjustments are in place."""
+    if servers:
+        log.info("daphne adjustments installed: %s%s", ", ".join(sorted(installed)),
+                 f"; NOT installed: {failed}" if failed else "")
 
 
 def _patch_close(protocol):

@@ -1,6 +1,6 @@
 """The event vocabulary, typed in one place: what sequencing publishes, what the layer carries,
 and every frame the server sends (docs/protocol.md). tests/test_events.py checks every frame
-the server sends against these shapes.
+the server sends against these shapes (`check_frame`).
 
 One numbered change is an `Event`: made by sequencing (realtime/sequencing.py) inside the
 writer's transaction, carried between processes as a plain dict (`wire()`, plus the values
@@ -10,9 +10,9 @@ receive it.
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Literal, NotRequired, TypedDict
+from typing import Literal, NotRequired, TypedDict, get_args, get_origin, get_type_hints
 
-from .protocol import DELETE, EVENT, EVENTS, LAYER_ACCESS, LAYER_CHANGES, PING, SYNC, UPSERT
+from .protocol import DELETE, EVENT, LAYER_ACCESS, LAYER_CHANGES, UPSERT
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = datetime.resolution
@@ -115,68 +115,87 @@ def events_of(message):
 
 # Server to client (docs/protocol.md) -----------------------------------------------------------
 
+Counts = TypedDict("Counts", {"queued": int, "running": int, "succeeded": int, "failed": int, "cancelled": int,
+                              "matched": int})
+"""Tasks per status over the whole table, and `matched`: how many match the view."""
 
-class EventFrame(TypedDict):
-    type: Literal["event"]
-    seq: int
-    entity: str
-    op: Literal["upsert", "delete"]
-    data: dict
-    fp: NotRequired[str]
-    left: NotRequired[bool]  # a task that still exists but left the view's window
+EventFrame = TypedDict("EventFrame", {
+    "type": Literal["event"], "seq": NotRequired[int], "entity": str, "op": Literal["upsert", "delete"], "data": dict,
+    "fp": NotRequired[str],
+    "left": NotRequired[bool],  # in a range: the task still exists but left the window
+})
+"""One change. In a view's range an upsert's `seq` is its row's version; a delete that only
+left the window has none."""
 
+EventsFrame = TypedDict("EventsFrame", {
+    "type": Literal["events"], "items": list,
+    # v2 (a view): a range that stands for every change numbered `from`..`to`.
+    "from": NotRequired[int], "to": NotRequired[int], "counts": NotRequired[Counts], "fp": NotRequired[str],
+})
 
-class Counts(TypedDict):
-    """Tasks per status over the whole table, and `matched`: how many match the view."""
+SyncFrame = TypedDict("SyncFrame", {
+    "type": Literal["sync"], "epoch": str, "seq": int, "reset": bool, "deleted": dict,
+    "heartbeat_interval": NotRequired[float], "part": NotRequired[int], "parts": NotRequired[int],
+    "fp": NotRequired[str],
+    "view": NotRequired[dict], "counts": NotRequired[Counts],  # v2: the view as understood; counts
+    "current": NotRequired[list],  # v2 with "current": the running tasks
+})
+"""Plus one list of rows per registered entity, under its key ("tasks", "agents")."""
 
-    queued: int
-    running: int
-    succeeded: int
-    failed: int
-    cancelled: int
-    matched: int
+PingFrame = TypedDict("PingFrame", {"type": Literal["ping"], "id": int, "seq": int, "epoch": NotRequired[str]})
+PongFrame = TypedDict("PongFrame", {"type": Literal["pong"], "id": object})
+ErrorFrame = TypedDict("ErrorFrame", {"type": Literal["error"], "code": str, "message": str, "close": NotRequired[int]})
 
-
-class EventsFrame(TypedDict):
-    """v1: several events in order. v2 (a view): a range that stands for every change
-    numbered `from`..`to`, with the items that concern this client."""
-
-    type: Literal["events"]
-    items: list[EventFrame]
-    # v2 only:
-    # from: int, to: int (TypedDict cannot spell "from"), counts, current, fp
-
-
-class SyncFrame(TypedDict):
-    type: Literal["sync"]
-    epoch: str
-    seq: int
-    reset: bool
-    deleted: dict[str, list]
-    heartbeat_interval: NotRequired[float]
-    part: NotRequired[int]
-    parts: NotRequired[int]
-    fp: NotRequired[str]
-    view: NotRequired[dict]  # v2: the view as the server understood it
-    counts: NotRequired[Counts]
-    current: NotRequired[list]  # v2 with "current": each busy agent's running task
-    # plus one list of rows per entity: "tasks", "agents", ...
-
-
-class PingFrame(TypedDict):
-    type: Literal["ping"]
-    id: int
-    seq: int
-    epoch: str
-    fp: NotRequired[str]
-
-
-class ErrorFrame(TypedDict):
-    type: Literal["error"]
-    code: str
-    message: str
-    close: NotRequired[int]
-
-
-SERVER_TYPES = {SYNC, EVENT, EVENTS, PING, "pong", "error"}
+FRAMES = {"event": EventFrame, "events": EventsFrame, "sync": SyncFrame, "ping": PingFrame, "pong": PongFrame,
+          "error": ErrorFrame}
+SERVER_TYPES = set(FRAMES)
 LAYER_TYPES = {LAYER_CHANGES, LAYER_ACCESS}
+ROW_LISTS = {"current"}  # lists of rows beside the entities' own
+
+
+def check_frame(frame, entity_keys=()):
+    """What is wrong with a frame the server sends (an empty list when nothing is), by the
+    types above: every key declared, every required key there, every value of its type.
+    `entity_keys` are the sync's row lists ("tasks", "agents"); tests pass them."""
+    kind = frame.get("type") if isinstance(frame, dict) else None
+    shape = FRAMES.get(kind)
+    if shape is None:
+        return [f"unknown frame type {kind!r}"]
+    problems = []
+    hints = get_type_hints(shape)
+    extra = set(frame) - set(hints) - (set(entity_keys) | ROW_LISTS if kind == "sync" else set())
+    if extra:
+        problems.append(f"{kind}: undeclared keys {sorted(extra)}")
+    for key in shape.__required_keys__:
+        if key not in frame:
+            problems.append(f"{kind}: no {key!r}")
+    for key, hint in hints.items():
+        if key in frame and not _fits(frame[key], hint):
+            problems.append(f"{kind}.{key} = {frame[key]!r} is not {hint}")
+    for key in entity_keys if kind == "sync" else ():
+        if not isinstance(frame.get(key, []), list):
+            problems.append(f"sync.{key} is not a list")
+    if kind == "events":
+        for item in frame.get("items", ()):
+            problems += [f"item: {p}" for p in check_frame(item)]
+    return problems
+
+
+def _fits(value, hint):
+    origin = get_origin(hint)
+    if origin is NotRequired:
+        return _fits(value, get_args(hint)[0])
+    if origin is Literal:
+        return value in get_args(hint)
+    if hint is object:
+        return True
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(hint, type) and issubclass(hint, dict) and hasattr(hint, "__required_keys__"):  # a TypedDict
+        return isinstance(value, dict) and set(value) == set(get_type_hints(hint)) and all(
+            _fits(value[k], h) for k, h in get_type_hints(hint).items())
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True

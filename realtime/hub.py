@@ -29,6 +29,7 @@ from django.conf import settings
 
 from . import dbwork, metrics
 from .changes import fingerprint_at
+from .daphne_compat import log_installed
 from .events import Event, events_of
 from .frames import event_frames
 from .live import LiveViews
@@ -153,6 +154,7 @@ class Hub:
         self._tasks.append(asyncio.ensure_future(self._head_loop(layer)))
         publish.serve_locally(asyncio.get_running_loop(), self.take)  # this process's writes come here first
         install_sigterm_handler(self)
+        log_installed()
 
     async def shutdown(self, code=CLOSE_SERVICE_RESTART, handshake_timeout=5.0):
         """Close every socket with `code` (1012: come back after a random delay), then wait

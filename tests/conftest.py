@@ -4,6 +4,7 @@ A test that needs something this machine lacks is skipped with a message saying 
 missing. With REQUIRE_SERVICES=1 (set by .ci/run) such a skip is a failure instead.
 """
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -281,6 +282,29 @@ def daphne(server_env):
     yield start
     for server in servers:
         server.kill()
+
+
+@pytest.fixture(autouse=True)
+def frames_are_checked(monkeypatch):
+    """Every frame an in-process consumer sends is checked against the typed vocabulary
+    (realtime/events.py `check_frame`); the test fails on the first that does not fit.
+    Frames sent by server processes are checked by tests/support/stream.py's clients."""
+    from realtime import consumers, registry
+    from realtime.events import check_frame
+
+    problems = []
+    put = consumers.DashboardConsumer._put
+
+    def checked(self, text):
+        keys = [e.key for e in registry.entities()]
+        found = check_frame(json.loads(text), keys)
+        if found:
+            problems.append((text[:300], found))
+        return put(self, text)
+
+    monkeypatch.setattr(consumers.DashboardConsumer, "_put", checked)
+    yield
+    assert not problems, f"frames that do not fit realtime/events.py: {problems[:3]}"
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,7 @@ class StreamClient:
         self.tasks, self.agents = {}, {}
         self.counts, self.current, self.echo = None, {}, None
         self.ranges, self.bytes_received = 0, 0
+        self.bad_frames = []  # frames that do not fit realtime/events.py (checked at stop())
         self.syncs, self.resets, self.events, self.gaps, self.connects = 0, 0, 0, 0, 0
         self.close_codes, self.errors = [], []
         self.subscribing = False
@@ -156,6 +157,11 @@ class StreamClient:
             await self.subscribe()
 
     async def handle(self, frame):
+        from realtime.events import check_frame
+
+        problems = check_frame(frame, ("tasks", "agents", "notes"))
+        if problems:
+            self.bad_frames.append((json.dumps(frame)[:300], problems))
         kind = frame.get("type")
         if kind == "sync":
             whole = self.take_sync_part(frame)
@@ -222,6 +228,7 @@ class StreamClient:
                 await asyncio.wait_for(self._task, 10)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
+        assert not self.bad_frames, f"frames that do not fit realtime/events.py: {self.bad_frames[:3]}"
 
     # Checking against the database -----------------------------------------------------------
 

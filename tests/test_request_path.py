@@ -17,6 +17,7 @@ from django.utils.module_loading import import_string
 from realtime.models import Change
 from tasks import tokens
 from tasks.models import Agent, Task
+from tests.support.stream_lock import StreamLockHeld
 
 
 def test_every_middleware_runs_in_the_event_loop():
@@ -200,38 +201,6 @@ def test_the_cache_keeps_its_redis_connections_across_requests(daphne, redis_ser
 
 
 # Past the request threads: a bounded overflow, then 503 ------------------------------------------
-
-
-class StreamLockHeld:
-    """The test holds the stream lock in a thread of its own until `release()`, so every
-    sequenced write that reaches the server waits for it (holding its thread and connection)."""
-
-    def __init__(self):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._held, self._release = threading.Event(), threading.Event()
-        self._pool = ThreadPoolExecutor(1)
-        self._holder = self._pool.submit(self._hold)
-        assert self._held.wait(30), "the test could not take the stream lock"
-
-    def _hold(self):
-        from django.db import connection, transaction
-
-        from realtime.sequencing import lock_stream
-
-        try:
-            with transaction.atomic():
-                lock_stream()
-                self._held.set()
-                assert self._release.wait(300), "the test never released the stream lock"
-        finally:
-            connection.close()
-
-    def release(self):
-        if not self._release.is_set():
-            self._release.set()
-            self._holder.result(30)
-            self._pool.shutdown()
 
 
 def _agents_with_tokens(count, queued=0):

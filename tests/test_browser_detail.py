@@ -37,18 +37,37 @@ class Page:
         self.page.wait_for_function("() => document.body.dataset.connection === 'open' && window.detail.store.last !== null")
 
     def seqs(self):
-        return self.page.eval_on_selector_all("#timeline li[data-seq]", "items => items.map(li => Number(li.dataset.seq))")
+        """Every element with data-seq in the timeline, in document order (the contract)."""
+        return self.page.eval_on_selector_all("#timeline [data-seq]", "items => items.map(li => Number(li.dataset.seq))")
 
     def wait_seq(self, seq, timeout=10_000):
         self.page.wait_for_function(
-            "seq => document.querySelector(`#timeline li[data-seq=\"${seq}\"]`) !== null", arg=seq, timeout=timeout,
+            "seq => document.querySelector(`#timeline [data-seq=\"${seq}\"]`) !== null", arg=seq, timeout=timeout,
         )
 
     def item_text(self, seq):
-        return self.page.text_content(f'#timeline li[data-seq="{seq}"]')
+        return self.page.text_content(f'#timeline [data-seq="{seq}"]')
+
+    def shape(self):
+        """The timeline as a tree of elements (tag, attributes, own text), whitespace and the
+        arrival flash left out: what a reload must render the same."""
+        return self.page.evaluate(SHAPE)
 
     def check_clean(self):
         assert self.errors == [] and self.policy.violations == [], (self.errors, self.policy.violations)
+
+
+SHAPE = """() => {
+    const shape = (el) => [
+        el.tagName.toLowerCase(),
+        [...el.attributes].filter((a) => a.name !== "open")
+            .map((a) => [a.name, a.name === "class" ? a.value.split(/\\s+/).filter((c) => c && c !== "is-new").join(" ") : a.value])
+            .sort(),
+        [...el.childNodes].map((n) => (n.nodeType === Node.TEXT_NODE ? n.textContent.replace(/\\s+/g, " ").trim() : n.nodeType === Node.ELEMENT_NODE ? shape(n) : ""))
+            .filter((part) => part !== ""),
+    ];
+    return shape(document.getElementById("timeline"))[2];  // its items (its own data-after is the first render's)
+}"""
 
 
 def stored_seqs(entity, object_id, **filters):
@@ -120,28 +139,42 @@ def test_a_long_timeline_pages_older_changes(daphne, context):
     task = Task.objects.create(title="chatty")
     for n in range(1, 61):  # renames: one item each
         Task.objects.filter(pk=task.pk).update(title=f"chatty {n}")
+    agent = Agent.objects.create(name="bot-3", status="busy", last_heartbeat=timezone.now())
+    with actor.acting_as("agent", agent.pk, agent.name):
+        Task.objects.filter(pk=task.pk).update(status="running", agent=agent)
+        for value in range(5, 55, 5):  # ten reports: one folded line on top
+            Task.objects.filter(pk=task.pk).update(progress=value)
     server = daphne()
     page = Page(context(server), server, f"/tasks/{task.pk}/")
     page.wait_open()
     stored = stored_seqs("task", task.pk)
-    assert page.seqs() == stored[:50]
+    assert len(folded(page)) == 50 and folded(page)[0][2] == 10
+    assert page.seqs() == stored[:59], "fifty items: the line's ten reports, the claim, 48 renames"
     page.page.click("#older")
-    page.page.wait_for_function("() => document.querySelectorAll('#timeline li[data-seq]').length === 61")
-    assert page.seqs() == stored
+    page.page.wait_for_function("n => document.querySelectorAll('#timeline [data-seq]').length === n", arg=len(stored))
+    assert page.seqs() == stored, "each change once, none missing"
     assert page.page.is_hidden("#older")
+    # A report now extends the line on top; the paged part stays as it is.
+    with actor.acting_as("agent", agent.pk, agent.name):
+        Task.objects.filter(pk=task.pk).update(progress=99)
+    page.wait_seq(Task.objects.get(pk=task.pk).version)
+    assert page.seqs() == stored_seqs("task", task.pk)
+    assert folded(page)[0][2] == 11
     page.check_clean()
 
 
 def folded(page):
-    """[(newest seq, oldest seq, count, first line)] of the page's timeline."""
-    return page.page.eval_on_selector_all("#timeline li[data-seq]", """items => items.map(li => [
-        Number(li.dataset.seq), Number(li.dataset.firstSeq || li.dataset.seq), Number(li.dataset.count || 1),
-        li.querySelector('.change-line').textContent])""")
+    """[(newest seq, oldest seq, count, first line)] of the page's timeline items (a folded line
+    is named by data-last-seq and data-first-seq; a change by its data-seq)."""
+    return page.page.eval_on_selector_all("#timeline > li", """items => items.map(li => [
+        Number(li.dataset.seq ?? li.dataset.lastSeq), Number(li.dataset.firstSeq ?? li.dataset.seq),
+        Number(li.dataset.count || 1), li.querySelector('.change-line').textContent])""")
 
 
 def test_progress_reports_fold_into_one_line_live_and_after_a_reload(daphne, context):
     """An agent reports through the API, one report after another: the page keeps one line for
-    the run, extended live by each fetch, and a reload shows the same line."""
+    the run, extended live by each fetch, and one data-seq element per stored change inside it;
+    a reload renders the same elements."""
     agent = Agent.objects.create(name="bot-2", status="idle", last_heartbeat=timezone.now())
     _, secret = tokens.issue(agent)
     task = Task.objects.create(title="Transcode the archive")
@@ -150,6 +183,7 @@ def test_progress_reports_fold_into_one_line_live_and_after_a_reload(daphne, con
     assert bot.post("/api/agent/claim/").status_code == 200
     page = Page(context(server), server, f"/tasks/{task.pk}/")
     page.wait_open()
+    assert page.seqs() == stored_seqs("task", task.pk)
     progress = [10, 20, 30, 40, 50, 60]
     for n, value in enumerate(progress):
         if n == 2:
@@ -157,14 +191,83 @@ def test_progress_reports_fold_into_one_line_live_and_after_a_reload(daphne, con
         response = bot.patch(f"/api/agent/tasks/{task.pk}/", {"progress": value}, content_type="application/json")
         assert response.status_code == 200, response.content
         page.wait_seq(Task.objects.get(pk=task.pk).version, timeout=15_000)
+        # Live, after every fetch: one element per stored change, newest first, folded or not.
+        assert page.seqs() == stored_seqs("task", task.pk)
     stored = stored_seqs("task", task.pk)
     live = folded(page)
     assert live[0] == [stored[0], stored[5], 6, "Progress 0% → 60%, 6 reports"]
     assert len(live) == 3 and "Queued → Running on bot-2" in live[1][3] and live[2][3].startswith("Created")
-    assert "UTC" in page.item_text(stored[0])
+    assert page.page.eval_on_selector("#timeline > li.fold", "li => li.hasAttribute('data-seq')") is False
+    assert page.page.eval_on_selector_all("#timeline > li.fold [data-seq]", "els => els.length") == 6
+    assert "UTC" in page.item_text(stored[0]) and "50% → 60%" in page.item_text(stored[0])
+    assert "UTC" in page.page.text_content("#timeline > li.fold .change-meta")
+    shape = page.shape()
     page.page.reload()
     page.wait_open()
     assert folded(page) == live
+    assert page.seqs() == stored
+    assert page.shape() == shape, "the live page's elements are those a reload renders"
+    page.check_clean()
+
+
+def test_a_folded_line_opens_from_the_keyboard_and_lists_each_report(daphne, context):
+    agent = Agent.objects.create(name="bot-5", status="busy", last_heartbeat=timezone.now())
+    task = Task.objects.create(title="Resize the images")
+    with actor.acting_as("agent", agent.pk, agent.name):
+        Task.objects.filter(pk=task.pk).update(status="running", agent=agent)
+        for value in (15, 30, 45):
+            Task.objects.filter(pk=task.pk).update(progress=value)
+    server = daphne()
+    page = Page(context(server), server, f"/tasks/{task.pk}/")
+    page.wait_open()
+    stored = stored_seqs("task", task.pk)
+    summary = "#timeline > li.fold summary"
+    assert page.page.text_content(summary).strip() == "Progress 0% → 45%, 3 reports"
+    assert page.page.is_hidden(f'#timeline [data-seq="{stored[0]}"]'), "collapsed"
+    # Tab reaches the summary (after the page's own controls), Enter opens it, Space closes it.
+    for _ in range(20):
+        page.page.keyboard.press("Tab")
+        if page.page.evaluate("() => document.activeElement.tagName") == "SUMMARY":
+            break
+    assert page.page.evaluate("() => document.activeElement.textContent.trim()") == "Progress 0% → 45%, 3 reports"
+    page.page.keyboard.press("Enter")
+    page.page.wait_for_selector(f'#timeline [data-seq="{stored[0]}"]', state="visible")
+    assert page.page.eval_on_selector_all(
+        "#timeline > li.fold .fold-list > li", "lis => lis.map(li => li.textContent.split(' · ')[1])"
+    ) == ["30% → 45%", "15% → 30%", "0% → 15%"]
+    # Another report while it is open: the line grows in place, open, with the focus kept.
+    with actor.acting_as("agent", agent.pk, agent.name):
+        Task.objects.filter(pk=task.pk).update(progress=60)
+    seq = Task.objects.get(pk=task.pk).version
+    page.wait_seq(seq)
+    page.page.wait_for_selector(f'#timeline [data-seq="{seq}"]', state="visible")
+    assert page.page.text_content(summary).strip() == "Progress 0% → 60%, 4 reports"
+    assert page.page.evaluate("() => document.activeElement.textContent.trim()") == "Progress 0% → 60%, 4 reports"
+    assert page.seqs() == stored_seqs("task", task.pk)
+    page.page.keyboard.press(" ")
+    page.page.wait_for_selector(f'#timeline [data-seq="{seq}"]', state="hidden")
+    page.check_clean()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_nothing_serious_on_a_timeline_with_a_folded_line(daphne, context, scheme):
+    from tests.test_browser_dashboard_ux import axe_violations, blocking
+
+    agent = Agent.objects.create(name="bot-6", status="busy", last_heartbeat=timezone.now())
+    task = Task.objects.create(title="Back up the database")
+    with actor.acting_as("agent", agent.pk, agent.name):
+        Task.objects.filter(pk=task.pk).update(status="running", agent=agent)
+        for value in (20, 40, 60, 80):
+            Task.objects.filter(pk=task.pk).update(progress=value)
+    server = daphne()
+    page = Page(context(server, color_scheme=scheme), server, f"/tasks/{task.pk}/")
+    page.wait_open()
+    report = {"folded": axe_violations(page.page)}
+    page.page.click("#timeline > li.fold summary")
+    page.page.wait_for_selector("#timeline > li.fold details[open] [data-seq]", state="visible")
+    report["opened"] = axe_violations(page.page)
+    print(f"\naxe ({scheme}): " + "; ".join(f"{name}: {found or 'none'}" for name, found in report.items()))
+    assert {name: blocking(found) for name, found in report.items()} == {name: {} for name in report}
     page.check_clean()
 
 

@@ -17,6 +17,8 @@ that line instead of adding one (`live_task_items`)."""
 from dataclasses import dataclass, field
 
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
 from realtime import changes as history
 from realtime.actor import AGENT, OPERATOR
@@ -38,6 +40,19 @@ class Report:
     at: object
     start: int
     end: int
+
+    def html(self):
+        """Its element in the line's list: `<li class="change report" data-seq>` with its time
+        (in the current time zone, named) and progress. Written here rather than in
+        templates/tasks/_change.html because a line may list hundreds: formatted directly, a
+        report costs a few microseconds instead of the template's date filters' much more."""
+        local = timezone.localtime(self.at)
+        iso, zone = local.isoformat(), local.tzname() or ""
+        return format_html(
+            '<li class="change report" data-seq="{}"><time datetime="{}">{}</time> <abbr class="tz" title="{}">{}</abbr>'
+            ' · {}% → {}% · <span class="change-seq">#{}</span></li>',
+            self.seq, iso, local.strftime("%Y-%m-%d %H:%M:%S"), zone, zone, self.start, self.end, self.seq,
+        )
 
 
 @dataclass

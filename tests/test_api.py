@@ -79,7 +79,8 @@ AGENT_ENDPOINTS = [
 ]
 OPERATOR_ENDPOINTS = [
     ("get", "/api/tasks/"), ("post", "/api/tasks/"), ("get", "/api/tasks/1/"), ("patch", "/api/tasks/1/"),
-    ("post", "/api/tasks/1/cancel/"), ("post", "/api/tasks/1/requeue/"), ("get", "/api/agents/"), ("get", "/api/agents/1/"),
+    ("post", "/api/tasks/1/cancel/"), ("post", "/api/tasks/1/requeue/"), ("post", "/api/tasks/1/fail/"),
+    ("get", "/api/agents/"), ("get", "/api/agents/1/"),
 ]
 
 

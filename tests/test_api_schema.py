@@ -227,3 +227,22 @@ def test_swagger_ui_runs_from_this_site_alone_under_its_policy(daphne, browser):
     context.close()
     assert hosts == {f"127.0.0.1:{server.port}"}
     assert refused == []
+
+
+def test_every_operation_has_a_summary_and_a_description_of_its_own(client):
+    """Before: the seven agent operations all said "Base for agent endpoints: bearer token,
+    per-agent throttle." (their base class's docstring), and the operator ones their base's."""
+    document = client.get("/api/schema/?format=json").json()
+    operations = {f"{method.upper()} {path}": operation
+                  for path, methods in document["paths"].items() for method, operation in methods.items()}
+    assert len(operations) >= 16
+    by_description = {}
+    for name, operation in operations.items():
+        assert operation.get("summary"), f"{name} has no summary"
+        description = operation.get("description", "")
+        assert len(description) > len(operation["summary"]), f"{name} has no description beyond its summary"
+        assert "Base for" not in description, f"{name} describes its base class: {description!r}"
+        by_description.setdefault(description, []).append(name)
+    shared = {text[:60]: names for text, names in by_description.items() if len(names) > 1}
+    assert not shared, f"operations sharing a description: {shared}"
+    assert "POST /api/tasks/{id}/fail/" in operations

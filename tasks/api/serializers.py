@@ -7,6 +7,7 @@ field takes only a JSON string (not 0 or true), an integer only a JSON integer (
 import re
 
 from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import domain
@@ -137,13 +138,63 @@ class TaskReportSerializer(serializers.Serializer):
         return data
 
 
+TASK_STATUSES = [value for value, _ in Task.Status.choices]
+
+
+@extend_schema_field({"type": "array", "items": {"type": "string", "enum": TASK_STATUSES}})
+class StatusesField(serializers.Field):
+    """One or more statuses: `status=queued&status=failed` (joined with commas before it gets
+    here) or `status=queued,failed`. The value is the statuses in their model order."""
+
+    default_error_messages = {
+        "invalid": "Send statuses as text.",
+        "empty": "An empty status: send one or more of {known}, repeated or separated by commas.",
+        "unknown": "Unknown status {unknown}; known: {known}.",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        asked = [part.strip() for part in data.split(",")]
+        known = ", ".join(TASK_STATUSES)
+        if not all(asked):
+            self.fail("empty", known=known)
+        unknown = sorted(set(asked) - set(TASK_STATUSES))
+        if unknown:
+            self.fail("unknown", unknown=", ".join(repr(u) for u in unknown), known=known)
+        return [status for status in TASK_STATUSES if status in asked]
+
+    def to_representation(self, value):
+        return list(value)
+
+
 class TaskFilterSerializer(serializers.Serializer):
     """Query parameters of the task list (validated from a plain dict: `?status=` is an
-    invalid status, not an absent one; an empty `?search=` matches everything)."""
+    invalid status, not an absent one; an empty `?search=` or `?q=` matches everything).
 
-    status = serializers.ChoiceField(choices=Task.Status.choices, required=False)
-    agent = QueryIntegerField(min_value=1, max_value=MAX_BIGINT, required=False)
-    search = StrictCharField(required=False, allow_blank=True, max_length=200)
+    `status`, `agent` and `q` are a dashboard's view (tasks/windows.py); `before` pages past
+    a dashboard's window by id."""
+
+    status = StatusesField(required=False, help_text=(
+        "Only tasks in one of these statuses: repeat the parameter (`status=queued&status=failed`) "
+        "or separate them with commas (`status=queued,failed`)."))
+    agent = QueryIntegerField(min_value=1, max_value=MAX_BIGINT, required=False,
+                              help_text="Only tasks of this agent (its id).")
+    q = StrictCharField(required=False, allow_blank=True, max_length=200, help_text=(
+        "A part of the title, as a dashboard's search means it: the letters A-Z match either case, every "
+        "other character only itself (`é` is not `É`); or `#<id>` for one task. Surrounding spaces are "
+        "ignored."))
+    search = StrictCharField(required=False, allow_blank=True, max_length=200,
+                             help_text="Text anywhere in the title or the description, in any case.")
+    before = QueryIntegerField(min_value=1, max_value=MAX_BIGINT, required=False, help_text=(
+        "Only tasks with a smaller id: the next page of older tasks is `before=<the last id of this "
+        "page>`, whatever was added meanwhile."))
+
+
+class TaskFailSerializer(serializers.Serializer):
+    """An operator closes a running task as failed, saying why."""
+
+    reason = StrictCharField(max_length=TEXT_LIMIT, help_text="Why the task failed; kept as its `error`.")
 
 
 class AgentFilterSerializer(serializers.Serializer):

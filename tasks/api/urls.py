@@ -20,6 +20,7 @@ urlpatterns = [
     path("tasks/<int:pk>/", views.TaskDetailView.as_view(), name="task-detail"),
     path("tasks/<int:pk>/cancel/", views.TaskCancelView.as_view(), name="task-cancel"),
     path("tasks/<int:pk>/requeue/", views.TaskRequeueView.as_view(), name="task-requeue"),
+    path("tasks/<int:pk>/fail/", views.TaskFailView.as_view(), name="task-fail"),
     path("agents/", views.AgentListView.as_view(), name="agent-list"),
     path("agents/<int:pk>/", views.AgentDetailView.as_view(), name="agent-detail"),
     # The contract: OpenAPI 3 schema and an interactive page for it (Swagger UI from /static/,

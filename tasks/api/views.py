@@ -11,11 +11,14 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import NotAuthenticated, PermissionDenied
+from rest_framework.exceptions import NotAuthenticated, PermissionDenied, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from realtime import registry
+from realtime.viewspec import ViewError
 
 from .. import domain
 from ..models import Agent, Task
@@ -27,7 +30,8 @@ from .permissions import IsAgent, IsOperator
 from .schema import ApiSchema, OperatorSchema
 from .serializers import (
     AgentFilterSerializer, AgentHelloSerializer, AgentSerializer, ErrorSerializer, TaskCreateSerializer,
-    TaskEditSerializer, TaskFilterSerializer, TaskReportSerializer, TaskSerializer, ValidationErrorSerializer,
+    TaskEditSerializer, TaskFailSerializer, TaskFilterSerializer, TaskReportSerializer, TaskSerializer,
+    ValidationErrorSerializer,
 )
 from .throttles import AgentRateThrottle, OperatorRateThrottle
 
@@ -39,6 +43,8 @@ ERROR_TEXT = {
     409: "The task or agent is in a state that forbids this now (a lost claim, you already run a task, "
          "or a status change the task's current status does not allow, e.g. reporting on a cancelled task).",
     429: "Too many requests; retry after the number of seconds in the Retry-After header.",
+    503: "Busy: the change stream stayed locked, a progress report waited API_REPORT_WAIT for the write "
+         "ahead of it, or every request thread of the process is in use. Retry after the Retry-After seconds.",
 }
 
 
@@ -53,10 +59,10 @@ def operator_schema(**kwargs):
 
 
 def errors(*codes):
-    """OpenAPI descriptions of the error answers an endpoint can give."""
+    """OpenAPI descriptions of the error answers an endpoint can give (503, busy, any of them)."""
     return {
         code: OpenApiResponse(ValidationErrorSerializer if code == 400 else ErrorSerializer, description=ERROR_TEXT[code])
-        for code in codes
+        for code in (*codes, 503)
     }
 
 
@@ -155,6 +161,12 @@ class RegisterView(AgentApiView):
         operation_id="agent_register", request=AgentHelloSerializer,
         responses={200: AgentRegistrationSerializer, **errors(400, 401, 403, 404, 429)},
         summary="Say hello (at start-up): records the hostname, marks the agent idle or busy.",
+        description=(
+            "Call once when the agent process starts. Records `hostname` (when sent) and that the agent was "
+            "heard from: an offline agent comes back idle, or busy when it still runs a task, which the answer "
+            "names in `current_task` so that an agent that restarted can finish or fail it. The answer also says "
+            "how often to send heartbeats (`heartbeat_every`) and after how many seconds of silence the agent "
+            "is marked offline (`offline_after`)."),
     )
     def post(self, request):
         return Response(AgentRegistrationSerializer(self.record_hello(request)).data)
@@ -165,6 +177,11 @@ class HeartbeatView(AgentApiView):
         operation_id="agent_heartbeat", request=AgentHelloSerializer,
         responses={200: AgentSerializer, **errors(400, 401, 403, 404, 429)},
         summary="I am alive. An offline agent comes back idle (or busy if it runs a task).",
+        description=(
+            "Send one every `heartbeat_every` seconds while idle; claims and reports count as being heard from "
+            "too. Records that the agent is alive, and `hostname` when sent. Silent for longer than "
+            "AGENT_OFFLINE_AFTER, an agent is marked offline by the liveness sweep and its running task is "
+            "requeued or failed (AGENT_OFFLINE_TASK_POLICY); its next heartbeat brings it back."),
     )
     def post(self, request):
         return Response(AgentSerializer(self.record_hello(request)).data)
@@ -174,6 +191,9 @@ class MeView(AgentApiView):
     @agent_schema(
         operation_id="agent_me", responses={200: AgentSerializer, **errors(401, 403, 429)},
         summary="The calling agent, with the task it is running (no heartbeat is recorded).",
+        description=(
+            "Reads the agent the token belongs to: its status, `last_heartbeat`, and `current_task`, the id of "
+            "the task it runs (null when none). Writes nothing, so it does not count as being heard from."),
     )
     def get(self, request):
         return Response(AgentSerializer(self.agent).data)
@@ -188,6 +208,10 @@ class ClaimNextView(AgentApiView):
             **errors(401, 403, 404, 409, 429),
         },
         summary="Claim the oldest queued task; it becomes running on this agent.",
+        description=(
+            "Takes the oldest queued task and makes it running on this agent at 0%, in one transaction: no two "
+            "agents ever get the same task. 204 when nothing is queued (ask again later); 409 with "
+            "`current_task` when this agent still runs a task (finish or fail that one first)."),
     )
     def post(self, request):
         task = domain.claim(agent_id=self.agent.pk)
@@ -201,6 +225,10 @@ class ClaimTaskView(AgentApiView):
         operation_id="agent_claim_task", request=None,
         responses={200: TaskSerializer, **errors(401, 403, 404, 409, 429)},
         summary="Claim one particular queued task; 409 if it is no longer queued.",
+        description=(
+            "Makes the task with this id running on this agent. 409 when it is no longer queued (another agent "
+            "claimed it, an operator cancelled it) or when this agent still runs a task (`current_task`); 404 "
+            "when there is no such task."),
     )
     def post(self, request, pk):
         return Response(TaskSerializer(domain.claim(agent_id=self.agent.pk, task_id=pk)).data)
@@ -211,6 +239,10 @@ class AgentTaskView(AgentApiView):
         operation_id="agent_task_read",
         responses={200: TaskSerializer, **errors(401, 403, 404, 429)},
         summary="One of this agent's tasks (to see e.g. whether an operator cancelled it).",
+        description=(
+            "A task assigned to this agent, every field included. 403 when it is not (or no longer) this "
+            "agent's: it was requeued after the agent went silent, or given to another; 404 when there is no "
+            "such task."),
     )
     def get(self, request, pk):
         task = domain.get_task(pk)
@@ -222,6 +254,12 @@ class AgentTaskView(AgentApiView):
         operation_id="agent_task_report", request=TaskReportSerializer,
         responses={200: TaskSerializer, **errors(400, 401, 403, 404, 409, 429)},
         summary="Report progress, success, or failure (with an error) of a task this agent runs.",
+        description=(
+            "`progress` (0-100) while running; `status: succeeded` when done (progress becomes 100); "
+            "`status: failed` with `error` saying why. 409 when the task's status forbids it (an operator "
+            "cancelled it: stop working on it); 403 when it is no longer this agent's. Progress reports that "
+            "arrive together are written in one transaction; one waits at most API_REPORT_WAIT seconds for the "
+            "write ahead of it, then gets a 503 with Retry-After, and sending it again is safe."),
     )
     def patch(self, request, pk):
         report = TaskReportSerializer(data=request.data)
@@ -236,22 +274,38 @@ class TaskListView(OperatorMixin, generics.GenericAPIView):
     serializer_class = TaskSerializer
 
     def get_queryset(self):
-        filters = TaskFilterSerializer(data=self.request.query_params.dict())
+        params = self.request.query_params
+        data = params.dict()
+        if "status" in params:  # repeated, comma-separated, or both
+            data["status"] = ",".join(params.getlist("status"))
+        filters = TaskFilterSerializer(data=data)
         filters.is_valid(raise_exception=True)
         values = filters.validated_data
-        queryset = Task.objects.select_related("agent")
-        if "status" in values:
-            queryset = queryset.filter(status=values["status"])
-        if "agent" in values:
-            queryset = queryset.filter(agent_id=values["agent"])
+        # What status, agent and q mean is a dashboard's view (tasks/windows.py), so that the list
+        # and a dashboard agree row for row; `before` continues past a dashboard's window.
+        entity = registry.windowed()
+        raw = {"status": values.get("status"), "agent": values.get("agent"), "q": values.get("q")}
+        try:
+            view = entity.views.parse(raw, entity.watched)
+        except ViewError as refused:
+            name, _, message = str(refused).partition(" ")
+            raise ValidationError({name.removeprefix("view.") or "non_field_errors": [message]}) from None
+        queryset = entity.views.query(view, below=values.get("before")).select_related("agent")
         if values.get("search"):
             queryset = queryset.filter(Q(title__icontains=values["search"]) | Q(description__icontains=values["search"]))
-        return queryset.order_by("-created_at", "-id")
+        return queryset.order_by("-pk")
 
     @operator_schema(
         operation_id="tasks_list", parameters=[TaskFilterSerializer],
         responses={200: TaskSerializer(many=True), **errors(400, 403, 429)},
-        summary="List tasks, newest first; filter by status, agent id, or text in title/description.",
+        summary="List tasks, newest first, with a dashboard's filters; page by offset or past an id.",
+        description=(
+            "Newest first (highest id first), the order of a dashboard. `status` (one or more), `agent` and `q` "
+            "mean exactly what they mean in a dashboard's view, so the list shows the rows a dashboard with "
+            "the same view shows; `search` also looks in the description. Older tasks past a dashboard's "
+            "window: `before=<id>`, then `before=<the last id of each page>` (keyset paging, stable while "
+            "tasks are added). `limit`/`offset` page as usual; `count` is the number of matching tasks (with "
+            "an id below `before`, when given). A bad value is a 400 naming the parameter."),
     )
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
@@ -260,6 +314,9 @@ class TaskListView(OperatorMixin, generics.GenericAPIView):
     @operator_schema(
         operation_id="tasks_create", request=TaskCreateSerializer,
         responses={201: TaskSerializer, **errors(400, 403, 429)}, summary="Add a queued task.",
+        description=(
+            "Adds a task in the queued status at 0%, with `title` and an optional `description`. Agents' "
+            "claims take the oldest queued task first. Needs the add_task permission."),
     )
     def post(self, request):
         data = TaskCreateSerializer(data=request.data)
@@ -272,6 +329,9 @@ class TaskDetailView(OperatorMixin, APIView):
     @operator_schema(
         operation_id="tasks_read", responses={200: TaskSerializer, **errors(403, 404, 429)},
         summary="One task.",
+        description=(
+            "A task with every field, including the whole `error` text (dashboards get an excerpt of a long "
+            "one). 404 when there is no such task."),
     )
     def get(self, request, pk):
         return Response(TaskSerializer(domain.get_task(pk)).data)
@@ -279,7 +339,10 @@ class TaskDetailView(OperatorMixin, APIView):
     @operator_schema(
         operation_id="tasks_edit", request=TaskEditSerializer,
         responses={200: TaskSerializer, **errors(400, 403, 404, 429)},
-        summary="Change a task's title or description (status changes: cancel, requeue).",
+        summary="Change a task's title or description (status changes: cancel, requeue, fail).",
+        description=(
+            "Sets `title`, `description` or both, whatever the task's status; send at least one. Status changes "
+            "have endpoints of their own (cancel, requeue, fail). Needs the change_task permission."),
     )
     def patch(self, request, pk):
         data = TaskEditSerializer(data=request.data)
@@ -294,6 +357,9 @@ class TaskCancelView(OperatorMixin, APIView):
         operation_id="tasks_cancel", request=None,
         responses={200: TaskSerializer, **errors(403, 404, 409, 429)},
         summary="Cancel a queued or running task (its agent gets a 409 on its next report).",
+        description=(
+            "Queued or running becomes cancelled. A running task's agent becomes idle and learns it on its next "
+            "report (409). 409 for a task that already succeeded, failed or was cancelled."),
     )
     def post(self, request, pk):
         return Response(TaskSerializer(domain.cancel(task_id=pk)).data)
@@ -306,9 +372,30 @@ class TaskRequeueView(OperatorMixin, APIView):
         operation_id="tasks_requeue", request=None,
         responses={200: TaskSerializer, **errors(403, 404, 409, 429)},
         summary="Put a failed or cancelled task back in the queue at 0%.",
+        description=(
+            "Failed or cancelled becomes queued, at 0%, with no agent and no error, to be claimed again. 409 "
+            "for a task in any other status."),
     )
     def post(self, request, pk):
         return Response(TaskSerializer(domain.requeue(task_id=pk)).data)
+
+
+class TaskFailView(OperatorMixin, APIView):
+    operator_action = "change"
+
+    @operator_schema(
+        operation_id="tasks_fail", request=TaskFailSerializer,
+        responses={200: TaskSerializer, **errors(400, 403, 404, 409, 429)},
+        summary="Mark a running task failed, with the reason (its agent gets a 409 on its next report).",
+        description=(
+            "Running becomes failed, with `reason` kept as the task's `error` (surrounding spaces trimmed); "
+            "its progress stays where it was, its agent becomes idle and learns it on its next report (409). "
+            "400 for an empty reason; 409 for a task that is not running. Needs the change_task permission."),
+    )
+    def post(self, request, pk):
+        data = TaskFailSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(TaskSerializer(domain.fail(task_id=pk, reason=data.validated_data["reason"])).data)
 
 
 class AgentListView(OperatorMixin, generics.GenericAPIView):
@@ -330,6 +417,9 @@ class AgentListView(OperatorMixin, generics.GenericAPIView):
         operation_id="agents_list", parameters=[AgentFilterSerializer],
         responses={200: AgentSerializer(many=True), **errors(400, 403, 429)},
         summary="List agents by name; filter by status or text in name/hostname.",
+        description=(
+            "Ordered by name. `status` filters by idle, busy or offline; `search` looks in the name and the "
+            "hostname, in any case. Each agent carries `current_task`, the id of the task it runs."),
     )
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
@@ -342,6 +432,9 @@ class AgentDetailView(OperatorMixin, APIView):
     @operator_schema(
         operation_id="agents_read", responses={200: AgentSerializer, **errors(403, 404, 429)},
         summary="One agent.",
+        description=(
+            "An agent with `last_heartbeat` and `current_task`, the id of the task it runs (null when none). "
+            "404 when there is no such agent."),
     )
     def get(self, request, pk):
         agent = domain.with_current_task(Agent.objects.filter(pk=pk)).first()

@@ -12,6 +12,7 @@ task of its own, so pongs keep flowing while its sync is built (realtime/dbwork.
 import asyncio
 import json
 import logging
+import re
 import time
 
 from channels.consumer import get_handler_name
@@ -70,6 +71,9 @@ def _is_int(value):
 
 # A view's window is seeded at some number H; the socket then waits for the hub to fan out
 # H. Committed numbers arrive within the reorder window, or the hub gives them up.
+# A pong as clients send it (JSON.stringify, json.dumps with or without spaces); any other
+# spelling takes the general path.
+PONG_FRAME = re.compile(r'\{"type": ?"pong", ?"id": ?(\d{1,18})\}')
 REACH_SECONDS = 5.0
 DRAIN_POLL_SECONDS = 0.05
 VIEW_ATTEMPTS = 5  # seeds read for one subscribe before the socket is told to come back
@@ -203,14 +207,21 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None):
         """Called with every frame; checks size, rate and shape before dispatching."""
-        if self.hub is None:
+        hub = self.hub
+        if hub is None:
             return
         if not self.bucket.take():
             return await self.close_with(CLOSE_RATE_LIMITED)
+        hub.heartbeat.heard(self, asyncio.get_running_loop().time())
         if bytes_data is not None:
             return await self._reject(ERR_BINARY, "binary frames are not supported; send JSON text")
         if len(text_data) > settings.REALTIME_MAX_FRAME_BYTES:
             return await self.close_with(CLOSE_TOO_LARGE)
+        pong = PONG_FRAME.fullmatch(text_data)
+        if pong is not None:  # most frames a socket sends: no JSON parser, no dispatch
+            hub.heartbeat.pong(self, int(pong.group(1)))
+            self.errors = 0
+            return
         try:
             content = json.loads(text_data)
         except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep

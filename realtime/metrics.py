@@ -10,6 +10,7 @@ FRAMES_SENT = Counter("dashboard_ws_frames_sent_total", "Frames sent to clients"
 EVENT_FRAMES_SENT = FRAMES_SENT.labels(type="event")
 PING_FRAMES_SENT = FRAMES_SENT.labels(type="ping")
 RANGE_FRAMES_SENT = FRAMES_SENT.labels(type="range")
+PINGS_SKIPPED = Counter("dashboard_ws_pings_skipped_total", "Routine pings not sent: the socket had sent something within the interval")
 SYNCS = Counter("dashboard_ws_syncs_total", "sync answers, by kind", ["kind"])
 HEARTBEAT_TIMEOUTS = Counter("dashboard_ws_heartbeat_timeouts_total", "Connections closed for a late pong")
 BAD_FRAMES = Counter("dashboard_ws_bad_frames_total", "Frames answered with an error", ["code"])

@@ -187,7 +187,8 @@ const visibleIds = () => sortIds(model.order, model.tasks, sort, agentName);
 
 function renderData() {
   if (store.last === null) return; // nothing synced yet: the server-rendered rows stay
-  if (paused && model.hydrated) return showHeld();
+  // Paused, the page holds still; a view the person asked for meanwhile is shown all the same.
+  if (paused && model.hydrated && !pending.view) return showHeld();
   const started = performance.now();
   const hadFocus = cursor.focused;
   const diff = model.merge(store, pending.take());

@@ -397,6 +397,26 @@ async def test_server_pings_with_the_head_and_a_late_pong_closes_4008(cookie, se
     assert get_hub().members == set()
 
 
+async def test_a_socket_that_speaks_is_not_pinged_and_one_that_falls_silent_is(cookie, settings):
+    """Idle sockets cost what the heartbeat does for them: a socket that sent something within
+    the interval has shown it is alive (the browser pings to measure its round trip)."""
+    settings.REALTIME_HEARTBEAT_INTERVAL = 0.5
+    settings.REALTIME_HEARTBEAT_TIMEOUT = 0.5
+    comm, _, _ = await connect(cookie)
+    await subscribe(comm)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 2.0
+    while loop.time() < until:  # speaking every 0.2 s, for four intervals
+        await comm.send_json_to({"type": "ping", "id": "rtt"})
+        frame = await receive(comm, timeout=1)
+        assert frame == {"type": "pong", "id": "rtt"}, f"pinged although it spoke: {frame}"
+        await asyncio.sleep(0.2)
+    silent_at = loop.time()
+    ping = await receive(comm, "ping", timeout=2)  # silent: asked within an interval
+    assert loop.time() - silent_at < 0.5 + 0.5
+    assert await closed_with(comm) == 4008 and ping["id"]
+
+
 async def test_client_ping_is_answered_at_once(cookie):
     comm, _, _ = await connect(cookie)
     await comm.send_json_to({"type": "ping", "id": "rtt-1"})

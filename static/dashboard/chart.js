@@ -92,6 +92,7 @@ export class ThroughputChart {
   /** @private */ #lastFetch = -Infinity;
   /** @private */ #shown = null;
   /** @private */ #held = false;
+  /** @private */ #drawn = false; // a picture was fetched and drawn
 
   /**
    * @param {object} options
@@ -140,7 +141,10 @@ export class ThroughputChart {
     if (this.#inflight) return this.#inflight;
     this.#lastFetch = this.#opts.now();
     this.#inflight = this.#opts.fetchJson(this.#opts.url)
-      .then((data) => this.render(data))
+      .then((data) => {
+        this.render(data);
+        this.#drawn = true;
+      })
       .catch((error) => console.warn("throughput chart: fetch failed", error))
       .finally(() => {
         this.#inflight = null;
@@ -222,7 +226,7 @@ export class ThroughputChart {
     this.#timer = null;
     this.#due = Infinity;
     // Held, it still draws its first picture (the page's state when it was loaded paused).
-    if ((this.#held && this.#shown !== null) || this.#opts.hidden()) return this.#schedule(this.#opts.intervalMs);
+    if ((this.#held && this.#drawn) || this.#opts.hidden()) return this.#schedule(this.#opts.intervalMs);
     return this.refresh().finally(() => this.#schedule(this.#opts.intervalMs));
   }
 }

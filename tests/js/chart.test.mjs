@@ -104,4 +104,22 @@ describe("chart refresh schedule", () => {
     await timers.advance(5000);
     assert.equal(fetched.length, 1);
   });
+
+  test("held (the dashboard is paused), it draws its first picture, then nothing until released", async () => {
+    const timers = fakeTimers();
+    const fetched = [];
+    const c = chart(timers, fetched);
+    c.hold(true);
+    c.start();
+    await timers.advance(0);
+    assert.equal(fetched.length, 1, "the page loaded paused still gets its picture");
+    c.soon();
+    await timers.advance(5000);
+    await timers.advance(5000);
+    assert.equal(fetched.length, 1);
+    assert.equal(c.held, true);
+    c.hold(false);
+    await timers.advance(1500);
+    assert.equal(fetched.length, 2, "released: at once (within the gap)");
+  });
 });

@@ -189,3 +189,19 @@ describe("windowRange", () => {
     }
   });
 });
+
+describe("Badge while paused", () => {
+  test("a live link says Paused and is marked, and says Live again when resumed", () => {
+    const clock = new FakeClock();
+    const els = fakeEls();
+    const badge = new Badge(els, clock);
+    badge.update(status({ rtt: 5 }), 0);
+    badge.setPaused(true, 0);
+    assert.deepEqual([els.text.textContent, els.root.dataset.paused, els.root.dataset.connection], ["Paused", "true", "open"]);
+    badge.update(status({ state: "waiting", retryAt: 2000 }), 0);
+    assert.deepEqual([els.text.textContent, els.root.dataset.paused], ["Reconnecting in 2 s", "false"], "a lost link says so, paused or not");
+    badge.update(status(), 0);
+    badge.setPaused(false, 0);
+    assert.deepEqual([els.text.textContent, els.root.dataset.paused], ["Live", "false"]);
+  });
+});

@@ -152,7 +152,7 @@ class Hub:
         self._tasks.append(asyncio.ensure_future(self.guard.run()))
         self._tasks.append(asyncio.ensure_future(self.jobs.run()))
         self._tasks.append(asyncio.ensure_future(self._head_loop(layer)))
-        publish.serve_locally(asyncio.get_running_loop(), self.take)  # this process's writes come here first
+        publish.serve_locally(asyncio.get_running_loop(), self.on_layer_message)  # this process's writes come here first
         install_sigterm_handler(self)
         log_installed()
 
@@ -208,17 +208,17 @@ class Hub:
                 await self._join(layer)
                 continue
             failures = 0
-            await self.take(message)
+            await self.on_layer_message(message)
 
-    async def take(self, message):
+    async def on_layer_message(self, message):
         """A message from the layer (or from this process's own writers)."""
         kind = message.get("type")
         if kind == LAYER_CHANGES:
-            await self.accept(message.get("epoch"), events_of(message))
+            await self.put_in_order(message.get("epoch"), events_of(message))
         elif kind == LAYER_ACCESS:
             await self.guard.handle(message)
 
-    async def accept(self, epoch, events):
+    async def put_in_order(self, epoch, events):
         """Take Events (realtime/events.py; wire dicts are taken too): put them in order and
         fan out what is ready."""
         events = [e if isinstance(e, Event) else Event.from_wire(e) for e in events]
@@ -406,6 +406,6 @@ class Hub:
             self._skip_to(target, f"sequence {target} committed but never arrived")
             await self.heartbeat.ping_all()
             if self.last + 1 in self._pending:  # what waited behind the hole can go now
-                await self.accept(self.epoch, [])
+                await self.put_in_order(self.epoch, [])
             else:
                 self._watch_gap()

@@ -35,21 +35,21 @@ log = logging.getLogger("realtime.publish")
 
 LAYER_CHUNK = 2000
 
-# The server process's own hub, when there is one: (its event loop, its `take` coroutine).
+# The server process's own hub, when there is one: (its event loop, its `on_layer_message`).
 # The hub registers itself when it starts (`serve_locally`); publishing never imports it.
 _local = None
 
 
-def serve_locally(loop, take):
-    """Called by a server process's hub when it starts: its changes go to `take` first."""
+def serve_locally(loop, receive):
+    """Called by a server process's hub when it starts: its changes go to `receive` first."""
     global _local
-    _local = (loop, take)
+    _local = (loop, receive)
 
 
 def _local_sink():
     if _local is None:
         return None
-    loop, take = _local
+    loop, receive = _local
     if loop.is_closed() or not loop.is_running():
         return None
     return _local
@@ -80,15 +80,15 @@ def _send(message):
         return
     sink = _local_sink()
     if sink is not None:
-        loop, take = sink
-        loop.call_soon_threadsafe(_publish_in_server, layer, take, message)
+        loop, receive = sink
+        loop.call_soon_threadsafe(_publish_in_server, layer, receive, message)
     elif not isinstance(layer, InMemoryChannelLayer):  # in-process layer: nobody else to tell
         publisher.send(layer, message)
 
 
-def _publish_in_server(layer, take, message):
+def _publish_in_server(layer, receive, message):
     """On the server's loop: the local hub first, then the other processes."""
-    asyncio.ensure_future(take(message))
+    asyncio.ensure_future(receive(message))
     if isinstance(layer, InMemoryChannelLayer):
         _count_sent(message)
         return

@@ -321,7 +321,7 @@ async def test_a_burst_goes_out_as_one_frame(cookie):
     hub = get_hub()
     head = sync["seq"]
     for seq in range(head + 1, head + 51):  # fifty separate layer messages, back to back
-        await hub.accept(hub.epoch, [{"type": "event", "seq": seq, "entity": "task", "op": "delete", "data": {"id": seq}}])
+        await hub.put_in_order(hub.epoch, [{"type": "event", "seq": seq, "entity": "task", "op": "delete", "data": {"id": seq}}])
     frame = await receive(comm, "events")
     assert [e["seq"] for e in frame["items"]] == list(range(head + 1, head + 51))
     await comm.disconnect()
@@ -336,7 +336,7 @@ async def test_a_head_always_a_little_ahead_under_steady_writes_is_not_a_gap(coo
     seq = sync["seq"]
     for _ in range(5):  # each poll sees two commits still in flight, which then arrive
         await hub.check_head(hub.epoch, seq + 2)
-        await hub.accept(hub.epoch, [ev(seq + 1), ev(seq + 2)])
+        await hub.put_in_order(hub.epoch, [ev(seq + 1), ev(seq + 2)])
         seq += 2
     assert hub.last == seq and await next_events(comm, 10)
     await hub.check_head(hub.epoch, seq + 1)  # this one never arrives
@@ -351,8 +351,8 @@ async def test_an_event_that_arrives_early_waits_for_its_predecessor(cookie):
     hub = get_hub()
     head = sync["seq"]
     ev = lambda seq: {"type": "event", "seq": seq, "entity": "task", "op": "delete", "data": {"id": seq}}  # noqa: E731
-    await hub.accept(hub.epoch, [ev(head + 2)])
-    await hub.accept(hub.epoch, [ev(head + 1)])
+    await hub.put_in_order(hub.epoch, [ev(head + 2)])
+    await hub.put_in_order(hub.epoch, [ev(head + 1)])
     frame = await receive(comm, "events")
     assert [e["seq"] for e in frame["items"]] == [head + 1, head + 2]
     await comm.disconnect()

@@ -3,6 +3,7 @@ is the rightmost X-Forwarded-For entry that is not a trusted proxy, so a client 
 the address its sign-in failures count against, even from inside a trusted network; the same
 rule holds for WebSockets, under daphne and uvicorn (run as docs/deploy.md says)."""
 import asyncio
+import importlib.util
 import json
 
 import pytest
@@ -62,7 +63,7 @@ def serve(daphne, monkeypatch):
     """serve(kind, app, **env): a real server of `kind` running `app`."""
     def start(kind, app, **env):
         if kind == "uvicorn":
-            conftest.require(__import__("importlib").util.find_spec("uvicorn"), "uvicorn (pip install -e '.[test]')")
+            conftest.require(importlib.util.find_spec("uvicorn"), "uvicorn (pip install -e '.[test]')")
         name = f"{kind} {app}"
         monkeypatch.setitem(conftest.SERVER_COMMANDS, name, COMMANDS[kind](app))
         return daphne(kind=name, **env)

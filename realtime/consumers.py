@@ -117,6 +117,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     expires_at = None  # wall-clock seconds when the session expires, if known
     _sync_task = None
     _wanted = None  # the newest (since, epoch, fp, view) asked for and not yet answered
+    buffer_full = False  # events fanned out while syncing were dropped (past BUFFER_LIMIT)
     _synced_at = float("-inf")
 
     async def __call__(self, scope, receive, send):
@@ -323,7 +324,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         window the hub keeps (realtime/live.py)."""
         self._detach()
         self.state = "syncing"
-        self.buffer = []
+        self.buffer, self.buffer_full = [], False
         self.hub.raw.add(self)
         if view is None:
             await self._subscribe_stream(since, epoch, fp)
@@ -372,7 +373,14 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
                 metrics.VIEW_SEEDS.inc()
             if not await hub.reached(seed.head, REACH_SECONDS) or hub.drops != drops or self.hub is None:
                 continue  # the hub could not follow from the seed's number: read again
+            if self.buffer_full:  # the events since the read did not all fit: read again
+                self.buffer, self.buffer_full = [], False
+                continue
             live = await self._attach(view, seed)
+            if live is not None and self.buffer_full:  # waiting, the buffer overflowed: read again
+                hub.views.detach(self, live)
+                self.buffer, self.buffer_full = [], False
+                continue
             if live is not None:
                 return await self._went_live(live, seed, since)
         log.warning("could not join view %s after %d reads; socket told to come back", view.echo, VIEW_ATTEMPTS)
@@ -478,7 +486,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         elif self.state == "syncing":
             if len(self.buffer) < BUFFER_LIMIT:
                 self.buffer.extend(events)
-            # Past that the gap is left open: the client notices it and resubscribes.
+            else:  # without a view the client finds the hole and resubscribes; a view reads again
+                self.buffer_full = True
 
     def send_range(self, text):
         """Called by the socket's live view with each range."""

@@ -198,7 +198,7 @@ def database_url_of(settings_dict):
 SERVER_COMMANDS = {
     "daphne": lambda port: [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dashboard_site.asgi:application"],
     "uvicorn": lambda port: [PYTHON, "-m", "uvicorn", "dashboard_site.asgi:application", "--host", "127.0.0.1",
-                             "--port", str(port), "--lifespan", "off", "--no-access-log"],
+                             "--port", str(port), "--lifespan", "off", "--no-access-log", "--no-proxy-headers"],
 }
 
 

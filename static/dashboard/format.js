@@ -89,5 +89,5 @@ export function textWithHint(row, field) {
   return isCut(row, field) ? `${text}\n(Shortened here: the full ${field} is in the admin.)` : text;
 }
 
-/** Admin change page of a row, from a URL pattern with `/0/` where the id goes. */
+/** The page of a row (its task or agent page, or its admin change page), from a URL pattern with `/0/` where the id goes. */
 export const adminUrl = (pattern, id) => pattern.replace("/0/", `/${encodeURIComponent(id)}/`);

@@ -310,6 +310,8 @@ AGENT_SWEEP_INTERVAL = env.seconds("AGENT_SWEEP_INTERVAL", 10.0)
 TASK_RETENTION_DAYS = env.whole("TASK_RETENTION_DAYS", 30, "days", zero="keep every task")
 # How long a progress report waits for the batched write it joined before answering 503.
 API_REPORT_WAIT = env.seconds("API_REPORT_WAIT", 10.0)
+# How long a process trusts an agent token it has checked (tasks/tokens.py); 0 checks every request.
+API_TOKEN_CACHE_SECONDS = env.seconds("API_TOKEN_CACHE_SECONDS", 5.0, zero="checks the database on every request")
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -20,10 +20,10 @@ from django.utils.translation import ngettext
 
 from realtime.sequencing import lock_stream
 
-from . import domain
+from . import domain, lifecycle
 from .models import Agent, Task
 
-BADGE_STATUSES = {"queued", "running", "succeeded", "failed", "cancelled", "idle", "busy", "offline"}
+BADGE_STATUSES = {*lifecycle.VALUES, *Agent.Status.values}  # a status with no colour of its own looks neutral
 
 
 class DashboardAdminMedia:

@@ -35,31 +35,14 @@ from django.utils import timezone
 from realtime import actor as actors
 from realtime.sequencing import lock_stream
 
+from . import lifecycle
 from .models import TEXT_LIMIT, Agent, Task
 
-QUEUED, RUNNING = Task.Status.QUEUED, Task.Status.RUNNING
-SUCCEEDED, FAILED, CANCELLED = Task.Status.SUCCEEDED, Task.Status.FAILED, Task.Status.CANCELLED
-AGENT, OPERATOR, SYSTEM = "agent", "operator", "system"
-
-# Which status changes make sense, and who may make them. Anything else is refused.
-TRANSITIONS = {
-    (QUEUED, RUNNING): {AGENT, OPERATOR},  # a claim (an operator may assign one in the admin)
-    (RUNNING, RUNNING): {AGENT},  # a progress report
-    (RUNNING, SUCCEEDED): {AGENT, OPERATOR},  # an operator may close a task by hand
-    (RUNNING, FAILED): {AGENT, OPERATOR, SYSTEM},  # SYSTEM: its agent went offline, policy "fail"
-    (RUNNING, QUEUED): {SYSTEM},  # its agent went offline, policy "requeue"
-    (QUEUED, CANCELLED): {OPERATOR},
-    (RUNNING, CANCELLED): {OPERATOR},
-    (FAILED, QUEUED): {OPERATOR},  # requeue
-    (CANCELLED, QUEUED): {OPERATOR},
-}
-
-HINTS = {
-    AGENT: "An agent can only report on a running task it claimed: progress, succeeded or failed.",
-    OPERATOR: "Operators can cancel queued or running tasks, requeue failed or cancelled ones, "
-              "assign a queued task to an agent, or close a running one.",
-    SYSTEM: "",
-}
+# The statuses and which changes each actor may make are declared in tasks/lifecycle.py.
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (lifecycle.QUEUED, lifecycle.RUNNING, lifecycle.SUCCEEDED,
+                                                 lifecycle.FAILED, lifecycle.CANCELLED)
+AGENT, OPERATOR, SYSTEM = lifecycle.AGENT, lifecycle.OPERATOR, lifecycle.SYSTEM
+TRANSITIONS, HINTS = lifecycle.TRANSITIONS, lifecycle.HINTS
 
 # "What is this agent running": the running task that started last (newest id on a tie).
 # The rules keep it to one task; the order makes the answer the same everywhere anyway.
@@ -137,9 +120,7 @@ def get_agent(agent_id):
     return agent
 
 
-def allowed(current, target, actor):
-    """True when `actor` may move a task from `current` to `target`."""
-    return actor in TRANSITIONS.get((current, target), ())
+allowed = lifecycle.allowed
 
 
 def check_transition(task, target, actor):
@@ -484,12 +465,13 @@ def _conflict(name, now, then):
 
 def check_row(*, status, progress, agent_id):
     """The rules one task row keeps by itself (Task.clean() asks here too)."""
+    spec = lifecycle.BY_VALUE.get(status)
     if status == SUCCEEDED and progress != 100:
         raise InvalidChange("A succeeded task is 100% done.", field="progress")
-    if status == QUEUED and agent_id is not None:
-        raise InvalidChange("A queued task has no agent yet; clear the agent or mark it running.", field="agent")
-    if status == RUNNING and agent_id is None:
-        raise InvalidChange("A running task needs an agent: choose the agent that runs it.", field="agent")
+    if spec is not None and spec.agent == "none" and agent_id is not None:
+        raise InvalidChange(f"A {status} task has no agent yet; clear the agent or mark it running.", field="agent")
+    if spec is not None and spec.agent == "required" and agent_id is None:
+        raise InvalidChange(f"A {status} task needs an agent: choose the agent that runs it.", field="agent")
 
 
 def check_assignment(*, task_id, status, agent):

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from realtime.sequencing import SequencedModel
 
+from . import lifecycle
 from .search import Folded, fold
 
 # Long text is bounded where it enters (forms, the admin and the API validate against it);
@@ -47,14 +48,10 @@ class Agent(SequencedModel):
 
 
 class Task(SequencedModel):
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+    # The statuses and their rules are declared in tasks/lifecycle.py; Task.Status.RUNNING etc.
+    Status = models.TextChoices("Status", [(s.value.upper(), (s.value, s.label)) for s in lifecycle.STATUSES])
 
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    FINISHED = lifecycle.FINISHED
     derived_fields = ("started_at", "finished_at", "title_folded")
 
     title = models.CharField(max_length=200)
@@ -94,16 +91,13 @@ class Task(SequencedModel):
             models.CheckConstraint(
                 condition=Q(progress__gte=0) & Q(progress__lte=100), name="task_progress_0_100"
             ),
+            models.CheckConstraint(condition=Q(status__in=list(lifecycle.VALUES)), name="task_status_valid"),
             models.CheckConstraint(
-                condition=Q(status__in=["queued", "running", "succeeded", "failed", "cancelled"]),
-                name="task_status_valid",
-            ),
-            models.CheckConstraint(
-                condition=~Q(status="running") | Q(started_at__isnull=False),
+                condition=~Q(status__in=list(lifecycle.STARTED)) | Q(started_at__isnull=False),
                 name="task_running_has_started_at",
             ),
             models.CheckConstraint(
-                condition=~Q(status__in=["succeeded", "failed", "cancelled"]) | Q(finished_at__isnull=False),
+                condition=~Q(status__in=list(lifecycle.FINISHED)) | Q(finished_at__isnull=False),
                 name="task_finished_has_finished_at",
             ),
         ]
@@ -130,28 +124,23 @@ class Task(SequencedModel):
 
     @classmethod
     def _timestamps(cls, values, now):
-        status = values.get("status")
-        if status == cls.Status.QUEUED:
-            return {"started_at": None, "finished_at": None}
-        if status == cls.Status.RUNNING:
-            return {"started_at": Coalesce(F("started_at"), Value(now)), "finished_at": None}
-        if status in cls.FINISHED:
-            return {"finished_at": Coalesce(F("finished_at"), Value(now))}
-        return {}
+        """lifecycle.timestamps() as QuerySet.update() values, for rows in any state."""
+        spec = lifecycle.BY_VALUE.get(values.get("status"))
+        if spec is None:
+            return {}
+        keep_or_now = lambda name: Coalesce(F(name), Value(now))  # noqa: E731
+        started = keep_or_now("started_at") if spec.started else None
+        updates = {"finished_at": keep_or_now("finished_at") if spec.finished else None}
+        if not spec.finished:  # a finished task keeps the start it had
+            updates["started_at"] = started
+        return updates
 
     def prepare_for_write(self, now):
         """Keep the timestamps consistent with the status, and the folded title with the
         title, whoever changed them."""
         super().prepare_for_write(now)
         self.title_folded = fold(self.title or "")
-        if self.status == self.Status.RUNNING and self.started_at is None:
-            self.started_at = now
-        if self.status in self.FINISHED and self.finished_at is None:
-            self.finished_at = now
-        if self.status in (self.Status.QUEUED, self.Status.RUNNING):
-            self.finished_at = None
-        if self.status == self.Status.QUEUED:
-            self.started_at = None
+        self.started_at, self.finished_at = lifecycle.timestamps(self.status, self.started_at, self.finished_at, now)
 
 
 # Agent API credentials and the liveness lease (docs/api.md) -------------------------------

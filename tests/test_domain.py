@@ -352,7 +352,7 @@ def test_current_task_is_the_same_everywhere(admin):
     assert admin.get(f"/api/agents/{agent.pk}/").json()["current_task"] == expected.pk
     page = admin.get("/").content.decode()
     agent_tasks = re.findall(r'<span class="agent-task[^"]*">(.*?)</span>', page, re.S)
-    assert agent_tasks == [f'<a href="/admin/tasks/task/{expected.pk}/change/" title="newer">newer</a>']
+    assert len(agent_tasks) == 1 and agent_tasks[0].startswith(f'<a href="/tasks/{expected.pk}/" title="newer">newer</a>')
     changelist = admin.get("/admin/tasks/agent/").content.decode()
     assert f"../task/{expected.pk}/change/" in changelist
 

@@ -3,15 +3,12 @@
 // are pure; actions-ui.js draws them. The page never changes a row itself: a row shows the
 // action as pending until the change comes back through the stream.
 
-/** The actions, the statuses each applies to (tasks/domain.py), and their words. */
-export const ACTIONS = Object.freeze({
-  cancel: Object.freeze({
-    label: "Cancel", doing: "Cancelling…", done: "Cancelled", verb: "cancel", from: ["queued", "running"], to: "cancelled",
-  }),
-  requeue: Object.freeze({
-    label: "Requeue", doing: "Requeueing…", done: "Requeued", verb: "requeue", from: ["failed", "cancelled"], to: "queued",
-  }),
-});
+import { TASK_ACTIONS } from "./lifecycle.js";
+
+/** The dashboard's actions (its rows and its selection), with the statuses each applies to and
+ * their words: the server's (tasks/lifecycle.py, through lifecycle.js). */
+export const ACTIONS = Object.freeze(Object.fromEntries(
+  ["cancel", "requeue"].filter((name) => name in TASK_ACTIONS).map((name) => [name, TASK_ACTIONS[name]])));
 
 /** Does `action` apply to a task in `status`? */
 export const allows = (action, status) => ACTIONS[action].from.includes(status);
@@ -42,14 +39,14 @@ export function plan(action, ids, rowOf) {
 
 /** The words of a confirmation for `planned` (from plan()). */
 export function confirmation(planned) {
-  const { label, verb } = ACTIONS[planned.action];
+  const { label, verb, verbed } = ACTIONS[planned.action];
   const n = planned.eligible.length;
   const title = n === 0 ? `Nothing to ${verb}` : `${label} ${plural(n, "task")}?`;
   const parts = [];
   if (n > 0) parts.push(`${plural(n, "task")} will be asked to ${verb}.`);
   if (planned.skipped.length > 0) {
     const statuses = [...new Set(planned.skipped.map((item) => item.status))].join(", ");
-    parts.push(`${plural(planned.skipped.length, "selected task")} cannot be ${verb === "cancel" ? "cancelled" : "requeued"} (${statuses}) and will be left as ${planned.skipped.length === 1 ? "it is" : "they are"}.`);
+    parts.push(`${plural(planned.skipped.length, "selected task")} cannot be ${verbed} (${statuses}) and will be left as ${planned.skipped.length === 1 ? "it is" : "they are"}.`);
   }
   return { title, text: parts.join(" "), button: n === 0 ? "" : `${label} ${plural(n, "task")}` };
 }

@@ -1,13 +1,8 @@
 // Labels, times and agent liveness: pure functions, shared by every panel.
+import { TASK_STATUS } from "./lifecycle.js";
 
-/** Task statuses in display order, with their labels (text, never colour alone). */
-export const TASK_STATUS = Object.freeze({
-  queued: "Queued",
-  running: "Running",
-  succeeded: "Succeeded",
-  failed: "Failed",
-  cancelled: "Cancelled",
-});
+/** Task statuses in display order, with their labels: the server's (lifecycle.js). */
+export { TASK_STATUS };
 
 /** Agent liveness as shown: derived from the status and the last heartbeat. */
 export const LIVENESS = Object.freeze({ online: "Online", stale: "Stale", offline: "Offline" });

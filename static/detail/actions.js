@@ -4,16 +4,12 @@
 // (POST /tasks/<id>/fail, tasks/pages.py; the rule is tasks/domain.py `fail`). Pure, for
 // node tests; actions-ui.js draws them.
 import { ACTIONS as BOARD, confirmation, errorText, recheck } from "../dashboard/actions.js";
+import { TASK_ACTIONS } from "../dashboard/lifecycle.js";
 
 export { errorText, recheck };
 
-/** Every action of the page, the statuses each applies to, and its words. */
-export const ACTIONS = Object.freeze({
-  ...BOARD,
-  fail: Object.freeze({
-    label: "Mark failed", doing: "Marking failed…", done: "Marked failed", verb: "mark failed", from: ["running"], to: "failed",
-  }),
-});
+/** Every action of the page, the statuses each applies to, and its words (the server's). */
+export const ACTIONS = Object.freeze({ ...BOARD, ...("fail" in TASK_ACTIONS ? { fail: TASK_ACTIONS.fail } : {}) });
 
 /** Does `action` apply to a task in `status`? */
 export const offered = (action, status) => ACTIONS[action].from.includes(status);

@@ -10,7 +10,7 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .. import domain
+from .. import domain, lifecycle
 from ..models import TEXT_LIMIT, Agent, Task
 
 MAX_BIGINT = 2**63 - 1  # ids and offsets beyond this are not ids (and overflow SQLite)
@@ -58,8 +58,8 @@ class QueryIntegerField(serializers.IntegerField):
         if not isinstance(data, str) or not re.fullmatch(r"-?[0-9]+", data):
             self.fail("invalid")
         return super().to_internal_value(data)
-# The statuses an agent may report (domain.TRANSITIONS decides which change is allowed).
-AGENT_STATUSES = [(s.value, s.label) for s in (Task.Status.RUNNING, Task.Status.SUCCEEDED, Task.Status.FAILED)]
+# The statuses an agent may report on a running task (tasks/lifecycle.py decides which change is allowed).
+AGENT_STATUSES = [(s, lifecycle.BY_VALUE[s].label) for s in lifecycle.reachable(lifecycle.RUNNING, lifecycle.AGENT)]
 
 
 class TaskSerializer(serializers.ModelSerializer):
@@ -138,7 +138,7 @@ class TaskReportSerializer(serializers.Serializer):
         return data
 
 
-TASK_STATUSES = [value for value, _ in Task.Status.choices]
+TASK_STATUSES = list(lifecycle.VALUES)
 
 
 @extend_schema_field({"type": "array", "items": {"type": "string", "enum": TASK_STATUSES}})

@@ -1,5 +1,6 @@
 // Long text travels as an excerpt: `truncated` lists the cut fields. The page shows the
 // excerpt with "…" and says the full text is in the admin; rows without `truncated` are as before.
+import "./lifecycle.setup.mjs"; // first: the server's statuses and actions, as a page has them
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { describeTask } from "../../static/dashboard/feed.js";

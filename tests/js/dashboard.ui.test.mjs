@@ -1,3 +1,4 @@
+import "./lifecycle.setup.mjs"; // first: the server's statuses and actions, as a page has them
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Badge, describeConnection } from "../../static/dashboard/badge.js";

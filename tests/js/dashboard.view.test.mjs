@@ -1,5 +1,6 @@
 // The page's parts for a view: sorting the rows shown, the paused badge, the feed's words for
 // rows that come and go, and the older rows fetched on request.
+import "./lifecycle.setup.mjs"; // first: the server's statuses and actions, as a page has them
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { describeConnection } from "../../static/dashboard/badge.js";

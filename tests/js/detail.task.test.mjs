@@ -1,6 +1,7 @@
 // The task page's parts that run without a browser: a timeline whose top item is a run of
 // progress reports (static/detail/timeline.js), and the actions' rules and words
 // (static/detail/actions.js).
+import "./lifecycle.setup.mjs"; // first: the server's statuses and actions, as a page has them
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Timeline } from "../../static/detail/timeline.js";

@@ -106,6 +106,8 @@ class Command(BaseCommand):
                     if status == "failed":
                         task.error = rng.choice(ERRORS)
                 rows.append(task)
+            # Oldest first, so ids grow with creation time: a dashboard's window is newest by id.
+            rows.sort(key=lambda task: task.created_at)
             Task.objects.bulk_create(rows)
             Agent.objects.filter(pk__in=[a.pk for a in busy]).update(status=Agent.Status.BUSY)
         self.stdout.write(self.style.SUCCESS(f"Added {len(fleet)} agents and {len(rows)} tasks."))

@@ -44,7 +44,7 @@ if os.environ.get("BENCH_REQUEST_PATH") == "before":
 
     # Every report in a transaction of its own.
     report_batch.submit = lambda agent_id, task_id, progress: domain.report(
-        agent_id=agent_id, task_id=task_id, progress=progress, batch=False)
+        agent_id=agent_id, task_id=task_id, progress=progress)
 
 if os.environ.get("BENCH_DAPHNE_WRITES") == "buffered":
     # Reference for the fan-out on daphne: Twisted's own buffered write per frame

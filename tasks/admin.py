@@ -20,7 +20,7 @@ from django.utils.translation import ngettext
 
 from realtime.sequencing import lock_stream
 
-from . import domain, lifecycle
+from . import domain, lifecycle, selectors
 from .models import Agent, Task
 
 BADGE_STATUSES = {*lifecycle.VALUES, *Agent.Status.values}  # a status with no colour of its own looks neutral
@@ -139,7 +139,7 @@ class AgentAdmin(admin.ModelAdmin):
     Media = DashboardAdminMedia
 
     def get_queryset(self, request):
-        return domain.with_current_task(super().get_queryset(request))
+        return selectors.with_current_task(super().get_queryset(request))
 
     @admin.display(description="status", ordering="status")
     def badge(self, obj):

@@ -17,7 +17,7 @@ The rules:
 - A task that succeeds is 100% done; one queued again starts from 0% with no agent.
 - An operator's edit is refused only where it conflicts with a change made since the form
   was loaded (merge_edit); the fields the operator left alone keep their current values.
-- `current_task()` is the one answer to "what is this agent running".
+- `selectors.current_task()` is the one answer to "what is this agent running".
 
 Every function that reads rows and then writes them takes the stream lock first
 (`lock_stream()`), right after entering its transaction. All sequenced writers queue on that
@@ -29,96 +29,22 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Model, OuterRef, Subquery
+from django.db.models import Model
 from django.utils import timezone
 
 from realtime import actor as actors
 from realtime.sequencing import lock_stream
 
 from . import lifecycle
+from .errors import Conflict, DomainError, InvalidChange, NotFound, NotYours, StaleEdit  # noqa: F401 (the domain's errors)
 from .models import TEXT_LIMIT, Agent, Task
+from .selectors import CURRENT_ORDER, current_task, get_agent, get_task
 
 # The statuses and which changes each actor may make are declared in tasks/lifecycle.py.
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (lifecycle.QUEUED, lifecycle.RUNNING, lifecycle.SUCCEEDED,
                                                  lifecycle.FAILED, lifecycle.CANCELLED)
 AGENT, OPERATOR, SYSTEM = lifecycle.AGENT, lifecycle.OPERATOR, lifecycle.SYSTEM
 TRANSITIONS, HINTS = lifecycle.TRANSITIONS, lifecycle.HINTS
-
-# "What is this agent running": the running task that started last (newest id on a tie).
-# The rules keep it to one task; the order makes the answer the same everywhere anyway.
-CURRENT_ORDER = ("-started_at", "-id")
-
-
-# Errors ---------------------------------------------------------------------------------------
-
-
-class DomainError(Exception):
-    """A request the rules refuse. `field` names the field at fault, when there is one."""
-
-    def __init__(self, message, field=None, **extra):
-        super().__init__(message)
-        self.message, self.field, self.extra = message, field, extra
-
-
-class NotFound(DomainError):
-    """No such task or agent."""
-
-
-class NotYours(DomainError):
-    """The agent acts on a task that is not (or no longer) assigned to it."""
-
-
-class Conflict(DomainError):
-    """Valid, but the current state forbids it (a lost claim, a task already running)."""
-
-
-class InvalidChange(DomainError):
-    """A status change or a combination of values the rules do not allow."""
-
-
-class StaleEdit(DomainError):
-    """The row changed since the editor loaded it."""
-
-
-# Reading --------------------------------------------------------------------------------------
-
-
-def current_task(agent_id):
-    """The task the agent is running now, or None."""
-    return Task.objects.filter(agent_id=agent_id, status=RUNNING).order_by(*CURRENT_ORDER).first()
-
-
-def current_tasks(agent_ids=None):
-    """{agent id: its current task} for many agents in one query."""
-    running = Task.objects.filter(status=RUNNING, agent__isnull=False)
-    if agent_ids is not None:
-        running = running.filter(agent_id__in=list(agent_ids))
-    chosen = {}
-    for task in running.order_by(*CURRENT_ORDER):
-        chosen.setdefault(task.agent_id, task)
-    return chosen
-
-
-def with_current_task(agents):
-    """Annotate an agent queryset with `running_task_id`, in the same query."""
-    running = Task.objects.filter(agent=OuterRef("pk"), status=RUNNING).order_by(*CURRENT_ORDER)
-    return agents.annotate(running_task_id=Subquery(running.values("pk")[:1]))
-
-
-def get_task(task_id, with_agent=False):
-    tasks = Task.objects.select_related("agent") if with_agent else Task.objects
-    try:
-        return tasks.get(pk=task_id)  # get(): no ORDER BY to build for a primary key
-    except (Task.DoesNotExist, ValueError, TypeError):
-        raise NotFound(f"No task with id {task_id}.") from None
-
-
-def get_agent(agent_id):
-    agent = Agent.objects.filter(pk=agent_id).first()
-    if agent is None:  # deleted while its token was in flight
-        raise NotFound(f"No agent with id {agent_id}; it was deleted. Ask an operator for a new token.")
-    return agent
-
 
 allowed = lifecycle.allowed
 
@@ -267,16 +193,10 @@ def _check_report(task, agent_id, target):
     check_transition(task, target, AGENT)
 
 
-def report(*, agent_id, task_id, progress=None, status=None, error=None, batch=True):
-    """An agent reports on its task: progress, and/or that it succeeded or failed.
-
-    Plain progress reports from several request threads are written together
-    (tasks/report_batch.py, report_progress below); the rules are the same."""
-    if (batch and status is None and error is None and progress is not None
-            and not transaction.get_connection().in_atomic_block):
-        from . import report_batch
-
-        return report_batch.submit(agent_id, task_id, progress)
+def report(*, agent_id, task_id, progress=None, status=None, error=None):
+    """An agent reports on its task: progress, and/or that it succeeded or failed. (Plain
+    progress reports that arrive together are written together: tasks/report_batch.py and
+    report_progress below; the rules are the same.)"""
     with transaction.atomic():
         lock_stream()
         task = get_task(task_id, with_agent=True)  # the agent too: its heartbeat is checked below

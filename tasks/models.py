@@ -39,13 +39,6 @@ class Agent(SequencedModel):
     def __str__(self):
         return self.name
 
-    @property
-    def current_task(self):
-        """The task this agent is running now (derived, so it can never disagree)."""
-        from .domain import current_task
-
-        return current_task(self.pk)
-
 
 class Task(SequencedModel):
     # The statuses and their rules are declared in tasks/lifecycle.py; Task.Status.RUNNING etc.

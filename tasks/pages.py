@@ -30,7 +30,7 @@ from django.views.decorators.http import condition
 from realtime import changes as history
 
 from . import domain
-from .domain import current_task
+from .selectors import current_task
 from .models import Agent, Task
 from .throughput import throughput as throughput_data
 from .timeline import live_task_items, online_items, task_items

@@ -118,7 +118,7 @@ def _write(reports):
         r = reports[0]
         token = actors.set_current(r.actor)
         try:
-            return [domain.report(agent_id=r.agent_id, task_id=r.task_id, progress=r.progress, batch=False)]
+            return [domain.report(agent_id=r.agent_id, task_id=r.task_id, progress=r.progress)]
         except domain.DomainError as refused:
             return [refused]
         finally:

@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from realtime import counts, registry
 from realtime.viewspec import ViewError
 
-from .domain import current_tasks
+from .selectors import current_tasks
 from .models import Agent, Task
 
 INITIAL_TASK_ROWS = 100  # rows rendered into the first paint; the live window follows

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from tasks import domain, liveness, tokens
+from tasks import domain, liveness, selectors, tokens
 from tasks.models import Agent, Task
 from tests.support.forms import form_values
 
@@ -116,10 +116,10 @@ def reporting():
     agent = Agent.objects.create(name="bot", last_heartbeat=timezone.now())
     task = Task.objects.create(title="Crunch numbers")
     domain.claim(agent_id=agent.pk)
-    domain.report(agent_id=agent.pk, task_id=task.pk, progress=42, batch=False)
+    domain.report(agent_id=agent.pk, task_id=task.pk, progress=42)
 
     def tick(progress):
-        domain.report(agent_id=agent.pk, task_id=task.pk, progress=progress, batch=False)
+        domain.report(agent_id=agent.pk, task_id=task.pk, progress=progress)
 
     return Task.objects.get(pk=task.pk), agent, tick
 
@@ -196,7 +196,7 @@ def test_a_hostname_fix_on_a_form_opened_before_a_claim_leaves_the_agent_busy(ad
     assert response.status_code == 302, form_errors(response)
     stored = Agent.objects.get(pk=agent.pk)
     assert (stored.hostname, stored.status) == ("rack-7.workers.internal", "busy")
-    assert domain.current_task(agent.pk).pk == task.pk
+    assert selectors.current_task(agent.pk).pk == task.pk
 
 
 @pytest.mark.parametrize("policy,outcome", [("requeue", "queued"), ("fail", "failed")])
@@ -246,7 +246,7 @@ def test_an_operator_marks_a_running_task_failed_with_a_reason():
     assert (failed.status, failed.error) == ("failed", "The input bucket was deleted.")
     assert Agent.objects.get(pk=agent.pk).status == "idle"
     with pytest.raises(domain.InvalidChange, match="is failed"):  # its agent's next report: a 409
-        domain.report(agent_id=agent.pk, task_id=task.pk, progress=50, batch=False)
+        domain.report(agent_id=agent.pk, task_id=task.pk, progress=50)
 
 
 def test_marking_failed_needs_a_reason_and_a_running_task():
@@ -343,10 +343,9 @@ def test_current_task_is_the_same_everywhere(admin):
     older = Task.objects.create(title="older", status="running", agent=agent)
     newer = Task.objects.create(title="newer", status="running", agent=agent)
     Task.objects.filter(pk__in=[older.pk, newer.pk]).update(started_at=now)
-    expected = domain.current_task(agent.pk)
+    expected = selectors.current_task(agent.pk)
     assert expected.pk == newer.pk  # same start: the newest id
-    assert agent.current_task.pk == expected.pk
-    assert domain.current_tasks()[agent.pk].pk == expected.pk
+    assert selectors.current_tasks()[agent.pk].pk == expected.pk
     listed = admin.get("/api/agents/").json()["results"]
     assert [a["current_task"] for a in listed if a["id"] == agent.pk] == [expected.pk]
     assert admin.get(f"/api/agents/{agent.pk}/").json()["current_task"] == expected.pk

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from tasks import liveness, tokens
+from tasks import liveness, selectors, tokens
 from tasks.models import Agent, SweepLease, Task
 from tests.conftest import database_url_of
 from tests.test_api_claims import postgres_database, run_concurrently  # noqa: F401 (a fixture)
@@ -94,7 +94,7 @@ def test_agents_come_back_idle_or_busy(short_limits):
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens.issue(agent)[1]}")
         response = client.post("/api/agent/heartbeat/", {}, format="json")
         assert response.status_code == 200 and response.json()["status"] == expected
-    assert Agent.objects.get(pk=busy.pk).current_task == running
+    assert selectors.current_task(busy.pk) == running
     assert Task.objects.get(pk=task.pk).status == "failed"
 
 

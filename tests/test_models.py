@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from realtime.models import Stream
 from tasks.models import Agent, Task
+from tasks.selectors import current_task
 
 pytestmark = pytest.mark.django_db
 
@@ -230,36 +231,36 @@ def test_save_sets_updated_at():
     assert task.updated_at == Task.objects.get(pk=task.pk).updated_at
 
 
-# Agent.current_task -----------------------------------------------------------------------
+# What an agent runs (tasks/selectors.py) -------------------------------------------------
 
 
 def test_current_task_is_the_running_task(agent):
-    assert agent.current_task is None
+    assert current_task(agent.pk) is None
     Task.objects.create(title="waiting")
     Task.objects.create(title="done", status="succeeded", progress=100, agent=agent)
     Task.objects.create(title="broke", status="failed", agent=agent)
-    assert agent.current_task is None
+    assert current_task(agent.pk) is None
 
     running = Task.objects.create(title="busy", status="running", agent=agent)
-    assert agent.current_task == running
+    assert current_task(agent.pk) == running
 
     running.status, running.progress = "succeeded", 100
     running.save()
-    assert agent.current_task is None
+    assert current_task(agent.pk) is None
 
 
 def test_current_task_ignores_other_agents_running_tasks(agent):
     other = Agent.objects.create(name="borealis")
     theirs = Task.objects.create(title="theirs", status="running", agent=other)
-    assert agent.current_task is None
-    assert other.current_task == theirs
+    assert current_task(agent.pk) is None
+    assert current_task(other.pk) == theirs
 
 
 def test_current_task_prefers_the_latest_start(agent):
     now = timezone.now()
     Task.objects.create(title="older", status="running", agent=agent, started_at=now - timedelta(minutes=5))
     newer = Task.objects.create(title="newer", status="running", agent=agent, started_at=now)
-    assert agent.current_task == newer
+    assert current_task(agent.pk) == newer
 
 
 def test_string_forms(agent, task):

@@ -9,7 +9,7 @@ from django.db import OperationalError
 
 from realtime import actor
 from realtime.models import Change, Stream
-from tasks import domain
+from tasks import domain, report_batch
 from tasks.models import Agent, Task
 from tasks.report_batch import Batcher
 
@@ -99,7 +99,7 @@ def test_concurrent_agents_reports_all_land_numbered_once():
     def agent_work(i):
         with actor.acting_as(actor.AGENT, agents[i].pk, agents[i].name):
             for n in range(1, 26):
-                task = domain.report(agent_id=agents[i].pk, task_id=tasks[i].pk, progress=n)
+                task = report_batch.submit(agents[i].pk, tasks[i].pk, n)  # as the API does
                 assert task.progress == n and task.agent_id == agents[i].pk
         return i
 

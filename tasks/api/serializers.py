@@ -10,7 +10,7 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .. import domain, lifecycle
+from .. import lifecycle, selectors
 from ..models import TEXT_LIMIT, Agent, Task
 
 MAX_BIGINT = 2**63 - 1  # ids and offsets beyond this are not ids (and overflow SQLite)
@@ -87,9 +87,9 @@ class AgentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_current_task(self, agent) -> int | None:
-        if hasattr(agent, "running_task_id"):  # annotated by domain.with_current_task()
+        if hasattr(agent, "running_task_id"):  # annotated by selectors.with_current_task()
             return agent.running_task_id
-        task = domain.current_task(agent.pk)
+        task = selectors.current_task(agent.pk)
         return task.pk if task else None
 
 

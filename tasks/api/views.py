@@ -5,7 +5,6 @@ one transaction that takes the stream lock first) and reaches dashboards through
 sequencing and publishing path as the admin. Domain errors become HTTP answers in errors.py.
 """
 from django.conf import settings
-from django.db.models import Q
 from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -17,10 +16,9 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from realtime import registry
 from realtime.viewspec import ViewError
 
-from .. import domain
+from .. import domain, report_batch, selectors
 from ..models import Agent, Task
 from .authentication import AgentTokenAuthentication
 from .errors import error_response, exception_handler
@@ -245,7 +243,7 @@ class AgentTaskView(AgentApiView):
             "such task."),
     )
     def get(self, request, pk):
-        task = domain.get_task(pk)
+        task = selectors.get_task(pk)
         if task.agent_id != self.agent.pk:
             raise PermissionDenied(f"Task {pk} is not assigned to you.")
         return Response(TaskSerializer(task).data)
@@ -264,7 +262,11 @@ class AgentTaskView(AgentApiView):
     def patch(self, request, pk):
         report = TaskReportSerializer(data=request.data)
         report.is_valid(raise_exception=True)
-        task = domain.report(agent_id=self.agent.pk, task_id=pk, **report.validated_data)
+        values = report.validated_data
+        if set(values) == {"progress"}:  # the common report: written together with others (tasks/report_batch.py)
+            task = report_batch.submit(self.agent.pk, pk, values["progress"])
+        else:
+            task = domain.report(agent_id=self.agent.pk, task_id=pk, **values)
         return Response(TaskSerializer(task).data)
 
 
@@ -281,19 +283,12 @@ class TaskListView(OperatorMixin, generics.GenericAPIView):
         filters = TaskFilterSerializer(data=data)
         filters.is_valid(raise_exception=True)
         values = filters.validated_data
-        # What status, agent and q mean is a dashboard's view (tasks/windows.py), so that the list
-        # and a dashboard agree row for row; `before` continues past a dashboard's window.
-        entity = registry.windowed()
-        raw = {"status": values.get("status"), "agent": values.get("agent"), "q": values.get("q")}
         try:
-            view = entity.views.parse(raw, entity.watched)
-        except ViewError as refused:
+            return selectors.tasks_matching(status=values.get("status"), agent=values.get("agent"), q=values.get("q"),
+                                            before=values.get("before"), search=values.get("search"))
+        except ViewError as refused:  # "view.q is ...": the parameter's name, then what is wrong
             name, _, message = str(refused).partition(" ")
             raise ValidationError({name.removeprefix("view.") or "non_field_errors": [message]}) from None
-        queryset = entity.views.query(view, below=values.get("before")).select_related("agent")
-        if values.get("search"):
-            queryset = queryset.filter(Q(title__icontains=values["search"]) | Q(description__icontains=values["search"]))
-        return queryset.order_by("-pk")
 
     @operator_schema(
         operation_id="tasks_list", parameters=[TaskFilterSerializer],
@@ -334,7 +329,7 @@ class TaskDetailView(OperatorMixin, APIView):
             "one). 404 when there is no such task."),
     )
     def get(self, request, pk):
-        return Response(TaskSerializer(domain.get_task(pk)).data)
+        return Response(TaskSerializer(selectors.get_task(pk)).data)
 
     @operator_schema(
         operation_id="tasks_edit", request=TaskEditSerializer,
@@ -406,12 +401,7 @@ class AgentListView(OperatorMixin, generics.GenericAPIView):
         filters = AgentFilterSerializer(data=self.request.query_params.dict())
         filters.is_valid(raise_exception=True)
         values = filters.validated_data
-        queryset = domain.with_current_task(Agent.objects.all())
-        if "status" in values:
-            queryset = queryset.filter(status=values["status"])
-        if values.get("search"):
-            queryset = queryset.filter(Q(name__icontains=values["search"]) | Q(hostname__icontains=values["search"]))
-        return queryset.order_by("name", "id")
+        return selectors.agents_matching(status=values.get("status"), search=values.get("search"))
 
     @operator_schema(
         operation_id="agents_list", parameters=[AgentFilterSerializer],
@@ -437,7 +427,7 @@ class AgentDetailView(OperatorMixin, APIView):
             "404 when there is no such agent."),
     )
     def get(self, request, pk):
-        agent = domain.with_current_task(Agent.objects.filter(pk=pk)).first()
+        agent = selectors.with_current_task(Agent.objects.filter(pk=pk)).first()
         if agent is None:
             return Response({"detail": f"No agent with id {pk}."}, status=status.HTTP_404_NOT_FOUND)
         return Response(AgentSerializer(agent).data)

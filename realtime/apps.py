@@ -12,7 +12,7 @@ class RealtimeConfig(AppConfig):
         from django.db.backends.signals import connection_created
         from django.db.models.signals import post_migrate, post_save, pre_delete
 
-        from . import history, revocation
+        from . import epochs, revocation
         from .checks import every_sequenced_model_is_registered
         from .daphne_compat import patch_daphne
         from .sequencing import sequence_deletion
@@ -23,9 +23,9 @@ class RealtimeConfig(AppConfig):
         # whichever app registers them and in whatever order the apps become ready.
         pre_delete.connect(sequence_deletion, dispatch_uid="realtime.sequence_deletion")
         checks.register(every_sequenced_model_is_registered)
-        for model in history.sequenced_models():
-            post_save.connect(history.raw_save, sender=model, dispatch_uid=f"realtime.raw_save.{model._meta.label}")
-        post_migrate.connect(history.after_migrate, sender=self, dispatch_uid="realtime.after_migrate")
+        for model in epochs.sequenced_models():
+            post_save.connect(epochs.raw_save, sender=model, dispatch_uid=f"realtime.raw_save.{model._meta.label}")
+        post_migrate.connect(epochs.after_migrate, sender=self, dispatch_uid="realtime.after_migrate")
         connection_created.connect(set_lock_timeout, dispatch_uid="realtime.lock_timeout")
         connection_created.connect(count_connection, dispatch_uid="realtime.count_connection")
 

@@ -18,7 +18,7 @@ What it guarantees:
   ahead of what arrived through the layer (a dropped message, Redis down, a write made in
   another process on the in-process layer), it pings every client with the head so they
   resubscribe. If the head is behind what it has seen, history moved backwards
-  (realtime/history.py): the epoch is rotated and every client resets.
+  (realtime/epochs.py): the epoch is rotated and every client resets.
 """
 import asyncio
 import logging
@@ -372,7 +372,7 @@ class Hub:
         metrics.DATABASE_UP.set(1 if up else 0)
 
     async def _history_moved_back(self, epoch, head, seen):
-        from .history import rotate_epoch
+        from .epochs import rotate_epoch
 
         reason = f"the database head {head} is behind sequence {seen}, which this process has seen"
         try:

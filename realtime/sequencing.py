@@ -10,7 +10,7 @@ pre_delete signal, which also covers `QuerySet.delete()` and cascades), `QuerySe
 `bulk_create()` and `bulk_update()`. For entities registered with `history=True`, each path
 also keeps its changes, with their actor, in the same transaction (realtime/changes.py).
 Writes that bypass it (raw SQL, `loaddata`'s raw saves, data migrations) cannot be numbered;
-realtime/history.py changes the epoch for the last two so that clients reset, and
+realtime/epochs.py changes the epoch for the last two so that clients reset, and
 tests/test_sequencing.py tries every path.
 
 A writer waits at most REALTIME_STREAM_LOCK_TIMEOUT for the stream lock (on PostgreSQL the

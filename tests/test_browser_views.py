@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from realtime import counts, registry
-from realtime.history import rotate_epoch
+from realtime.epochs import rotate_epoch
 from tasks.models import Agent, Task
 from tasks.rows import task_row
 from tests.browser_support import Dashboard, browser, context, server_env  # noqa: F401 (fixtures)

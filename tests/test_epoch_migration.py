@@ -1,6 +1,6 @@
 """A data migration writes rows without sequencing them, so when `migrate` has run one, the
 stream starts a new epoch and numbering goes on above every version stored
-(realtime/history.py, wired to post_migrate in realtime/apps.py). Otherwise a row the
+(realtime/epochs.py, wired to post_migrate in realtime/apps.py). Otherwise a row the
 migration left at version N would be followed by changes numbered below N, and a client that
 resumes from N would skip them."""
 import pytest

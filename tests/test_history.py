@@ -1,5 +1,5 @@
 """History that moves backwards or is rewritten changes the epoch, so every client resets
-(realtime/history.py): a database head lower than a process has seen (a restore), fixtures
+(realtime/epochs.py): a database head lower than a process has seen (a restore), fixtures
 loaded with `loaddata`, data migrations."""
 import asyncio
 
@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 
-from realtime.history import after_migrate
+from realtime.epochs import after_migrate
 from realtime.models import Stream
 from realtime.snapshot import stream_position
 from tasks.models import Task

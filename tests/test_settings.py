@@ -374,7 +374,7 @@ BAD = {
     "METRICS_TOKEN": "two words", "LOGIN_FAILURE_LIMIT": "0", "LOGIN_LOCKOUT_MINUTES": "-1",
     "AGENT_OFFLINE_AFTER": "1m", "AGENT_OFFLINE_TASK_POLICY": "explode", "AGENT_SWEEP_INTERVAL": "0",
     "TASK_RETENTION_DAYS": "-1", "API_AGENT_RATE": "lots", "API_OPERATOR_RATE": "300/fortnight",
-    "API_REPORT_WAIT": "0",
+    "API_REPORT_WAIT": "0", "API_TOKEN_CACHE_SECONDS": "5 s",
 }
 GOOD = {
     "DJANGO_DEBUG": "off", "DJANGO_SECRET_KEY": SECRET, "DJANGO_ALLOWED_HOSTS": "dash.example.com,.example.net",
@@ -394,7 +394,7 @@ GOOD = {
     "DJANGO_REQUEST_LOG_LEVEL": "debug", "METRICS_TOKEN": "scrape-" + "t" * 40, "LOGIN_FAILURE_LIMIT": "1",
     "LOGIN_LOCKOUT_MINUTES": "0", "AGENT_OFFLINE_AFTER": "0.5", "AGENT_OFFLINE_TASK_POLICY": "FAIL",
     "AGENT_SWEEP_INTERVAL": "1", "TASK_RETENTION_DAYS": "0", "API_AGENT_RATE": "10/second",
-    "API_OPERATOR_RATE": "3/min", "API_REPORT_WAIT": "0.25",
+    "API_OPERATOR_RATE": "3/min", "API_REPORT_WAIT": "0.25", "API_TOKEN_CACHE_SECONDS": "0",
 }
 
 
@@ -434,7 +434,8 @@ def test_zero_is_accepted_exactly_where_readme_says_what_it_means(load):
         except ImproperlyConfigured:
             pass
     assert {name for name in numeric if "`0`" in meanings[name]} == zero_ok
-    assert {"LOGIN_LOCKOUT_MINUTES", "DATABASE_CONN_MAX_AGE", "TASK_RETENTION_DAYS", "DJANGO_REQUEST_OVERFLOW"} <= zero_ok
+    assert {"LOGIN_LOCKOUT_MINUTES", "DATABASE_CONN_MAX_AGE", "TASK_RETENTION_DAYS", "DJANGO_REQUEST_OVERFLOW",
+            "API_TOKEN_CACHE_SECONDS"} <= zero_ok
     assert not {"REALTIME_MAX_FRAME_BYTES", "REALTIME_HEARTBEAT_INTERVAL", "API_REPORT_WAIT"} & zero_ok
 
 
@@ -632,7 +633,7 @@ def test_run_py_refuses_a_bad_port_before_doing_anything(tmp_path, args, env, me
 
 def test_the_first_migrate_of_a_new_database_prints_nothing_under_run_py(tmp_path):
     """run.py migrates with REALTIME_LOG_LEVEL=WARNING: the stream's first epoch is not news
-    (realtime/history.py logs that rotation at INFO when the database holds no rows)."""
+    (realtime/epochs.py logs that rotation at INFO when the database holds no rows)."""
     result = run(["manage.py", "migrate", "--noinput", "-v", "0"], clean_env(tmp_path, REALTIME_LOG_LEVEL="WARNING"))
     assert result.returncode == 0, result.stderr
     assert result.stdout + result.stderr == ""

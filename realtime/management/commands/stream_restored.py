@@ -11,7 +11,7 @@ dashboard and every client of any version resets on its next contact. docs/opera
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from realtime.history import rotate_epoch
+from realtime.epochs import rotate_epoch
 
 
 class Command(BaseCommand):

@@ -25,7 +25,7 @@ from . import counts, registry
 from .models import Tombstone
 from .sequencing import SequencedModel, allocate
 
-log = logging.getLogger("realtime.history")
+log = logging.getLogger("realtime.epochs")
 
 
 def sequenced_models():

@@ -20,7 +20,7 @@ application = TrustedProxyMiddleware(StartHub(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            # The consumer finds the session's user itself (realtime/auth.py).
+            # The consumer finds the session's user itself (realtime/access.py).
             "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
         }
     )

@@ -98,7 +98,8 @@ class Hub:
         return sum(consumer.pending() for consumer in self.per_user.get(user_id, ()))
 
     async def join(self, consumer):
-        """Called by a consumer once its socket is authenticated, before it is accepted."""
+        """Called by a consumer once its socket is accepted and authenticated, before it
+        answers anything: from now on the hub pings it and may fan out to it."""
         await self.ensure_started()
         self.members.add(consumer)
         self.per_user.setdefault(consumer.user_id, set()).add(consumer)

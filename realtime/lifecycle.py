@@ -36,7 +36,8 @@ def install_sigterm_handler(hub):
         stop_listening()
         allow_slow_close_handshakes()
         try:
-            # Closing thousands of sockets takes a while on a busy process: give it up to 10 s.
+            # Closing thousands of sockets takes a while on a busy process: give it at least
+            # 10 s (four shutdown graces when that is longer).
             await asyncio.wait_for(hub.shutdown(), max(10.0, settings.REALTIME_SHUTDOWN_GRACE * 4))
             await asyncio.sleep(settings.REALTIME_SHUTDOWN_GRACE)  # let the close frames go out
         finally:

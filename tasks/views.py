@@ -154,7 +154,7 @@ def _task_detail_pattern():
     try:
         return reverse("task_detail", args=[0])
     except NoReverseMatch:
-        return "/tasks/0/"  # the contract's path (DESIGN.md), before that page is routed
+        return "/tasks/0/"  # the task page's stable path, before that page is routed
 
 
 def _check_database():

@@ -1,4 +1,4 @@
-"""Access ends when it should (DESIGN.md promise 8): a user who signs out, whose session expires
+"""Access ends when it should: a user who signs out, whose session expires
 or is deleted, who is deactivated or loses the view permission, stops receiving changes within
 seconds on every open socket of every process. Two real daphne processes on one Redis; the
 changes are made the way people make them (an HTTP sign-out, the ORM, raw SQL, the admin).

@@ -1,6 +1,6 @@
 """The stream at the edges of its data: outsized rows, one statement changing thousands of rows,
 mass deletions while a client is away. Real daphne processes on one Redis; clients apply the
-stream by PROTOCOL.md's rules. Every test ends with every client equal to the database and no
+stream by docs/protocol.md's rules. Every test ends with every client equal to the database and no
 socket closed by the server, and no frame larger than REALTIME_MAX_SEND_BYTES.
 """
 import asyncio

@@ -1,5 +1,5 @@
 """Fault tests: real daphne processes, a test-owned redis-server, dozens of clients that apply
-the stream by PROTOCOL.md's rules, and a writer changing tasks while something breaks.
+the stream by docs/protocol.md's rules, and a writer changing tasks while something breaks.
 
 Each test ends with every client equal to the database (same rows, same versions) and no
 server process crashed. Loopback only; every test is bounded and stops by itself. Each

@@ -1,4 +1,4 @@
-"""A viewer can only view (DESIGN.md, promise 11): sockets that ask for syncs and never read take
+"""A viewer can only view: sockets that ask for syncs and never read take
 a bounded share of the server's memory, on daphne (whose transport buffers without limit) as
 on uvicorn. Repeated subscribes wait for the last answer to be taken; past
 REALTIME_MAX_OUTBOX_BYTES for a socket, or REALTIME_MAX_USER_OUTBOX_BYTES for a user, the

@@ -12,6 +12,7 @@ from .daphne_compat import allow_slow_close_handshakes, stop_listening
 log = logging.getLogger("realtime.hub")
 
 _sigterm_installed = False
+draining = False  # SIGTERM arrived: /healthz says so, so a balancer and the pages look elsewhere
 
 
 def install_sigterm_handler(hub):
@@ -44,6 +45,8 @@ def install_sigterm_handler(hub):
             chain(signum, frame)
 
     def on_sigterm(signum, frame):
+        global draining
+        draining = True
         if hub.closing:
             return chain(signum, frame)
         log.info("SIGTERM: closing %d sockets with 1012", len(hub.members))

@@ -203,11 +203,17 @@ def _is_staff(request):
 
 @never_cache
 def healthz(request):
-    """200 when the database and the channel layer answer, else 503 naming what failed.
+    """200 when the database and the channel layer answer, else 503 naming what failed; 503
+    `"status": "draining"` once the process got SIGTERM (its sockets are being closed with
+    1012: a balancer and the pages' health probe should go elsewhere).
 
     Anonymous callers (load balancers, the outside world) learn only which part failed, never
     what the parts are; a staff session also gets the channel layer's class and the error
     text. Each failure is logged once, with its traceback, on the "tasks.health" logger."""
+    from realtime import lifecycle
+
+    if lifecycle.draining:
+        return JsonResponse({"status": "draining", "checks": {}}, status=503)
     checks, ok = {}, True
     for name, check in (("database", _check_database), ("channel_layer", _check_layer)):
         try:

@@ -10,7 +10,7 @@ from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from dashboard_site import api_errors
-from tasks import domain, tokens
+from tasks import selectors, tokens
 from tasks.api import serializers as api_serializers
 from tasks.models import Agent, Task
 
@@ -106,7 +106,7 @@ def test_an_unexpected_exception_is_a_json_500_logged_once(bot, agent, monkeypat
     def broken(task_id):
         raise RuntimeError("the disk caught fire")
 
-    monkeypatch.setattr(domain, "get_task", broken)
+    monkeypatch.setattr(selectors, "get_task", broken)
     client = APIClient(raise_request_exception=False)
     client.credentials(**bot._credentials)
     body = assert_json_error(client.get("/api/agent/tasks/1/"), 500)

@@ -10,11 +10,12 @@ arrival, before any parsing; servers take their commit stamps with the same cloc
 Two modes:
 - "stamp": pure receive-and-timestamp. Keeps (arrival time, raw frame) of every event frame,
   answers pings; latencies are computed afterwards against the writer's commit stamps.
-- "apply": applies the stream by PROTOCOL.md's client rules (tests/support/stream.py does the
-  same with `websockets`): sync/reset, event only when seq == last + 1, duplicates ignored,
-  a gap or a ping ahead of `last` resubscribes with `since`, pongs, and (optionally)
-  reconnects like the browser client: 1012 -> 0.5 s + U(0, 5 s); other closes -> full-jitter
-  backoff 0.25 s .. min(30 s, 1 s * 2^attempt); 4500-4999 and 1009 -> stop.
+- "apply": applies the stream by docs/protocol.md's client rules (realtime/client.py, which
+  the tests' client and check_stream share): syncs (whole or in parts), events and ranges,
+  duplicates ignored, a gap or a ping ahead of `last` resubscribes with `since`; it answers
+  pings and (optionally) reconnects like the browser client: 1012 -> 0.5 s + U(0, 5 s);
+  other closes -> full-jitter backoff 0.25 s .. min(30 s, 1 s * 2^attempt); 4500-4999 and
+  1009 -> stop.
   Identical frames are JSON-decoded once per fleet (every socket gets the same pre-encoded
   frame), then applied per client.
 """
@@ -26,6 +27,8 @@ import os
 import random
 import time
 from array import array
+
+from realtime.client import StreamState
 
 monotonic = time.monotonic
 EVENT_MARKS = (b'"type":"event"', b'"type": "event"')
@@ -169,24 +172,20 @@ class WSProtocol(asyncio.Protocol):
             self.owner.on_close(self, code, ours)
 
 
-class Client:
-    """One dashboard."""
+class Client(StreamState):
+    """One dashboard: the stream's client rules (realtime/client.py) on a WSProtocol, with the
+    browser's reconnect policy and the benchmarks' bookkeeping (arrival times, counts)."""
 
     def __init__(self, fleet, index):
+        super().__init__(view=fleet.view)
         self.fleet, self.index = fleet, index
         self.proto = None
-        self.epoch = self.last = None
-        self.tasks, self.agents, self.current = {}, {}, {}
-        self.counts, self.fp = None, None
         self.bytes = 0
-        self.ranges = 0
-        self.subscribing = False
         self.synced = False
         self.stopped = False
         self.attempt = 0
         self.frames = []  # stamp mode: (t, payload)
         self.recv = None  # apply mode with tracking: arrival time per seq
-        self.syncs = self.resets = self.events = self.gaps = self.duplicates = 0
         self.connects = self.pings = 0
         self.close_codes = []
         self.connect_errors = 0
@@ -219,11 +218,7 @@ class Client:
         self.subscribe()
 
     def subscribe(self):
-        self.subscribing = True
-        frame = {"type": "subscribe", "since": self.last, "epoch": self.epoch}
-        if self.fleet.view is not None:
-            frame["view"], frame["fp"] = self.fleet.view, self.fp
-        self.proto.send_text(json.dumps(frame))
+        self.proto.send_text(json.dumps(self.subscribe_frame()))
 
     def close(self):
         self.stopped = True
@@ -234,7 +229,7 @@ class Client:
         if proto is not self.proto:
             return
         self.proto = None
-        self.subscribing = False
+        self.connection_lost()
         self.synced = False
         self.close_codes.append(code)
         if self.closed_at is None and self.fleet.mark is not None:
@@ -276,7 +271,7 @@ class Client:
         if fleet.mode == "stamp":
             head = payload[:24]
             if b'"ping"' in head:
-                self._ping(json.loads(payload))
+                self._pong(json.loads(payload))
             elif b'"sync"' in head:
                 frame = json.loads(payload)
                 self.epoch, self.last, self.synced, self.subscribing = frame["epoch"], frame["seq"], True, False
@@ -288,130 +283,53 @@ class Client:
                                           payload.count(EVENT_MARKS[0]) + payload.count(EVENT_MARKS[1]))
             return
         frame = fleet.decode(payload)
-        kind = frame.get("type")
-        if kind == "events" and "from" in frame:
-            if not self.apply_range(frame, t):
-                self.subscribe()
-        elif kind == "event":
-            if not self.apply_event(frame, t):
-                self.subscribe()
-        elif kind == "events":
-            for event in frame["items"]:
-                if not self.apply_event(event, t):
-                    self.subscribe()
-                    break
-        elif kind == "sync":
-            self.apply_sync(frame, t)
-        elif kind == "ping":
-            self._ping(frame)
+        kind = frame["type"]
+        if kind == "sync":
+            self._take_sync(frame, t)
+            return
+        if kind == "ping":
+            self._pong(frame)
         elif kind == "error":
             fleet.errors.append(frame)
+        before = self.last
+        if self.apply(frame):
+            self.subscribe()
+        if fleet.track_base is not None and self.last != before:
+            self._arrived(before + 1, t)
 
-    def _ping(self, frame):
+    def _pong(self, frame):
         self.pings += 1
         if self.proto is not None:
             self.proto.send_text(json.dumps({"type": "pong", "id": frame["id"]}))
-        if self.fleet.mode == "apply" and not self.subscribing and self.last is not None and (
-            frame.get("epoch") not in (None, self.epoch) or frame.get("seq", 0) > self.last
-        ):
-            self.subscribe()
 
-    # Applying, by the client rules (PROTOCOL.md) ----------------------------------------------
-
-    @staticmethod
-    def _apply_rows(table, rows):
-        for row in rows:
-            old = table.get(row["id"])
-            if old is None or old["version"] <= row["version"]:
-                table[row["id"]] = row
-
-    def apply_sync(self, frame, t):
-        before = self.last
-        if frame["reset"]:
-            self.tasks, self.agents = {}, {}
-            self.resets += 1
-        if "view" in frame:  # a view's window replaces the task rows, whatever reset says
-            self.tasks = {}
-            self.counts = frame["counts"]
-            self.current = {row["id"]: row for row in frame.get("current", ())}
-        self.fp = frame.get("fp")
-        self._apply_rows(self.tasks, frame["tasks"])
-        self._apply_rows(self.agents, frame["agents"])
-        for object_id in frame["deleted"]["tasks"]:
-            self.tasks.pop(object_id, None)
-        for object_id in frame["deleted"]["agents"]:
-            self.agents.pop(object_id, None)
-        self.epoch, self.last = frame["epoch"], frame["seq"]
-        self.syncs += 1
-        self.subscribing = False
+    def _take_sync(self, frame, t):
+        before, syncs = self.last, self.syncs
+        self.apply(frame)
+        if self.syncs == syncs:  # a part: the sync is applied with its last part
+            return
         self.attempt = 0
         if not self.synced:
             self.synced = True
             self.fleet.synced_count += 1
         if self.fleet.mark is not None and self.resynced_at is None:
             self.resynced_at = t
-        fleet = self.fleet
-        if fleet.track_base is not None and before is not None:
+        if before is not None and self.fleet.track_base is not None:
             # Changes recovered through a sync count as delivered when the sync arrived.
-            recv = self._recv()
-            lo, hi = max(before + 1, fleet.track_base), min(self.last, fleet.track_base + len(recv) - 1)
-            for seq in range(lo, hi + 1):
-                if math.isnan(recv[seq - fleet.track_base]):
-                    recv[seq - fleet.track_base] = t
+            recv, base = self._recv(), self.fleet.track_base
+            for i in range(max(before + 1 - base, 0), min(self.last - base + 1, len(recv))):
+                if math.isnan(recv[i]):
+                    recv[i] = t
 
-    def apply_range(self, frame, t):
-        """A view's range (docs/protocol.md): False when something was missed."""
-        if self.last is None or self.subscribing or frame["to"] <= self.last:
-            return True
-        if frame["from"] != self.last + 1:
-            self.gaps += 1
-            return False
-        for item in frame["items"]:
-            entity, row = item["entity"], item["data"]
-            table = self.tasks if entity == "task" else self.current if entity == "current" else self.agents
-            if item["op"] == "delete":
-                table.pop(row["id"], None)
-            elif entity != "agent" or row["version"] >= table.get(row["id"], {}).get("version", 0):
-                table[row["id"]] = row
-        if "counts" in frame:
-            self.counts = frame["counts"]
-        first, self.last, self.fp = frame["from"], frame["to"], frame.get("fp")
-        self.ranges += 1
-        fleet = self.fleet
-        if fleet.track_base is not None:
-            recv = self._recv()
-            for seq in range(max(first, fleet.track_base), min(self.last, fleet.track_base + len(recv) - 1) + 1):
-                recv[seq - fleet.track_base] = t
-        return True
-
-    def apply_event(self, event, t):
-        """False when a gap was found (the caller resubscribes)."""
-        if self.last is None or self.subscribing:
-            return True  # the sync in flight covers it
-        seq = event["seq"]
-        if seq <= self.last:
-            self.duplicates += 1
-            return True
-        if seq > self.last + 1:
-            self.gaps += 1
-            return False
-        table = self.tasks if event["entity"] == "task" else self.agents
-        if event["op"] == "delete":
-            table.pop(event["data"]["id"], None)
-        else:
-            row = event["data"]
-            old = table.get(row["id"])
-            if old is None or old["version"] <= row["version"]:
-                table[row["id"]] = row
-        self.last = seq
-        self.events += 1
-        fleet = self.fleet
-        if fleet.track_base is not None:
-            i = seq - fleet.track_base
-            recv = self._recv()
-            if 0 <= i < len(recv):
-                recv[i] = t
-        return True
+    def _arrived(self, first, t):
+        """Arrival time `t` for the changes numbered `first`..`last` (apply mode, tracked)."""
+        recv = self.recv if self.recv is not None else self._recv()
+        base = self.fleet.track_base
+        if first == self.last:  # one change: the common case
+            if 0 <= first - base < len(recv):
+                recv[first - base] = t
+            return
+        for i in range(max(first - base, 0), min(self.last - base + 1, len(recv))):
+            recv[i] = t
 
     def _recv(self):
         if self.recv is None:

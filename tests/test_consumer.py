@@ -12,6 +12,7 @@ from django.test import Client
 
 from dashboard_site.asgi import application
 from realtime import hub as hub_module
+from realtime.client import StreamState
 from realtime.hub import get_hub
 from realtime.models import Stream, Tombstone
 from tasks.models import Agent, Task
@@ -575,9 +576,7 @@ async def test_hub_shutdown_closes_every_socket_with_1012(cookie):
 
 
 async def test_sync_plus_events_equals_a_fresh_fetch_end_to_end(cookie):
-    from tests.support.stream import StreamClient
-
-    client = StreamClient("", "", "")
+    client = StreamState()
     comm, _, _ = await connect(cookie)
 
     def writes():

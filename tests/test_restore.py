@@ -58,9 +58,10 @@ class Site:
 class OldClient(StreamClient):
     """A client from before fingerprints: it resumes with `since` and `epoch` only."""
 
-    async def subscribe(self):
-        self.subscribing = True
-        await self.ws.send(json.dumps({"type": "subscribe", "since": self.last, "epoch": self.epoch}))
+    def subscribe_frame(self):
+        frame = super().subscribe_frame()
+        del frame["fp"]
+        return frame
 
 
 def env_for(server_env):

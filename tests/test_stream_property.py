@@ -19,8 +19,9 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from dashboard_site.asgi import application
+from realtime.client import StreamState
 from tasks.models import Agent, Task
-from tests.support.stream import StreamClient, database_rows
+from tests.support.stream import database_rows
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -82,7 +83,7 @@ def run_writer(ops, started):
 
 async def scenario(cookie, before, during, resume):
     headers = [(b"origin", b"http://127.0.0.1"), (b"cookie", cookie)]
-    client = StreamClient("", "", "")
+    client = StreamState()
     await sync_to_async(lambda: [apply(op) for op in before], thread_sensitive=False)()
 
     async def session(since, epoch, writer_ops):

@@ -1,7 +1,8 @@
-"""A WebSocket client that applies the stream by PROTOCOL.md's client rules.
+"""A WebSocket client that applies the stream by docs/protocol.md's client rules.
 
-Used by the integration, fault and end-to-end tests (and the benchmarks) to check that what
-a client ends up with equals the database.
+Used by the integration, fault and end-to-end tests to check that what a client ends up with
+equals the database. The rules themselves are realtime/client.py's (`StreamState`); this
+module adds the transport (`websockets`), the reconnect policies and the tests' bookkeeping.
 """
 import asyncio
 import json
@@ -9,146 +10,30 @@ import time
 
 import websockets
 
+from realtime.client import StreamState
 
-class StreamClient:
-    """Connects, subscribes, answers pings, applies sync/events, resubscribes on gaps, and
-    reconnects (with resume) when the connection drops, until `stop()`."""
+
+class StreamClient(StreamState):
+    """Connects, subscribes, answers pings, applies frames by the client rules
+    (realtime/client.py), resubscribes when something was missed, and reconnects (with
+    resume) when the connection drops, until `stop()`."""
 
     def __init__(self, url, cookie, origin, reconnect=True, answer_pings=True, view=None):
+        super().__init__(view)  # a view: protocol v2 (docs/protocol.md, "Views")
         self.url, self.cookie, self.origin = url, cookie, origin
         self.reconnect, self.answer_pings = reconnect, answer_pings
-        self.view = view  # protocol v2: subscribe to this window (docs/protocol.md, "Views")
-        self.epoch, self.last, self.fp = None, None, None
-        self.tasks, self.agents = {}, {}
-        self.counts, self.current, self.echo = None, {}, None
-        self.ranges, self.bytes_received = 0, 0
+        self.bytes_received = 0
         self.bad_frames = []  # frames that do not fit realtime/events.py (checked at stop())
-        self.syncs, self.resets, self.events, self.gaps, self.connects = 0, 0, 0, 0, 0
+        self.connects = 0
         self.close_codes, self.errors = [], []
-        self.subscribing = False
-        self.staged = None  # (key, parts so far) of a sync arriving in parts
-        self.parts_received, self.bad_parts = 0, 0
         self.largest_frame = 0
         self.ws = None
         self.stopped = False
         self._task = None
         self.changed = asyncio.Event()
 
-    # Applying, by the client rules -----------------------------------------------------
-
-    def apply_rows(self, table, rows):
-        for row in rows:
-            old = table.get(row["id"])
-            if old is None or old["version"] <= row["version"]:
-                table[row["id"]] = row
-
-    def take_sync_part(self, frame):
-        """Stage the parts of a multi-part sync; return the whole sync once the last part is
-        in (None before). A part that does not follow the staged ones starts over."""
-        parts = frame.get("parts")
-        if not parts:
-            self.staged = None
-            return frame
-        key = (frame["epoch"], frame["seq"], frame["reset"], parts)
-        if frame["part"] == 1 or self.staged is None or self.staged[0] != key or len(self.staged[1]) + 1 != frame["part"]:
-            self.staged = (key, []) if frame["part"] == 1 else None
-            if self.staged is None:
-                self.bad_parts += 1
-                return None
-        self.staged[1].append(frame)
-        self.parts_received += 1
-        if frame["part"] < parts:
-            return None
-        frames, self.staged = self.staged[1], None
-        whole = dict(frames[0], tasks=[], agents=[], deleted={"tasks": [], "agents": []})
-        if "current" in frames[0]:
-            whole["current"] = []
-        for part in frames:
-            for key in ("tasks", "agents", "current"):
-                if key in whole:
-                    whole[key] += part.get(key, [])
-            whole["deleted"]["tasks"] += part["deleted"].get("tasks", [])
-            whole["deleted"]["agents"] += part["deleted"].get("agents", [])
-        return whole
-
-    def apply_sync(self, frame):
-        if frame["reset"]:
-            self.tasks, self.agents = {}, {}
-            self.resets += 1
-        if "view" in frame:  # a view's sync: its window replaces the task rows, whatever reset says
-            self.tasks = {}
-            self.echo, self.counts = frame["view"], frame["counts"]
-            if "current" in frame:
-                self.current = {row["id"]: row for row in frame["current"]}
-        self.fp = frame.get("fp")
-        self.apply_rows(self.tasks, frame["tasks"])
-        self.apply_rows(self.agents, frame["agents"])
-        for object_id in frame["deleted"]["tasks"]:
-            self.tasks.pop(object_id, None)
-        for object_id in frame["deleted"]["agents"]:
-            self.agents.pop(object_id, None)
-        self.epoch, self.last = frame["epoch"], frame["seq"]
-        self.syncs += 1
-        self.subscribing = False
-
-    def apply_range(self, frame):
-        """A view's range: every change from..to. Return False when something was missed."""
-        if self.last is None or self.subscribing:
-            return True
-        if frame["to"] <= self.last:
-            return True
-        if frame["from"] != self.last + 1:
-            self.gaps += 1
-            return False
-        for item in frame["items"]:
-            entity, row_id = item["entity"], item["data"]["id"]
-            if entity == "task":
-                if item["op"] == "delete":
-                    self.tasks.pop(row_id, None)
-                else:
-                    self.tasks[row_id] = item["data"]
-            elif entity == "current":
-                if item["op"] == "delete":
-                    self.current.pop(row_id, None)
-                else:
-                    self.current[row_id] = item["data"]
-            elif entity == "agent":
-                if item["op"] == "delete":
-                    self.agents.pop(row_id, None)
-                else:
-                    self.apply_rows(self.agents, [item["data"]])
-        if "counts" in frame:
-            self.counts = frame["counts"]
-        self.last, self.fp = frame["to"], frame.get("fp")
-        self.ranges += 1
-        return True
-
-    def apply_event(self, event):
-        """Return False when a gap was found (the caller resubscribes)."""
-        if self.last is None or self.subscribing:
-            return True  # not synced yet: the sync will cover it
-        if event["seq"] <= self.last:
-            return True
-        if event["seq"] > self.last + 1:
-            self.gaps += 1
-            return False
-        table = self.tasks if event["entity"] == "task" else self.agents
-        if event["op"] == "delete":
-            table.pop(event["data"]["id"], None)
-        else:
-            self.apply_rows(table, [event["data"]])
-        self.last, self.fp = event["seq"], event.get("fp")
-        self.events += 1
-        return True
-
-    # The connection ---------------------------------------------------------------------
-
     async def subscribe(self):
-        self.subscribing = True
-        frame = {"type": "subscribe", "since": self.last, "epoch": self.epoch, "fp": self.fp}
-        if self.view is not None:
-            frame["view"] = self.view
-        await self.ws.send(json.dumps(frame))
+        await self.ws.send(json.dumps(self.subscribe_frame()))
 
     async def change_view(self, view):
         """Subscribe again with another view (its sync replaces the window)."""
@@ -163,25 +48,12 @@ class StreamClient:
         if problems:
             self.bad_frames.append((json.dumps(frame)[:300], problems))
         kind = frame.get("type")
-        if kind == "sync":
-            whole = self.take_sync_part(frame)
-            if whole is not None:
-                self.apply_sync(whole)
-        elif kind == "events" and "from" in frame:
-            if not self.apply_range(frame):
-                await self.subscribe()
-        elif kind in ("event", "events"):
-            for event in frame["items"] if kind == "events" else [frame]:
-                if not self.apply_event(event):
-                    await self.subscribe()
-                    break
-        elif kind == "ping":
-            if self.answer_pings:
-                await self.ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
-            if (frame.get("epoch") not in (None, self.epoch) or (self.last is not None and frame["seq"] > self.last)) and not self.subscribing:
-                await self.subscribe()
+        if kind == "ping" and self.answer_pings:
+            await self.ws.send(json.dumps({"type": "pong", "id": frame["id"]}))
         elif kind == "error":
             self.errors.append(frame)
+        if self.apply(frame):
+            await self.subscribe()
         self.changed.set()
 
     async def run_once(self):
@@ -206,8 +78,7 @@ class StreamClient:
             except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake) as exc:
                 self.close_codes.append(type(exc).__name__)
             self.ws = None
-            self.subscribing = False
-            self.staged = None  # a sync cut off with the connection is dropped whole
+            self.connection_lost()
             if not self.reconnect or self.stopped:
                 break
             if self.close_codes and isinstance(self.close_codes[-1], int) and 4500 <= self.close_codes[-1] < 5000:
@@ -449,8 +320,7 @@ class ResilientStreamClient(StreamClient):
             self.close_codes.append(code)
             self.mark("closed", code)
             self.ws = None
-            self.subscribing = False
-            self.staged = None
+            self.connection_lost()
             if not self.reconnect or (isinstance(code, int) and 4500 <= code < 5000):
                 break
             # A connection that synced and stayed up resets the attempt counter.

@@ -25,7 +25,10 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from realtime.protocol import CLOSE_BY_OPERATOR, CLOSE_FORBIDDEN, CLOSE_NOT_SIGNED_IN, CLOSE_PROTOCOL_VIOLATION
+from realtime.client import StreamState
+from realtime.protocol import (
+    CLOSE_BY_OPERATOR, CLOSE_FORBIDDEN, CLOSE_NOT_SIGNED_IN, CLOSE_PROTOCOL_VIOLATION, PING, PONG,
+)
 
 TERMINAL_HINTS = {
     CLOSE_NOT_SIGNED_IN: "the server did not accept the session: it reads sessions from a different database or "
@@ -39,13 +42,13 @@ TERMINAL_HINTS = {
 }
 
 
-class Probe:
-    """The client side of the check: a minimal protocol-following reader."""
+class Probe(StreamState):
+    """The client side of the check: the stream's client rules (realtime/client.py) on one
+    connection, noting when each change arrived and how ("live" or through a "resync")."""
 
     def __init__(self, ws, timeout):
+        super().__init__()
         self.ws, self.timeout = ws, timeout
-        self.last = None
-        self.epoch = None
         self.seen = {}  # seq -> (event, monotonic time of arrival, how: "live" or "resync")
         self.resyncs = 0
 
@@ -53,7 +56,7 @@ class Probe:
         await self.ws.send(json.dumps(frame))
 
     async def subscribe(self):
-        await self.send({"type": "subscribe", "since": self.last, "epoch": self.epoch})
+        await self.send(self.subscribe_frame())
 
     async def next_frame(self, deadline):
         remaining = deadline - time.monotonic()
@@ -64,32 +67,32 @@ class Probe:
     async def handle(self, frame):
         """Apply one frame; returns the frame type."""
         kind = frame.get("type")
-        now = time.monotonic()
-        if kind == "sync":
-            if self.last is not None:
-                self.resyncs += 1
-                # A resync covers what was missed: remember the probe rows it carries.
-                for row in frame.get("tasks", []):
-                    self.seen.setdefault(row["version"], ({"entity": "task", "op": "upsert", "data": row}, now, "resync"))
-                for object_id in frame.get("deleted", {}).get("tasks", []):
-                    self.seen.setdefault(("deleted", object_id), ({"entity": "task", "op": "delete", "data": {"id": object_id}}, now, "resync"))
-            self.last, self.epoch = frame["seq"], frame["epoch"]
-        elif kind in ("event", "events"):
-            for event in frame["items"] if kind == "events" else [frame]:
-                if self.last is None or event["seq"] <= self.last:
-                    continue
-                if event["seq"] > self.last + 1:
-                    await self.subscribe()
-                    break
-                self.last = event["seq"]
-                self.seen[event["seq"]] = (event, now, "live")
-                if event["op"] == "delete":
-                    self.seen[("deleted", event["data"]["id"])] = (event, now, "live")
-        elif kind == "ping":
-            await self.send({"type": "pong", "id": frame["id"]})
-            if self.last is not None and frame.get("seq", 0) > self.last:
-                await self.subscribe()
+        if kind == PING:
+            await self.send({"type": PONG, "id": frame["id"]})
+        if self.apply(frame):
+            await self.subscribe()
         return kind
+
+    def apply_sync(self, frame):
+        if self.last is not None:
+            self.resyncs += 1
+            # A resync covers what was missed: remember the probe rows it carries.
+            now = time.monotonic()
+            for row in frame.get("tasks", []):
+                self.seen.setdefault(row["version"], ({"entity": "task", "op": "upsert", "data": row}, now, "resync"))
+            for object_id in frame.get("deleted", {}).get("tasks", []):
+                self.seen.setdefault(("deleted", object_id), ({"entity": "task", "op": "delete", "data": {"id": object_id}}, now, "resync"))
+        super().apply_sync(frame)
+
+    def apply_event(self, event):
+        before = self.last
+        applied = super().apply_event(event)
+        if self.last != before:
+            now = time.monotonic()
+            self.seen[event["seq"]] = (event, now, "live")
+            if event["op"] == "delete":
+                self.seen[("deleted", event["data"]["id"])] = (event, now, "live")
+        return applied
 
     async def wait_for(self, key, deadline):
         while key not in self.seen:

@@ -336,14 +336,7 @@ class DatabaseTemplate:
         return db
 
     def drop_template(self):
-        if self.kind == "sqlite":
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{self.template}{suffix}").unlink(missing_ok=True)
-        else:
-            try:
-                psql(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
-            except Exception:
-                pass
+        drop_database(self.kind, self.template)
 
 
 class Database:
@@ -353,14 +346,20 @@ class Database:
         at_cleanup(self.drop)
 
     def drop(self):
-        if self.kind == "sqlite":
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{self.handle}{suffix}").unlink(missing_ok=True)
-        else:
-            try:
-                psql(f'DROP DATABASE IF EXISTS "{self.handle}" WITH (FORCE)')
-            except Exception:
-                pass
+        drop_database(self.kind, self.handle)
+
+
+def drop_database(kind, handle):
+    """Remove a benchmark's database: a SQLite file (with its -wal and -shm) or a PostgreSQL
+    database by name; one already gone is no error."""
+    if kind == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{handle}{suffix}").unlink(missing_ok=True)
+    else:
+        try:
+            psql(f'DROP DATABASE IF EXISTS "{handle}" WITH (FORCE)')
+        except Exception:
+            pass
 
 
 # HTTP trigger ----------------------------------------------------------------------------

@@ -408,6 +408,13 @@ class Fleet:
                 last, moved = count(), monotonic()
         return True
 
+    async def reach(self, seq, timeout=30.0, step=0.01):
+        """Wait until every client has applied the changes up to `seq` (apply mode)."""
+        return await self.wait(lambda: all(c.last is not None and c.last >= seq for c in self.clients), timeout, step)
+
+    def synced_clients(self):
+        return sum(1 for c in self.clients if c.synced)
+
     async def wait(self, predicate, timeout, step=0.01):
         end = monotonic() + timeout
         while not predicate():

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -20,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import broadcast, serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.rows import event, sync  # noqa: E402
+from bench.rows import sync, write as write_events  # noqa: E402
 
 EPOCH = "raw-floor"
 connections = set()
@@ -47,20 +46,13 @@ async def handler(ws):
 
 
 async def write(n, rate, rows):
-    global head
-    stamps = []
-    start = time.monotonic()
-    for i in range(n):
-        if rate:
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        head += 1
-        t = time.monotonic()
-        broadcast(connections, dumps(event(head, rows)))
-        stamps.append([head, t])
+    async def send(frame):
+        global head
+        head = frame["seq"]
+        broadcast(connections, dumps(frame))
         await asyncio.sleep(0)
-    return {"stamps": stamps, "start": start, "elapsed": time.monotonic() - start}
+
+    return await write_events(head + 1, n, rate, rows, send)
 
 
 async def process_request(connection, request):

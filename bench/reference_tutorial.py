@@ -11,10 +11,8 @@ measured on complete deliveries.
     daphne bench.reference_tutorial:application
     GET /bench/write?n=100&rate=0   ->  {"stamps": [[seq, t], ...]}   (t: time.monotonic())
 """
-import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -39,7 +37,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer  # noqa: E402
 from channels.layers import get_channel_layer  # noqa: E402
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-from bench.rows import event, sync  # noqa: E402
+from bench.rows import sync, write as write_events  # noqa: E402
 
 GROUP = "dashboard"
 EPOCH = "tutorial"
@@ -65,20 +63,14 @@ class TutorialConsumer(AsyncJsonWebsocketConsumer):
 
 
 async def write(n, rate, rows):
-    global head
     layer = get_channel_layer()
-    stamps = []
-    start = time.monotonic()
-    for i in range(n):
-        if rate:
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        head += 1
-        t = time.monotonic()
-        await layer.group_send(GROUP, {"type": "stream.event", "event": event(head, rows)})
-        stamps.append([head, t])
-    return {"stamps": stamps, "start": start, "elapsed": time.monotonic() - start}
+
+    async def send(frame):
+        global head
+        head = frame["seq"]
+        await layer.group_send(GROUP, {"type": "stream.event", "event": frame})
+
+    return await write_events(head + 1, n, rate, rows, send)
 
 
 async def http(scope, receive, send):

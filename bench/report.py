@@ -5,7 +5,6 @@ difference, proposals) is bench/findings.md, included as written.
     python bench/run.py --report-only bench/results/latest.json
 """
 import json
-from pathlib import Path
 
 from bench.common import ROOT
 
@@ -76,191 +75,172 @@ def _plt():
     return plt
 
 
-def plot_fanout(data, suffix=""):
-    scenario = data["scenarios"].get("fanout")
-    if not scenario:
-        return []
+def _figure(name, suffix, draw, figsize, **subplots):
+    """docs/img/<name><suffix>.png, drawn by `draw(axes)` on a new figure; its path."""
     plt = _plt()
+    fig, axes = plt.subplots(figsize=figsize, **subplots)
+    draw(axes)
+    path = IMG / f"{name}{suffix}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _axes(ax, xlabel=None, ylabel=None, title=None, legend=True, grid="both"):
+    """The labels, legend and grid every plot gives its axes."""
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if legend:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis=grid)
+
+
+def plot_fanout(scenario, suffix=""):
     import numpy as np
 
-    made = []
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    labels = list(scenario["runs"][0].keys())
-    for label in labels:
-        runs = [r[label] for r in scenario["runs"] if label in r and r[label].get("latency_quantiles_ms")]
-        if not runs:
-            continue
-        # Median over runs of each quantile.
-        samples = np.median(np.asarray([r["latency_quantiles_ms"] for r in runs]), axis=0)
-        y = np.linspace(0, 1, samples.size)
-        style = "-" if label.startswith("project") else "--"
-        ax.plot(samples, y, style, label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("delivery latency, commit -> client (ms, log)")
-    ax.set_ylabel("fraction of deliveries")
-    ax.set_title("One change to 1,000 dashboards (median of runs per quantile)")
-    ax.axhline(0.99, color="grey", lw=0.5)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    path = IMG / f"perf-fanout-latency{suffix}.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    made.append(path)
+    def latency(ax):
+        for label in scenario["runs"][0]:
+            runs = [r[label] for r in scenario["runs"] if label in r and r[label].get("latency_quantiles_ms")]
+            if not runs:
+                continue
+            # Median over runs of each quantile.
+            samples = np.median(np.asarray([r["latency_quantiles_ms"] for r in runs]), axis=0)
+            ax.plot(samples, np.linspace(0, 1, samples.size), "-" if label.startswith("project") else "--", label=label)
+        ax.set_xscale("log")
+        ax.axhline(0.99, color="grey", lw=0.5)
+        _axes(ax, "delivery latency, commit -> client (ms, log)", "fraction of deliveries",
+              "One change to 1,000 dashboards (median of runs per quantile)")
 
-    per = scenario["summary"]["per_variant"]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    names = list(per.keys())
-    values = [per[n]["us_per_delivery"] for n in names]
-    colors = ["#888" if not n.startswith("project") else "#3a7" for n in names]
-    ax.barh(names, values, color=colors)
-    for i, v in enumerate(values):
-        ax.text(v, i, f" {v:.1f}", va="center", fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("server CPU per delivered change (us, log; median of runs)")
-    ax.set_title("Burst of 100 changes to 500 dashboards")
-    ax.invert_yaxis()
-    ax.grid(alpha=0.3, axis="x")
-    path = IMG / f"perf-cpu-per-delivery{suffix}.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    made.append(path)
-    return made
+    def cpu(ax):
+        per = scenario["summary"]["per_variant"]
+        names = list(per)
+        values = [per[n]["us_per_delivery"] for n in names]
+        ax.barh(names, values, color=["#888" if not n.startswith("project") else "#3a7" for n in names])
+        for i, v in enumerate(values):
+            ax.text(v, i, f" {v:.1f}", va="center", fontsize=8)
+        ax.set_xscale("log")
+        ax.invert_yaxis()
+        _axes(ax, "server CPU per delivered change (us, log; median of runs)", None,
+              "Burst of 100 changes to 500 dashboards", legend=False, grid="x")
+
+    return [_figure("perf-fanout-latency", suffix, latency, (8, 4.5)),
+            _figure("perf-cpu-per-delivery", suffix, cpu, (8, 4))]
 
 
-def plot_sustained(data, suffix=""):
-    scenario = data["scenarios"].get("sustained")
-    if not scenario:
-        return []
-    plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    for label, r in scenario["runs"][0].items():
-        series = {int(k): v for k, v in r["p99_series"].items()}
-        xs = sorted(series)
-        ax1.plot(xs, [series[x] for x in xs], label=label)
-        ax2.plot(range(len(r["cpu_series"])), [100 * v for v in r["cpu_series"]], label=label)
-    ax1.axhline(250, color="red", lw=0.8, ls="--", label="target 250 ms")
-    ax1.set_yscale("log")
-    ax1.set_ylabel("p99 latency of changes\ncommitted in that second (ms)")
-    ax1.legend(fontsize=8)
-    ax1.grid(alpha=0.3)
-    ax2.set_ylabel("server CPU (% of a core)")
-    ax2.set_xlabel("seconds into the run")
-    ax2.grid(alpha=0.3)
-    ax1.set_title("Sustained 100 changes/s")
-    path = IMG / f"perf-sustained{suffix}.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+def plot_sustained(scenario, suffix=""):
+    def draw(axes):
+        ax1, ax2 = axes
+        for label, r in scenario["runs"][0].items():
+            series = {int(k): v for k, v in r["p99_series"].items()}
+            xs = sorted(series)
+            ax1.plot(xs, [series[x] for x in xs], label=label)
+            ax2.plot(range(len(r["cpu_series"])), [100 * v for v in r["cpu_series"]], label=label)
+        ax1.axhline(250, color="red", lw=0.8, ls="--", label="target 250 ms")
+        ax1.set_yscale("log")
+        _axes(ax1, None, "p99 latency of changes\ncommitted in that second (ms)", "Sustained 100 changes/s")
+        _axes(ax2, "seconds into the run", "server CPU (% of a core)", legend=False)
+
+    return [_figure("perf-sustained", suffix, draw, (8, 6), nrows=2, ncols=1, sharex=True)]
 
 
-def plot_storm(data, suffix=""):
-    scenario = data["scenarios"].get("storm")
-    if not scenario:
-        return []
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for label, r in scenario["runs"][0].items():
-        xs = [x for x in r.get("resync_quantiles", []) if x is not None]
-        ax.plot(xs, [i / (len(xs) - 1) * r["resynced"] / r["clients"] for i in range(len(xs))], label=label)
-    ax.axvline(10, color="red", lw=0.8, ls="--", label="10 s")
-    ax.axhline(0.99, color="grey", lw=0.5)
-    ax.set_xlabel("seconds after SIGTERM")
-    ax.set_ylabel("fraction of clients resynchronised")
-    ax.set_title("Reconnect storm after a restart (run 1)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    path = IMG / f"perf-storm{suffix}.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+def plot_storm(scenario, suffix=""):
+    def draw(ax):
+        for label, r in scenario["runs"][0].items():
+            xs = [x for x in r.get("resync_quantiles", []) if x is not None]
+            ax.plot(xs, [i / (len(xs) - 1) * r["resynced"] / r["clients"] for i in range(len(xs))], label=label)
+        ax.axvline(10, color="red", lw=0.8, ls="--", label="10 s")
+        ax.axhline(0.99, color="grey", lw=0.5)
+        _axes(ax, "seconds after SIGTERM", "fraction of clients resynchronised", "Reconnect storm after a restart (run 1)")
+
+    return [_figure("perf-storm", suffix, draw, (8, 4))]
 
 
-def plot_capacity(data, suffix=""):
-    scenario = data["scenarios"].get("capacity")
-    if not scenario:
-        return []
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    for label, r in scenario["runs"][0].items():
-        steps = r["steps"]
-        ax.plot([s[0] for s in steps], [s[1] / 2**20 for s in steps], "o-", label=label)
-    ax.set_xlabel("open connections")
-    ax.set_ylabel("server RSS (MiB)")
-    ax.set_title("Idle connections: memory")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    path = IMG / f"perf-capacity{suffix}.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+def plot_capacity(scenario, suffix=""):
+    def draw(ax):
+        for label, r in scenario["runs"][0].items():
+            steps = r["steps"]
+            ax.plot([s[0] for s in steps], [s[1] / 2**20 for s in steps], "o-", label=label)
+        _axes(ax, "open connections", "server RSS (MiB)", "Idle connections: memory")
+
+    return [_figure("perf-capacity", suffix, draw, (7, 3.5))]
+
+
+PLOTS = {"fanout": plot_fanout, "sustained": plot_sustained, "storm": plot_storm, "capacity": plot_capacity}
+
+
+def plots(data, names=tuple(PLOTS), suffix=""):
+    """The images of the scenarios `names` that `data` holds (each scenario's plot function
+    takes its results and the file names' suffix)."""
+    images = []
+    for name in names:
+        if name in data["scenarios"]:
+            images += PLOTS[name](data["scenarios"][name], suffix)
+    return images
 
 
 # The document ----------------------------------------------------------------------------
+
+def _table(title, columns, lines):
+    """A markdown table under a heading, and a blank line after it."""
+    return [f"### {title}\n", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *lines, ""]
+
 
 def _details(data):
     out = []
     s = data["scenarios"]
     if "fanout" in s:
-        out.append("### Fan-out: every variant (medians of runs)\n")
-        out.append("| variant | p50 ms | p99 ms | max ms | p99 / floor | CPU us per delivery | CPU / floor | tutorial / CPU | burst drain s | changes per frame in bursts | missing |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        lines = []
         for label, v in s["fanout"]["summary"]["per_variant"].items():
             epf = f"{v['events_per_frame']:.1f}" if v.get("events_per_frame") else "n/a"
-            out.append(f"| {label} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | {v['max_ms']:.1f} | {v['p99_vs_floor']:.2f} | "
-                       f"{v['us_per_delivery']:.1f} | {v['cpu_vs_floor']:.2f} | {v['tutorial_vs_cpu']:.1f} | "
-                       f"{v['drain_s']:.2f} | {epf} | {v['missing']} |")
-        out.append("")
+            lines.append(f"| {label} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | {v['max_ms']:.1f} | {v['p99_vs_floor']:.2f} | "
+                         f"{v['us_per_delivery']:.1f} | {v['cpu_vs_floor']:.2f} | {v['tutorial_vs_cpu']:.1f} | "
+                         f"{v['drain_s']:.2f} | {epf} | {v['missing']} |")
+        out += _table("Fan-out: every variant (medians of runs)",
+                      ["variant", "p50 ms", "p99 ms", "max ms", "p99 / floor", "CPU us per delivery", "CPU / floor",
+                       "tutorial / CPU", "burst drain s", "changes per frame in bursts", "missing"], lines)
     if "sustained" in s:
-        out.append("### Sustained\n")
-        out.append("| variant | clients x s | achieved writes/s | p50 ms | p99 ms | max ms | server CPU | client resyncs | all equal to DB |")
-        out.append("|---|---|---|---|---|---|---|---|---|")
+        lines = []
         for label, r in s["sustained"]["runs"][0].items():
             lat = r["latency"]
-            out.append(f"| {label} | {r['clients']} x {r['seconds']} | {r['achieved_rate']:.0f} | {lat.get('p50_ms', 0):.0f} | "
-                       f"{lat.get('p99_ms', 0):.0f} | {lat.get('max_ms', 0):.0f} | {r['cpu_mean']:.0%} | {r['syncs']} | "
-                       f"{r['equal']}/{r['clients']} |")
-        out.append("")
+            lines.append(f"| {label} | {r['clients']} x {r['seconds']} | {r['achieved_rate']:.0f} | {lat.get('p50_ms', 0):.0f} | "
+                         f"{lat.get('p99_ms', 0):.0f} | {lat.get('max_ms', 0):.0f} | {r['cpu_mean']:.0%} | {r['syncs']} | "
+                         f"{r['equal']}/{r['clients']} |")
+        out += _table("Sustained", ["variant", "clients x s", "achieved writes/s", "p50 ms", "p99 ms", "max ms",
+                                    "server CPU", "client resyncs", "all equal to DB"], lines)
     if "storm" in s:
-        out.append("### Reconnect storm (medians of runs)\n")
-        out.append("| variant | clients | restart s | within 10 s of SIGTERM | within 10 s of ready | p50 s | p99 s | lost | all equal | extra resets |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|")
-        for label, v in s["storm"]["summary"]["per_variant"].items():
-            out.append(f"| {label} | {v['clients']} | {v['restart_s']:.1f} | {v['within_10s_of_kill']:.1%} | {v['within_10s_of_ready']:.1%} | "
-                       f"{v['p50_s']:.1f} | {v['p99_s']:.1f} | {v['lost']} | {v['all_equal']} | {v['resets']} |")
-        run1 = s["storm"]["runs"][0]
-        out.append("")
+        lines = [f"| {label} | {v['clients']} | {v['restart_s']:.1f} | {v['within_10s_of_kill']:.1%} | {v['within_10s_of_ready']:.1%} | "
+                 f"{v['p50_s']:.1f} | {v['p99_s']:.1f} | {v['lost']} | {v['all_equal']} | {v['resets']} |"
+                 for label, v in s["storm"]["summary"]["per_variant"].items()]
+        out += _table("Reconnect storm (medians of runs)",
+                      ["variant", "clients", "restart s", "within 10 s of SIGTERM", "within 10 s of ready", "p50 s",
+                       "p99 s", "lost", "all equal", "extra resets"], lines)
         out.append("Run 1, what the clients saw: " + "; ".join(
             f"{label}: close codes {r['close_codes']}, failed connection attempts {r['connect_errors']} {r.get('error_kinds', {})}"
-            for label, r in run1.items()))
+            for label, r in s["storm"]["runs"][0].items()))
         out.append("")
     if "capacity" in s:
-        out.append("### Idle capacity\n")
-        out.append("| variant | open | after idle | KiB per connection | RSS MiB | idle CPU | pings answered in window | connect time s |")
-        out.append("|---|---|---|---|---|---|---|---|")
-        for label, r in s["capacity"]["runs"][0].items():
-            out.append(f"| {label} | {r['connections']:,} | {r['still_open']:,} | {r['kib_per_connection']:.1f} | {r['rss_mib']:.0f} | "
-                       f"{r['idle_cpu']:.1%} | {r['pings']:,} in {r['window_s']} s | {r['connect_s']:.0f} |")
-        out.append("")
+        lines = [f"| {label} | {r['connections']:,} | {r['still_open']:,} | {r['kib_per_connection']:.1f} | {r['rss_mib']:.0f} | "
+                 f"{r['idle_cpu']:.1%} | {r['pings']:,} in {r['window_s']} s | {r['connect_s']:.0f} |"
+                 for label, r in s["capacity"]["runs"][0].items()]
+        out += _table("Idle capacity", ["variant", "open", "after idle", "KiB per connection", "RSS MiB", "idle CPU",
+                                        "pings answered in window", "connect time s"], lines)
     if "writes" in s:
-        out.append("### Writes (medians of runs)\n")
-        out.append("| variant | 1 writer /s | 4 writers /s | every change delivered, client equal to DB |")
-        out.append("|---|---|---|---|")
-        for label, v in s["writes"]["summary"]["per_variant"].items():
-            out.append(f"| {label} | {v['writers_1']:.0f} | {v['writers_4']:.0f} | {v['published_equal']} |")
-        out.append("")
+        lines = [f"| {label} | {v['writers_1']:.0f} | {v['writers_4']:.0f} | {v['published_equal']} |"
+                 for label, v in s["writes"]["summary"]["per_variant"].items()]
+        out += _table("Writes (medians of runs)",
+                      ["variant", "1 writer /s", "4 writers /s", "every change delivered, client equal to DB"], lines)
     if "resume" in s:
-        out.append("### Resume (medians of runs)\n")
-        out.append("| variant | missed changes | rows in sync | deletions | bytes | client-measured ms | build_sync ms | QuerySet.update fill rate /s |")
-        out.append("|---|---|---|---|---|---|---|---|")
-        for label, v in s["resume"]["summary"]["per_variant"].items():
-            out.append(f"| {label} | {v['missed']:,} | {v['rows']} | {v['deleted']} | {v['bytes']:,} | {v['client_ms']:.1f} | "
-                       f"{v['build_sync_ms']:.1f} | {v['fill_update_rate']:.0f} |")
-        out.append("")
+        lines = [f"| {label} | {v['missed']:,} | {v['rows']} | {v['deleted']} | {v['bytes']:,} | {v['client_ms']:.1f} | "
+                 f"{v['build_sync_ms']:.1f} | {v['fill_update_rate']:.0f} |"
+                 for label, v in s["resume"]["summary"]["per_variant"].items()]
+        out += _table("Resume (medians of runs)", ["variant", "missed changes", "rows in sync", "deletions", "bytes",
+                                                   "client-measured ms", "build_sync ms", "QuerySet.update fill rate /s"],
+                      lines)
     return "\n".join(out)
 
 
@@ -282,13 +262,11 @@ def write(data, others=None):
                     title = f"{name}: {other.get('revision', '?').split(' ')[0]}" + (
                         f" + `--patches {other['patches']}`" if other.get("patches") else "")
                     others.append((title, other))
-    images = []
-    for fn in (plot_fanout, plot_sustained, plot_storm, plot_capacity):
-        images += fn(data)
+    images = plots(data)
     other_images = []
     for k, (title, other) in enumerate(others):
         suffix = "-" + COMPARISONS[k][0] if k < len(COMPARISONS) else f"-other{k}"
-        other_images.append((title, plot_fanout(other, suffix) + plot_storm(other, suffix)))
+        other_images.append((title, plots(other, ("fanout", "storm"), suffix)))
     m = data["machine"]
     parts = [
         "# Performance",
@@ -335,7 +313,7 @@ def write(data, others=None):
         "daphne, in-memory layer with capacity raised so a burst is delivered in full).",
         "- The load client (`bench/loadclient.py`) speaks RFC 6455 on asyncio.Protocol so one client core stays cheaper per "
         "frame than the servers it measures; it timestamps each chunk on arrival before parsing. In `apply` mode it follows "
-        "PROTOCOL.md's client rules and reconnects like the browser client (1012: 0.5 s + U(0, 5 s); else full-jitter backoff).",
+        "docs/protocol.md's client rules (`realtime/client.py`) and reconnects like the browser client (1012: 0.5 s + U(0, 5 s); else full-jitter backoff).",
         "- Fan-out and CPU scenarios push heartbeats out of the window (`REALTIME_HEARTBEAT_INTERVAL=600`, "
         "`REALTIME_HEARTBEAT_TIMEOUT=60`); sustained, storm and capacity run the defaults (25 s / 10 s). Logs: "
         "`DJANGO_DEBUG=0`, `REALTIME_LOG_LEVEL=WARNING`, daphne's default access log on.",

@@ -18,8 +18,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bench.common import BENCH, CLIENT_CORE, dbtool, median
-from bench.scenarios import Project, warn
+from bench.common import BENCH, CLIENT_CORE, dbtool
+from bench.scenarios import Project, median_of, row, run_each, summarizer, warn
 
 NAME = "agentapi"
 TITLE = "Agent progress reports through the HTTP API (wrk)"
@@ -45,8 +45,7 @@ async def measure(ctx, config, server_kind, reference):
     extra = {"API_AGENT_RATE": "10000000/min"}
     if reference:
         extra.update(BENCH_REQUEST_PATH="before")
-    project = Project(ctx, config, server_kind, **extra)
-    try:
+    with Project(ctx, config, server_kind, **extra) as project:
         answer = dbtool(["agents", "--count", CONNECTIONS], project.writer_env)
         pairs = Path(tempfile.mkstemp(prefix="bench-agents-", suffix=".txt")[1])
         pairs.write_text("".join(f"{token} {task}\n" for token, task in answer["pairs"]))
@@ -54,44 +53,37 @@ async def measure(ctx, config, server_kind, reference):
         await wrk(server.port, pairs, 3)  # warm-up: connections, caches, the first queries
         result = await wrk(server.port, pairs, ctx.size(15, 5))
         pairs.unlink(missing_ok=True)
-        return result
-    finally:
-        project.stop()
+    if result["failed"] or result["socket_errors"]:
+        warn(f"{'reference: before' if reference else 'project'}/{server_kind}/{config}: "
+             f"{result['failed']} non-200 answers, {result['socket_errors']} socket errors")
+    return result
+
+
+def describe(r):
+    return f"{r['rate']:.0f} reports/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, failed {r['failed']}"
 
 
 async def run(ctx):
     if not shutil.which("wrk"):
         warn("wrk is not installed (apt-get install wrk): skipping agentapi")
         return {}
-    results = {}
-    for config in ctx.configs:
-        for server_kind in ctx.servers:
-            for reference in (True, False):
-                label = f"{'reference: before' if reference else 'project'}/{server_kind}/{config}"
-                ctx.log(f"  {label} ...")
-                r = await measure(ctx, config, server_kind, reference)
-                if r["failed"] or r["socket_errors"]:
-                    warn(f"{label}: {r['failed']} non-200 answers, {r['socket_errors']} socket errors")
-                ctx.log(f"    {r['rate']:.0f} reports/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
-                        f"failed {r['failed']}")
-                results[label] = r
-    return results
+    variants = [(f"{'reference: before' if reference else 'project'}/{server_kind}/{config}", config, server_kind, reference)
+                for config in ctx.configs for server_kind in ctx.servers for reference in (True, False)]
+    return await run_each(ctx, variants, measure, describe)
 
 
 def summarize(runs):
-    rows, per = [], {}
-    for label in runs[0]:
-        rs = [r[label] for r in runs]
-        rate, p99 = median([r["rate"] for r in rs]), median([r["p99_ms"] for r in rs])
+    def summarize_variant(label, rs):
+        rate, p99 = median_of(rs, "rate"), median_of(rs, "p99_ms")
         failed = sum(r["failed"] + r["socket_errors"] for r in rs)
-        per[label] = {"rate": rate, "p50_ms": median([r["p50_ms"] for r in rs]), "p99_ms": p99, "failed": failed}
-        if label.startswith("project/"):
-            ref = runs[0].get(label.replace("project/", "reference: before/", 1))
-            rows.append({
-                "scenario": "agent progress reports, 8 connections", "variant": label,
-                "target": f">= {TARGET_RATE}/s, p99 < {TARGET_P99_MS} ms",
-                "measured": f"{rate:.0f}/s, p99 {p99:.0f} ms, failed {failed}"
-                            + (f" (reference {ref['rate']:.0f}/s, p99 {ref['p99_ms']:.0f} ms)" if ref else ""),
-                "ratio": rate / TARGET_RATE, "pass": rate >= TARGET_RATE and p99 < TARGET_P99_MS and not failed,
-            })
-    return {"per_variant": per, "rows": rows}
+        entry = {"rate": rate, "p50_ms": median_of(rs, "p50_ms"), "p99_ms": p99, "failed": failed}
+        if not label.startswith("project/"):
+            return entry, []
+        ref = runs[0].get(label.replace("project/", "reference: before/", 1))
+        return entry, [row(
+            "agent progress reports, 8 connections", label, f">= {TARGET_RATE}/s, p99 < {TARGET_P99_MS} ms",
+            f"{rate:.0f}/s, p99 {p99:.0f} ms, failed {failed}"
+            + (f" (reference {ref['rate']:.0f}/s, p99 {ref['p99_ms']:.0f} ms)" if ref else ""),
+            rate / TARGET_RATE, rate >= TARGET_RATE and p99 < TARGET_P99_MS and not failed)]
+
+    return summarizer(summarize_variant)(runs)

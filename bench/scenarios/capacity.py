@@ -10,8 +10,7 @@ import asyncio
 import time
 
 from bench.common import cpu_seconds, rss_bytes
-from bench.loadclient import Fleet
-from bench.scenarios import EMBEDDED, Project, warn
+from bench.scenarios import EMBEDDED, row, run_each, serving, summarizer, warn
 
 NAME = "capacity"
 TITLE = "Idle connections with heartbeats"
@@ -21,12 +20,9 @@ HEARTBEAT = {"REALTIME_HEARTBEAT_INTERVAL": 25, "REALTIME_HEARTBEAT_TIMEOUT": 10
 async def measure(ctx, kind):
     total = ctx.size(10_000, 2_000)
     window = ctx.size(30, 10)
-    project = Project(ctx, EMBEDDED, kind, **HEARTBEAT)
     result = {"server": kind, "config": EMBEDDED, "target_connections": total, "window_s": window, **HEARTBEAT}
-    try:
-        server = project.start()
-        fleet = Fleet(server.port, project.cookie, "stamp")
-        await fleet.connect(10, concurrency=10)
+    async with serving(ctx, EMBEDDED, 10, kind=kind, env=HEARTBEAT, concurrency=10) as (project, fleet):
+        server = project.server
         await asyncio.sleep(2)
         base = rss_bytes(server.pid)
         steps = [(10, base)]
@@ -55,34 +51,28 @@ async def measure(ctx, kind):
             idle_cpu=(c1 - c0) / (t1 - t0), pings=pings, steps=steps,
             close_codes=sorted({code for c in fleet.clients for code in c.close_codes}),
         )
-        await fleet.close()
-    finally:
-        project.stop()
     return result
 
 
+def describe(r):
+    return (f"{r['connections']} open ({r['still_open']} after idle), {r['kib_per_connection']:.1f} KiB each, "
+            f"idle CPU {r['idle_cpu']:.1%}, {r['pings']} pings in {r['window_s']} s, connect {r['connect_s']:.0f}s")
+
+
 async def run(ctx):
-    results = {}
     # 10,000 sockets take minutes to open; the full run measures daphne (the default server).
-    for kind in (ctx.servers if ctx.quick else ctx.servers[:1]):
-        label = f"project/{kind}/{EMBEDDED}"
-        ctx.log(f"  {label} ...")
-        r = await measure(ctx, kind)
-        ctx.log(f"    {r['connections']} open ({r['still_open']} after idle), {r['kib_per_connection']:.1f} KiB each, "
-                f"idle CPU {r['idle_cpu']:.1%}, {r['pings']} pings in {r['window_s']} s, connect {r['connect_s']:.0f}s")
-        results[label] = r
-    return results
+    kinds = ctx.servers if ctx.quick else ctx.servers[:1]
+    return await run_each(ctx, [(f"project/{kind}/{EMBEDDED}", kind) for kind in kinds], measure, describe)
 
 
 def summarize(runs):
-    rows, per = [], {}
-    for label, r in runs[0].items():
-        per[label] = r
-        ok = r["still_open"] >= r["target_connections"] and r["kib_per_connection"] <= 40 and r["idle_cpu"] < 0.05
-        rows.append({
-            "scenario": "idle connections with heartbeats", "variant": label,
-            "target": "10,000 per process, <= 40 KiB each, idle CPU < 5%",
-            "measured": f"{r['still_open']:,} open, {r['kib_per_connection']:.1f} KiB each, idle CPU {r['idle_cpu']:.1%}",
-            "ratio": max(r["kib_per_connection"] / 40, r["idle_cpu"] / 0.05), "pass": ok,
-        })
-    return {"per_variant": per, "rows": rows}
+    return summarizer(summarize_variant)(runs[:1])  # one long run
+
+
+def summarize_variant(label, rs):
+    r = rs[0]
+    ok = r["still_open"] >= r["target_connections"] and r["kib_per_connection"] <= 40 and r["idle_cpu"] < 0.05
+    return r, [row(
+        "idle connections with heartbeats", label, "10,000 per process, <= 40 KiB each, idle CPU < 5%",
+        f"{r['still_open']:,} open, {r['kib_per_connection']:.1f} KiB each, idle CPU {r['idle_cpu']:.1%}",
+        max(r["kib_per_connection"] / 40, r["idle_cpu"] / 0.05), ok)]

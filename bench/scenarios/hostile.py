@@ -10,9 +10,8 @@ miss nothing; the ratio of their p99s is the cost of the hostile viewer.
 import asyncio
 import json
 
-from bench.common import CLIENT_CORE, PYTHON, ROOT, median, summary_ms
-from bench.loadclient import Fleet
-from bench.scenarios import Project, warn
+from bench.common import CLIENT_CORE, PYTHON, ROOT, summary_ms
+from bench.scenarios import each_config, median_of, row, serving, summarizer, warn
 
 NAME = "hostile"
 TITLE = "A hostile viewer beside 30 dashboards"
@@ -29,12 +28,9 @@ async def phase(project, fleet, n, hostile=None):
 
 async def measure(ctx, config):
     n = ctx.size(300, 100)
-    project = Project(ctx, config, "daphne", REALTIME_MAX_SOCKETS_PER_USER=40)
     result = {"config": config, "changes": n}
-    try:
-        server = project.start()
-        fleet = Fleet(server.port, project.cookie, "stamp")
-        await fleet.connect(30, concurrency=30)
+    async with serving(ctx, config, 30, concurrency=30, env={"REALTIME_MAX_SOCKETS_PER_USER": 40}) as (project, fleet):
+        server = project.server
         await project.write(3, rate=10)
         await fleet.wait_progress(lambda: fleet.events_received, 90, timeout=20)
         result["quiet"] = await phase(project, fleet, n)
@@ -48,45 +44,32 @@ async def measure(ctx, config):
         result["hostile_closes"] = json.loads(out.decode() or "{}")
         result["bystanders_closed"] = sorted({code for c in fleet.clients for code in c.close_codes})
         result["p99_ratio"] = result["hostile"]["p99_ms"] / result["quiet"]["p99_ms"]
-        await fleet.close()
-    finally:
-        project.stop()
+    if result["quiet"]["missing"] or result["hostile"]["missing"] or result["bystanders_closed"]:
+        warn(f"project/daphne/{config}: bystanders missed {result['hostile']['missing']} or were closed "
+             f"{result['bystanders_closed']}")
     return result
 
 
-async def run(ctx):
-    results = {}
-    for config in ctx.configs:
-        label = f"project/daphne/{config}"
-        ctx.log(f"  {label} ...")
-        r = await measure(ctx, config)
-        if r["quiet"]["missing"] or r["hostile"]["missing"] or r["bystanders_closed"]:
-            warn(f"{label}: bystanders missed {r['hostile']['missing']} or were closed {r['bystanders_closed']}")
-        ctx.log(f"    quiet p50 {r['quiet']['p50_ms']:.1f} / p99 {r['quiet']['p99_ms']:.1f} ms; "
-                f"hostile p50 {r['hostile']['p50_ms']:.1f} / p99 {r['hostile']['p99_ms']:.1f} ms "
-                f"({r['p99_ratio']:.2f}x); hostile closes {r['hostile_closes']}")
-        results[label] = r
-    return results
+def describe(r):
+    return (f"quiet p50 {r['quiet']['p50_ms']:.1f} / p99 {r['quiet']['p99_ms']:.1f} ms; "
+            f"hostile p50 {r['hostile']['p50_ms']:.1f} / p99 {r['hostile']['p99_ms']:.1f} ms "
+            f"({r['p99_ratio']:.2f}x); hostile closes {r['hostile_closes']}")
 
 
-def summarize(runs):
-    rows, per = [], {}
-    for label in runs[0]:
-        rs = [r[label] for r in runs]
-        ratio = median([r["p99_ratio"] for r in rs])
-        missing = sum(r["hostile"]["missing"] + r["quiet"]["missing"] for r in rs)
-        closed = sorted({c for r in rs for c in r["bystanders_closed"]})
-        per[label] = {"quiet_p99_ms": median([r["quiet"]["p99_ms"] for r in rs]),
-                      "hostile_p99_ms": median([r["hostile"]["p99_ms"] for r in rs]),
-                      "quiet_p50_ms": median([r["quiet"]["p50_ms"] for r in rs]),
-                      "hostile_p50_ms": median([r["hostile"]["p50_ms"] for r in rs]),
-                      "p99_ratio": ratio, "missing": missing, "bystanders_closed": closed,
-                      "hostile_closes": rs[-1]["hostile_closes"]}
-        rows.append({
-            "scenario": "30 dashboards beside a hostile viewer", "variant": label,
-            "target": "bystanders miss nothing, none closed; p99 beside the quiet run",
-            "measured": f"p99 {per[label]['hostile_p99_ms']:.0f} ms vs {per[label]['quiet_p99_ms']:.0f} ms quiet, "
-                        f"missing {missing}, closed {closed or 'none'}",
-            "ratio": ratio, "pass": missing == 0 and not closed,
-        })
-    return {"per_variant": per, "rows": rows}
+run = each_config(measure, describe)
+
+
+def summarize_variant(label, rs):
+    entry = {f"{phase}_{q}_ms": median_of(rs, phase, f"{q}_ms") for phase in ("quiet", "hostile") for q in ("p99", "p50")}
+    missing = sum(r["hostile"]["missing"] + r["quiet"]["missing"] for r in rs)
+    closed = sorted({c for r in rs for c in r["bystanders_closed"]})
+    entry.update(p99_ratio=median_of(rs, "p99_ratio"), missing=missing, bystanders_closed=closed,
+                 hostile_closes=rs[-1]["hostile_closes"])
+    return entry, [row(
+        "30 dashboards beside a hostile viewer", label, "bystanders miss nothing, none closed; p99 beside the quiet run",
+        f"p99 {entry['hostile_p99_ms']:.0f} ms vs {entry['quiet_p99_ms']:.0f} ms quiet, "
+        f"missing {missing}, closed {closed or 'none'}",
+        entry["p99_ratio"], missing == 0 and not closed)]
+
+
+summarize = summarizer(summarize_variant)

@@ -12,7 +12,7 @@ import time
 
 from bench.common import median, run_tool
 from bench.loadclient import Client, Fleet
-from bench.scenarios import EMBEDDED, Project
+from bench.scenarios import Project, each_config, median_of, row, summarizer
 
 NAME = "resume"
 TITLE = "Resume after 100,000 missed changes"
@@ -26,9 +26,8 @@ async def prepare(ctx, config):
         return _filled[config]
     changes = ctx.size(100_000, 20_000)
     project = Project(ctx, config)
-    server = project.start()
-    fleet = Fleet(server.port, project.cookie, "apply")
-    await fleet.connect(1)
+    project.start()
+    fleet = await project.fleet(1, "apply")
     client = fleet.clients[0]
     since, epoch = client.last, client.epoch
     await fleet.close()
@@ -76,38 +75,31 @@ async def measure(ctx, config):
             "fill_update_rate": fill["update_rate"]}
 
 
-async def run(ctx):
-    results = {}
-    for config in ctx.configs:
-        label = f"project/daphne/{config}"
-        ctx.log(f"  {label} ...")
-        r = await measure(ctx, config)
-        ctx.log(f"    missed {r['missed']:,}: sync of {r['sync_rows']} rows + {r['sync_deleted']} deletions, "
-                f"{r['sync_bytes']:,} bytes, reset {r['reset']}; client-measured {r['client_ms']:.1f} ms, "
-                f"build_sync {r['build_sync_ms']:.1f} ms")
-        results[label] = r
-    return results
+def describe(r):
+    return (f"missed {r['missed']:,}: sync of {r['sync_rows']} rows + {r['sync_deleted']} deletions, "
+            f"{r['sync_bytes']:,} bytes, reset {r['reset']}; client-measured {r['client_ms']:.1f} ms, "
+            f"build_sync {r['build_sync_ms']:.1f} ms")
+
+
+run = each_config(measure, describe)
 
 
 def summarize(runs):
     for project, *_ in _filled.values():
         project.stop()
     _filled.clear()
-    rows, per = [], {}
-    for label in runs[0]:
-        rs = [r[label] for r in runs]
-        client_ms = median([r["client_ms"] for r in rs])
-        build_ms = median([r["build_sync_ms"] for r in rs])
-        r0 = rs[0]
-        ok = not any(r["reset"] for r in rs) and client_ms < 50 and r0["sync_rows"] <= 60
-        per[label] = {"client_ms": client_ms, "build_sync_ms": build_ms, "rows": r0["sync_rows"],
-                      "deleted": r0["sync_deleted"], "bytes": r0["sync_bytes"], "missed": r0["missed"],
-                      "fill_update_rate": r0["fill_update_rate"]}
-        rows.append({
-            "scenario": f"resume after {r0['missed']:,} missed changes", "variant": label,
-            "target": "one sync of ~50 rows, < 50 ms server time",
-            "measured": f"1 sync, {r0['sync_rows']} rows + {r0['sync_deleted']} deletions ({r0['sync_bytes']:,} B), "
-                        f"{client_ms:.1f} ms at the client, build_sync {build_ms:.1f} ms",
-            "ratio": client_ms / 50.0, "pass": ok,
-        })
-    return {"per_variant": per, "rows": rows}
+    return summarizer(summarize_variant)(runs)
+
+
+def summarize_variant(label, rs):
+    client_ms, build_ms = median_of(rs, "client_ms"), median_of(rs, "build_sync_ms")
+    r0 = rs[0]
+    ok = not any(r["reset"] for r in rs) and client_ms < 50 and r0["sync_rows"] <= 60
+    entry = {"client_ms": client_ms, "build_sync_ms": build_ms, "rows": r0["sync_rows"],
+             "deleted": r0["sync_deleted"], "bytes": r0["sync_bytes"], "missed": r0["missed"],
+             "fill_update_rate": r0["fill_update_rate"]}
+    return entry, [row(
+        f"resume after {r0['missed']:,} missed changes", label, "one sync of ~50 rows, < 50 ms server time",
+        f"1 sync, {r0['sync_rows']} rows + {r0['sync_deleted']} deletions ({r0['sync_bytes']:,} B), "
+        f"{client_ms:.1f} ms at the client, build_sync {build_ms:.1f} ms",
+        client_ms / 50.0, ok)]

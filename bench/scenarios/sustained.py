@@ -5,13 +5,11 @@ the arrival time of each change (a change recovered through a `sync` counts as d
 when the sync arrived) and, at the end, must equal the database. Heartbeats at their
 defaults (25 s / 10 s), answered by the clients.
 """
-import asyncio
 import math
 import time
 
-from bench.common import median, summary_ms
-from bench.loadclient import Fleet
-from bench.scenarios import Project, cpu_sampler, warn
+from bench.common import summary_ms
+from bench.scenarios import cpu_sampler, each_config, median_of, row, serving, summarizer, warn
 
 NAME = "sustained"
 TITLE = "Sustained 100 changes/s"
@@ -22,19 +20,17 @@ async def measure(ctx, config, kind="daphne"):
     clients = ctx.size(1000, 300)
     seconds = ctx.size(60, 15)
     n = int(RATE * seconds)
-    project = Project(ctx, config, kind)
     result = {"config": config, "server": kind, "clients": clients, "seconds": seconds, "rate": RATE}
-    try:
-        server = project.start()
-        fleet = Fleet(server.port, project.cookie, "apply")
-        result["connect_s"] = await fleet.connect(clients, concurrency=100)
+    async with serving(ctx, config, clients, "apply", kind) as (project, fleet):
+        server = project.server
+        result["connect_s"] = fleet.connect_s
         head = (await project.state())["head"]
         fleet.track(head + 1, n + 2000)  # other writers (the hub's liveness sweep) take numbers too
         async with cpu_sampler(server.pid) as cpu:
             # Embedded: 4 request threads at 25/s each, like agents posting to the HTTP API.
             answer = await project.write(n, rate=RATE, timeout=seconds * 3 + 60, threads=4)
             final = answer["stamps"][-1][0]
-            caught_up = await fleet.wait(lambda: all(c.last is not None and c.last >= final for c in fleet.clients), 60, 0.05)
+            caught_up = await fleet.reach(final, 60, 0.05)
             drained_at = time.monotonic()
         if not caught_up:
             warn(f"sustained {config}: not every client reached seq {final}")
@@ -81,41 +77,30 @@ async def measure(ctx, config, kind="daphne"):
             cpu_mean=float(np.mean([v for _, v in cpu])) if cpu else None,
             cpu_series=[round(v, 3) for _, v in cpu], p99_series=per_second,
         )
-        await fleet.close()
-    finally:
-        project.stop()
     return result
 
 
-async def run(ctx):
-    results = {}
-    for config in ctx.configs:
-        label = f"project/daphne/{config}"
-        ctx.log(f"  {label} ...")
-        r = await measure(ctx, config)
-        lat = r["latency"]
-        ctx.log(f"    p50 {lat.get('p50_ms', math.nan):.1f} ms  p99 {lat.get('p99_ms', math.nan):.1f} ms  "
-                f"max {lat.get('max_ms', math.nan):.0f} ms  equal {r['equal']}/{r['clients']}  "
-                f"resyncs {r['syncs']}  cpu {r['cpu_mean'] or 0:.0%}  rate {r['achieved_rate']:.0f}/s")
-        results[label] = r
-    return results
+def describe(r):
+    lat = r["latency"]
+    return (f"p50 {lat.get('p50_ms', math.nan):.1f} ms  p99 {lat.get('p99_ms', math.nan):.1f} ms  "
+            f"max {lat.get('max_ms', math.nan):.0f} ms  equal {r['equal']}/{r['clients']}  "
+            f"resyncs {r['syncs']}  cpu {r['cpu_mean'] or 0:.0%}  rate {r['achieved_rate']:.0f}/s")
 
 
-def summarize(runs):
-    rows, per = [], {}
-    for label in runs[0]:
-        rs = [r[label] for r in runs]
-        p99 = median([r["latency"].get("p99_ms") for r in rs])
-        equal = all(r["all_equal"] for r in rs)
-        per[label] = {"p50_ms": median([r["latency"].get("p50_ms") for r in rs]), "p99_ms": p99,
-                      "max_ms": median([r["latency"].get("max_ms") for r in rs]), "all_equal": equal,
-                      "cpu_mean": median([r["cpu_mean"] for r in rs]), "resyncs": median([r["syncs"] for r in rs]),
-                      "clients": rs[0]["clients"], "seconds": rs[0]["seconds"]}
-        rows.append({
-            "scenario": f"sustained {RATE:.0f}/s to {rs[0]['clients']:,} for {rs[0]['seconds']} s", "variant": label,
-            "target": "p99 < 250 ms, all clients equal to DB",
-            "measured": f"p99 {p99:.0f} ms, p50 {per[label]['p50_ms']:.0f} ms, "
-                        f"{'all' if equal else 'NOT all'} equal, server CPU {per[label]['cpu_mean']:.0%}",
-            "ratio": p99 / 250.0, "pass": p99 < 250 and equal,
-        })
-    return {"per_variant": per, "rows": rows}
+run = each_config(measure, describe)
+
+
+def summarize_variant(label, rs):
+    entry = {f"{q}_ms": median_of(rs, "latency", f"{q}_ms") for q in ("p50", "p99", "max")}
+    entry.update(all_equal=all(r["all_equal"] for r in rs), cpu_mean=median_of(rs, "cpu_mean"),
+                 resyncs=median_of(rs, "syncs"), clients=rs[0]["clients"], seconds=rs[0]["seconds"])
+    p99, equal = entry["p99_ms"], entry["all_equal"]
+    return entry, [row(
+        f"sustained {RATE:.0f}/s to {rs[0]['clients']:,} for {rs[0]['seconds']} s", label,
+        "p99 < 250 ms, all clients equal to DB",
+        f"p99 {p99:.0f} ms, p50 {entry['p50_ms']:.0f} ms, "
+        f"{'all' if equal else 'NOT all'} equal, server CPU {entry['cpu_mean']:.0%}",
+        p99 / 250.0, p99 < 250 and equal)]
+
+
+summarize = summarizer(summarize_variant)

@@ -12,9 +12,8 @@ the database (so "published" is checked, not assumed).
 """
 import asyncio
 
-from bench.common import median, run_tool
-from bench.loadclient import Fleet
-from bench.scenarios import EMBEDDED, SCALEOUT, Project, warn
+from bench.common import http_get, run_tool
+from bench.scenarios import EMBEDDED, SCALEOUT, each_config, median_of, row, serving, summarizer, warn
 
 NAME = "writes"
 TITLE = "Writes through the sequencing path"
@@ -23,16 +22,12 @@ TARGETS = {EMBEDDED: 300, SCALEOUT: 1000}
 
 async def measure(ctx, config):
     n = ctx.size(3000, 600)
-    project = Project(ctx, config)
     result = {"config": config, "changes": n}
-    try:
-        server = project.start()
-        fleet = Fleet(server.port, project.cookie, "apply")
-        await fleet.connect(1)
+    async with serving(ctx, config, 1, "apply") as (project, fleet):
         for writers in (1, 4):
             if config == EMBEDDED:
                 answer = await project.write(n, rate=0, external=False) if writers == 1 else \
-                    await _inproc_threads(project, n, writers)
+                    await http_get(project.server.port, f"/bench/write?n={n}&rate=0&rows=50&threads={writers}")
                 total, elapsed = n, answer["elapsed"]
             else:
                 answers = await asyncio.gather(*[
@@ -49,46 +44,26 @@ async def measure(ctx, config):
             result[f"writers_{writers}"] = {"rate": total / elapsed, "elapsed": elapsed, "changes": total,
                                             "published_equal": bool(got and equal)}
         result["resyncs"] = fleet.clients[0].syncs - 1
-        await fleet.close()
-    finally:
-        project.stop()
     return result
 
 
-async def _inproc_threads(project, n, threads):
-    from bench.common import http_get
-
-    return await http_get(project.server.port, f"/bench/write?n={n}&rate=0&rows=50&threads={threads}")
-
-
-async def run(ctx):
-    results = {}
-    for config in ctx.configs:
-        label = f"project/daphne/{config}"
-        ctx.log(f"  {label} ...")
-        r = await measure(ctx, config)
-        ctx.log(f"    1 writer {r['writers_1']['rate']:.0f}/s, 4 writers {r['writers_4']['rate']:.0f}/s, "
-                f"published+equal {r['writers_1']['published_equal'] and r['writers_4']['published_equal']}, "
-                f"client resyncs {r['resyncs']}")
-        results[label] = r
-    return results
+def describe(r):
+    return (f"1 writer {r['writers_1']['rate']:.0f}/s, 4 writers {r['writers_4']['rate']:.0f}/s, "
+            f"published+equal {r['writers_1']['published_equal'] and r['writers_4']['published_equal']}, "
+            f"client resyncs {r['resyncs']}")
 
 
-def summarize(runs):
-    rows, per = [], {}
-    for label in runs[0]:
-        rs = [r[label] for r in runs]
-        config = rs[0]["config"]
-        one = median([r["writers_1"]["rate"] for r in rs])
-        four = median([r["writers_4"]["rate"] for r in rs])
-        ok = all(r["writers_1"]["published_equal"] and r["writers_4"]["published_equal"] for r in rs)
-        best = max(one, four)
-        per[label] = {"writers_1": one, "writers_4": four, "published_equal": ok}
-        rows.append({
-            "scenario": "writes through the sequencing path", "variant": label,
-            "target": f">= {TARGETS[config]:,} committed+published/s",
-            "measured": f"{one:.0f}/s (1 writer), {four:.0f}/s (4 writers), "
-                        f"{'all' if ok else 'NOT all'} delivered",
-            "ratio": best / TARGETS[config], "pass": best >= TARGETS[config] and ok,
-        })
-    return {"per_variant": per, "rows": rows}
+run = each_config(measure, describe)
+
+
+def summarize_variant(label, rs):
+    target = TARGETS[rs[0]["config"]]
+    one, four = median_of(rs, "writers_1", "rate"), median_of(rs, "writers_4", "rate")
+    ok = all(r["writers_1"]["published_equal"] and r["writers_4"]["published_equal"] for r in rs)
+    return {"writers_1": one, "writers_4": four, "published_equal": ok}, [row(
+        "writes through the sequencing path", label, f">= {target:,} committed+published/s",
+        f"{one:.0f}/s (1 writer), {four:.0f}/s (4 writers), {'all' if ok else 'NOT all'} delivered",
+        max(one, four) / target, max(one, four) >= target and ok)]
+
+
+summarize = summarizer(summarize_variant)

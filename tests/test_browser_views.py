@@ -75,18 +75,11 @@ class CountedDashboard(Dashboard):
     """A dashboard page whose WebSocket frames are counted by Chromium itself (CDP
     Network.webSocketFrameReceived), from before the page loads."""
 
-    def __init__(self, context, server, path="/"):
-        self.page = context.new_page()
-        self.sockets, self.dialogs, self.errors = [], [], []
+    def before_load(self, context):
         self.received = {"frames": 0, "bytes": 0, "largest": 0}
         cdp = context.new_cdp_session(self.page)
         cdp.send("Network.enable")
         cdp.on("Network.webSocketFrameReceived", self._frame)
-        self.page.on("websocket", lambda ws: self.sockets.append(ws.url))
-        self.page.on("dialog", self._dialog)
-        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-        self.response = self.page.goto(f"{server.http}{path}")
-        assert self.response.ok, self.response.status
 
     def _frame(self, event):
         size = len(event["response"]["payloadData"].encode())
@@ -219,12 +212,18 @@ def small_fleet():
 STALE = "() => ['task-table', 'agent-list'].map(id => document.getElementById(id).dataset.stale ?? null)"
 
 
-def test_the_page_marks_and_disables_stale_rows_within_a_second_and_clears_the_mark_when_live(daphne, context):
-    atlas, _, tasks = small_fleet()
+def open_dashboard(daphne, context):
+    """A daphne server and a signed-in dashboard on it, open: (server, board)."""
     server = daphne()
     board = Dashboard(context(server), server)
-    page = board.page
     board.wait_open()
+    return server, board
+
+
+def test_the_page_marks_and_disables_stale_rows_within_a_second_and_clears_the_mark_when_live(daphne, context):
+    atlas, _, tasks = small_fleet()
+    server, board = open_dashboard(daphne, context)
+    page = board.page
     assert page.evaluate(STALE) == [None, None]
     assert page.is_enabled(f'tr.task[data-id="{tasks[0].pk}"] .row-select')
     live_colour = page.eval_on_selector(f'tr.task[data-id="{tasks[0].pk}"] .task-link', "a => getComputedStyle(a).color")
@@ -267,9 +266,7 @@ def test_the_page_marks_and_disables_stale_rows_within_a_second_and_clears_the_m
 @pytest.mark.timeout(900)
 def test_twenty_restarts_and_the_time_back_to_live(daphne, context):
     small_fleet()
-    server = daphne()
-    board = Dashboard(context(server), server)
-    board.wait_open()
+    server, board = open_dashboard(daphne, context)
     after_ready, after_stop = [], []
     for i in range(20):
         calm = i % 2 == 0  # SIGTERM: the server closes its sockets with 1012; else it dies
@@ -299,10 +296,8 @@ def test_twenty_restarts_and_the_time_back_to_live(daphne, context):
 
 def test_the_links_stay_in_the_app_and_the_agent_filter_is_the_servers(daphne, context):
     atlas, borealis, tasks = small_fleet()
-    server = daphne()
-    board = Dashboard(context(server), server)
+    server, board = open_dashboard(daphne, context)
     page = board.page
-    board.wait_open()
     running = tasks[1]
     # Live changes for the feed: a task of the view, an agent.
     Task.objects.filter(pk=tasks[0].pk).update(status="running", agent=borealis)

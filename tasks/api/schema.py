@@ -1,5 +1,7 @@
 """OpenAPI details drf-spectacular cannot infer: how agent tokens are sent, and the rules
 that span several fields of a request body."""
+import inspect
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.views import SpectacularAPIView
@@ -22,7 +24,21 @@ class AgentTokenScheme(OpenApiAuthenticationExtension):
 
 class ApiSchema(AutoSchema):
     """Every PATCH here must say what to change (an empty one is a 400), so its body is
-    required; drf-spectacular marks a body required only when some field is."""
+    required; drf-spectacular marks a body required only when some field is.
+
+    An operation's summary is the first line of its method's docstring, and its description
+    the paragraphs after it, each as one line (Markdown)."""
+
+    def _docstring_parts(self):
+        method = getattr(self.view, getattr(self.view, "action", self.method.lower()), None)
+        summary, _, rest = (inspect.getdoc(method) or "").partition("\n\n")
+        return " ".join(summary.split()), "\n\n".join(" ".join(p.split()) for p in rest.split("\n\n") if p.strip())
+
+    def get_summary(self):
+        return self._docstring_parts()[0] or None
+
+    def get_description(self):
+        return self._docstring_parts()[1]
 
     def _get_request_body(self, direction="request"):
         body = super()._get_request_body(direction)

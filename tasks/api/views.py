@@ -46,14 +46,26 @@ ERROR_TEXT = {
 }
 
 
-def agent_schema(**kwargs):
-    """extend_schema for agent endpoints."""
-    return extend_schema(tags=["agent"], **kwargs)
+QUEUE_EMPTY = "The queue is empty; try again later."
 
 
-def operator_schema(**kwargs):
-    """extend_schema for operator endpoints."""
-    return extend_schema(tags=["operator"], **kwargs)
+def endpoint_schema(tag, operation_id, answer, *codes, **kwargs):
+    """extend_schema for one endpoint: its answer (a serializer for 200, or {status: answer}),
+    the error answers `codes` it can give (and 503, busy, which any can), anything else
+    extend_schema takes. The summary and the description are the method's docstring: its
+    first line, and the paragraphs after it (tasks/api/schema.py)."""
+    answers = answer if isinstance(answer, dict) else {200: answer}
+    return extend_schema(tags=[tag], operation_id=operation_id, responses={**answers, **errors(*codes)}, **kwargs)
+
+
+def agent_schema(operation_id, answer, *codes, **kwargs):
+    """endpoint_schema for agent endpoints."""
+    return endpoint_schema("agent", operation_id, answer, *codes, **kwargs)
+
+
+def operator_schema(operation_id, answer, *codes, **kwargs):
+    """endpoint_schema for operator endpoints."""
+    return endpoint_schema("operator", operation_id, answer, *codes, **kwargs)
 
 
 def errors(*codes):
@@ -155,63 +167,49 @@ class AgentRegistrationSerializer(AgentSerializer):
 
 
 class RegisterView(AgentApiView):
-    @agent_schema(
-        operation_id="agent_register", request=AgentHelloSerializer,
-        responses={200: AgentRegistrationSerializer, **errors(400, 401, 403, 404, 429)},
-        summary="Say hello (at start-up): records the hostname, marks the agent idle or busy.",
-        description=(
-            "Call once when the agent process starts. Records `hostname` (when sent) and that the agent was "
-            "heard from: an offline agent comes back idle, or busy when it still runs a task, which the answer "
-            "names in `current_task` so that an agent that restarted can finish or fail it. The answer also says "
-            "how often to send heartbeats (`heartbeat_every`) and after how many seconds of silence the agent "
-            "is marked offline (`offline_after`)."),
-    )
+    @agent_schema("agent_register", AgentRegistrationSerializer, 400, 401, 403, 404, 429, request=AgentHelloSerializer)
     def post(self, request):
+        """Say hello (at start-up): records the hostname, marks the agent idle or busy.
+
+        Call once when the agent process starts. Records `hostname` (when sent) and that the agent was heard from:
+        an offline agent comes back idle, or busy when it still runs a task, which the answer names in
+        `current_task` so that an agent that restarted can finish or fail it. The answer also says how often to send
+        heartbeats (`heartbeat_every`) and after how many seconds of silence the agent is marked offline
+        (`offline_after`)."""
         return Response(AgentRegistrationSerializer(self.record_hello(request)).data)
 
 
 class HeartbeatView(AgentApiView):
-    @agent_schema(
-        operation_id="agent_heartbeat", request=AgentHelloSerializer,
-        responses={200: AgentSerializer, **errors(400, 401, 403, 404, 429)},
-        summary="I am alive. An offline agent comes back idle (or busy if it runs a task).",
-        description=(
-            "Send one every `heartbeat_every` seconds while idle; claims and reports count as being heard from "
-            "too. Records that the agent is alive, and `hostname` when sent. Silent for longer than "
-            "AGENT_OFFLINE_AFTER, an agent is marked offline by the liveness sweep and its running task is "
-            "requeued or failed (AGENT_OFFLINE_TASK_POLICY); its next heartbeat brings it back."),
-    )
+    @agent_schema("agent_heartbeat", AgentSerializer, 400, 401, 403, 404, 429, request=AgentHelloSerializer)
     def post(self, request):
+        """I am alive. An offline agent comes back idle (or busy if it runs a task).
+
+        Send one every `heartbeat_every` seconds while idle; claims and reports count as being heard from too.
+        Records that the agent is alive, and `hostname` when sent. Silent for longer than AGENT_OFFLINE_AFTER, an
+        agent is marked offline by the liveness sweep and its running task is requeued or failed
+        (AGENT_OFFLINE_TASK_POLICY); its next heartbeat brings it back."""
         return Response(AgentSerializer(self.record_hello(request)).data)
 
 
 class MeView(AgentApiView):
-    @agent_schema(
-        operation_id="agent_me", responses={200: AgentSerializer, **errors(401, 403, 429)},
-        summary="The calling agent, with the task it is running (no heartbeat is recorded).",
-        description=(
-            "Reads the agent the token belongs to: its status, `last_heartbeat`, and `current_task`, the id of "
-            "the task it runs (null when none). Writes nothing, so it does not count as being heard from."),
-    )
+    @agent_schema("agent_me", AgentSerializer, 401, 403, 429)
     def get(self, request):
+        """The calling agent, with the task it is running (no heartbeat is recorded).
+
+        Reads the agent the token belongs to: its status, `last_heartbeat`, and `current_task`, the id of the task
+        it runs (null when none). Writes nothing, so it does not count as being heard from."""
         return Response(AgentSerializer(self.agent).data)
 
 
 class ClaimNextView(AgentApiView):
-    @agent_schema(
-        operation_id="agent_claim_next", request=None,
-        responses={
-            200: TaskSerializer,
-            204: OpenApiResponse(description="The queue is empty; try again later."),
-            **errors(401, 403, 404, 409, 429),
-        },
-        summary="Claim the oldest queued task; it becomes running on this agent.",
-        description=(
-            "Takes the oldest queued task and makes it running on this agent at 0%, in one transaction: no two "
-            "agents ever get the same task. 204 when nothing is queued (ask again later); 409 with "
-            "`current_task` when this agent still runs a task (finish or fail that one first)."),
-    )
+    @agent_schema("agent_claim_next", {200: TaskSerializer, 204: OpenApiResponse(description=QUEUE_EMPTY)},
+                  401, 403, 404, 409, 429, request=None)
     def post(self, request):
+        """Claim the oldest queued task; it becomes running on this agent.
+
+        Takes the oldest queued task and makes it running on this agent at 0%, in one transaction: no two agents
+        ever get the same task. 204 when nothing is queued (ask again later); 409 with `current_task` when this
+        agent still runs a task (finish or fail that one first)."""
         task = domain.claim(agent_id=self.agent.pk)
         if task is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -219,47 +217,37 @@ class ClaimNextView(AgentApiView):
 
 
 class ClaimTaskView(AgentApiView):
-    @agent_schema(
-        operation_id="agent_claim_task", request=None,
-        responses={200: TaskSerializer, **errors(401, 403, 404, 409, 429)},
-        summary="Claim one particular queued task; 409 if it is no longer queued.",
-        description=(
-            "Makes the task with this id running on this agent. 409 when it is no longer queued (another agent "
-            "claimed it, an operator cancelled it) or when this agent still runs a task (`current_task`); 404 "
-            "when there is no such task."),
-    )
+    @agent_schema("agent_claim_task", TaskSerializer, 401, 403, 404, 409, 429, request=None)
     def post(self, request, pk):
+        """Claim one particular queued task; 409 if it is no longer queued.
+
+        Makes the task with this id running on this agent. 409 when it is no longer queued (another agent claimed
+        it, an operator cancelled it) or when this agent still runs a task (`current_task`); 404 when there is no
+        such task."""
         return Response(TaskSerializer(domain.claim(agent_id=self.agent.pk, task_id=pk)).data)
 
 
 class AgentTaskView(AgentApiView):
-    @agent_schema(
-        operation_id="agent_task_read",
-        responses={200: TaskSerializer, **errors(401, 403, 404, 429)},
-        summary="One of this agent's tasks (to see e.g. whether an operator cancelled it).",
-        description=(
-            "A task assigned to this agent, every field included. 403 when it is not (or no longer) this "
-            "agent's: it was requeued after the agent went silent, or given to another; 404 when there is no "
-            "such task."),
-    )
+    @agent_schema("agent_task_read", TaskSerializer, 401, 403, 404, 429)
     def get(self, request, pk):
+        """One of this agent's tasks (to see e.g. whether an operator cancelled it).
+
+        A task assigned to this agent, every field included. 403 when it is not (or no longer) this agent's: it was
+        requeued after the agent went silent, or given to another; 404 when there is no such task."""
         task = selectors.get_task(pk)
         if task.agent_id != self.agent.pk:
             raise PermissionDenied(f"Task {pk} is not assigned to you.")
         return Response(TaskSerializer(task).data)
 
-    @agent_schema(
-        operation_id="agent_task_report", request=TaskReportSerializer,
-        responses={200: TaskSerializer, **errors(400, 401, 403, 404, 409, 429)},
-        summary="Report progress, success, or failure (with an error) of a task this agent runs.",
-        description=(
-            "`progress` (0-100) while running; `status: succeeded` when done (progress becomes 100); "
-            "`status: failed` with `error` saying why. 409 when the task's status forbids it (an operator "
-            "cancelled it: stop working on it); 403 when it is no longer this agent's. Progress reports that "
-            "arrive together are written in one transaction; one waits at most API_REPORT_WAIT seconds for the "
-            "write ahead of it, then gets a 503 with Retry-After, and sending it again is safe."),
-    )
+    @agent_schema("agent_task_report", TaskSerializer, 400, 401, 403, 404, 409, 429, request=TaskReportSerializer)
     def patch(self, request, pk):
+        """Report progress, success, or failure (with an error) of a task this agent runs.
+
+        `progress` (0-100) while running; `status: succeeded` when done (progress becomes 100); `status: failed`
+        with `error` saying why. 409 when the task's status forbids it (an operator cancelled it: stop working on
+        it); 403 when it is no longer this agent's. Progress reports that arrive together are written in one
+        transaction; one waits at most API_REPORT_WAIT seconds for the write ahead of it, then gets a 503 with
+        Retry-After, and sending it again is safe."""
         report = TaskReportSerializer(data=request.data)
         report.is_valid(raise_exception=True)
         values = report.validated_data
@@ -290,30 +278,25 @@ class TaskListView(OperatorMixin, generics.GenericAPIView):
             name, _, message = str(refused).partition(" ")
             raise ValidationError({name.removeprefix("view.") or "non_field_errors": [message]}) from None
 
-    @operator_schema(
-        operation_id="tasks_list", parameters=[TaskFilterSerializer],
-        responses={200: TaskSerializer(many=True), **errors(400, 403, 429)},
-        summary="List tasks, newest first, with a dashboard's filters; page by offset or past an id.",
-        description=(
-            "Newest first (highest id first), the order of a dashboard. `status` (one or more), `agent` and `q` "
-            "mean exactly what they mean in a dashboard's view, so the list shows the rows a dashboard with "
-            "the same view shows; `search` also looks in the description. Older tasks past a dashboard's "
-            "window: `before=<id>`, then `before=<the last id of each page>` (keyset paging, stable while "
-            "tasks are added). `limit`/`offset` page as usual; `count` is the number of matching tasks (with "
-            "an id below `before`, when given). A bad value is a 400 naming the parameter."),
-    )
+    @operator_schema("tasks_list", TaskSerializer(many=True), 400, 403, 429, parameters=[TaskFilterSerializer])
     def get(self, request):
+        """List tasks, newest first, with a dashboard's filters; page by offset or past an id.
+
+        Newest first (highest id first), the order of a dashboard. `status` (one or more), `agent` and `q` mean
+        exactly what they mean in a dashboard's view, so the list shows the rows a dashboard with the same view
+        shows; `search` also looks in the description. Older tasks past a dashboard's window: `before=<id>`, then
+        `before=<the last id of each page>` (keyset paging, stable while tasks are added). `limit`/`offset` page as
+        usual; `count` is the number of matching tasks (with an id below `before`, when given). A bad value is a 400
+        naming the parameter."""
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(TaskSerializer(page, many=True).data)
 
-    @operator_schema(
-        operation_id="tasks_create", request=TaskCreateSerializer,
-        responses={201: TaskSerializer, **errors(400, 403, 429)}, summary="Add a queued task.",
-        description=(
-            "Adds a task in the queued status at 0%, with `title` and an optional `description`. Agents' "
-            "claims take the oldest queued task first. Needs the add_task permission."),
-    )
+    @operator_schema("tasks_create", {201: TaskSerializer}, 400, 403, 429, request=TaskCreateSerializer)
     def post(self, request):
+        """Add a queued task.
+
+        Adds a task in the queued status at 0%, with `title` and an optional `description`. Agents' claims take the
+        oldest queued task first. Needs the add_task permission."""
         data = TaskCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         task = domain.create(**data.validated_data)
@@ -321,25 +304,20 @@ class TaskListView(OperatorMixin, generics.GenericAPIView):
 
 
 class TaskDetailView(OperatorMixin, APIView):
-    @operator_schema(
-        operation_id="tasks_read", responses={200: TaskSerializer, **errors(403, 404, 429)},
-        summary="One task.",
-        description=(
-            "A task with every field, including the whole `error` text (dashboards get an excerpt of a long "
-            "one). 404 when there is no such task."),
-    )
+    @operator_schema("tasks_read", TaskSerializer, 403, 404, 429)
     def get(self, request, pk):
+        """One task.
+
+        A task with every field, including the whole `error` text (dashboards get an excerpt of a long one). 404
+        when there is no such task."""
         return Response(TaskSerializer(selectors.get_task(pk)).data)
 
-    @operator_schema(
-        operation_id="tasks_edit", request=TaskEditSerializer,
-        responses={200: TaskSerializer, **errors(400, 403, 404, 429)},
-        summary="Change a task's title or description (status changes: cancel, requeue, fail).",
-        description=(
-            "Sets `title`, `description` or both, whatever the task's status; send at least one. Status changes "
-            "have endpoints of their own (cancel, requeue, fail). Needs the change_task permission."),
-    )
+    @operator_schema("tasks_edit", TaskSerializer, 400, 403, 404, 429, request=TaskEditSerializer)
     def patch(self, request, pk):
+        """Change a task's title or description (status changes: cancel, requeue, fail).
+
+        Sets `title`, `description` or both, whatever the task's status; send at least one. Status changes have
+        endpoints of their own (cancel, requeue, fail). Needs the change_task permission."""
         data = TaskEditSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(TaskSerializer(domain.edit(task_id=pk, **data.validated_data)).data)
@@ -348,46 +326,37 @@ class TaskDetailView(OperatorMixin, APIView):
 class TaskCancelView(OperatorMixin, APIView):
     operator_action = "change"
 
-    @operator_schema(
-        operation_id="tasks_cancel", request=None,
-        responses={200: TaskSerializer, **errors(403, 404, 409, 429)},
-        summary="Cancel a queued or running task (its agent gets a 409 on its next report).",
-        description=(
-            "Queued or running becomes cancelled. A running task's agent becomes idle and learns it on its next "
-            "report (409). 409 for a task that already succeeded, failed or was cancelled."),
-    )
+    @operator_schema("tasks_cancel", TaskSerializer, 403, 404, 409, 429, request=None)
     def post(self, request, pk):
+        """Cancel a queued or running task (its agent gets a 409 on its next report).
+
+        Queued or running becomes cancelled. A running task's agent becomes idle and learns it on its next report
+        (409). 409 for a task that already succeeded, failed or was cancelled."""
         return Response(TaskSerializer(domain.cancel(task_id=pk)).data)
 
 
 class TaskRequeueView(OperatorMixin, APIView):
     operator_action = "change"
 
-    @operator_schema(
-        operation_id="tasks_requeue", request=None,
-        responses={200: TaskSerializer, **errors(403, 404, 409, 429)},
-        summary="Put a failed or cancelled task back in the queue at 0%.",
-        description=(
-            "Failed or cancelled becomes queued, at 0%, with no agent and no error, to be claimed again. 409 "
-            "for a task in any other status."),
-    )
+    @operator_schema("tasks_requeue", TaskSerializer, 403, 404, 409, 429, request=None)
     def post(self, request, pk):
+        """Put a failed or cancelled task back in the queue at 0%.
+
+        Failed or cancelled becomes queued, at 0%, with no agent and no error, to be claimed again. 409 for a task
+        in any other status."""
         return Response(TaskSerializer(domain.requeue(task_id=pk)).data)
 
 
 class TaskFailView(OperatorMixin, APIView):
     operator_action = "change"
 
-    @operator_schema(
-        operation_id="tasks_fail", request=TaskFailSerializer,
-        responses={200: TaskSerializer, **errors(400, 403, 404, 409, 429)},
-        summary="Mark a running task failed, with the reason (its agent gets a 409 on its next report).",
-        description=(
-            "Running becomes failed, with `reason` kept as the task's `error` (surrounding spaces trimmed); "
-            "its progress stays where it was, its agent becomes idle and learns it on its next report (409). "
-            "400 for an empty reason; 409 for a task that is not running. Needs the change_task permission."),
-    )
+    @operator_schema("tasks_fail", TaskSerializer, 400, 403, 404, 409, 429, request=TaskFailSerializer)
     def post(self, request, pk):
+        """Mark a running task failed, with the reason (its agent gets a 409 on its next report).
+
+        Running becomes failed, with `reason` kept as the task's `error` (surrounding spaces trimmed); its progress
+        stays where it was, its agent becomes idle and learns it on its next report (409). 400 for an empty reason;
+        409 for a task that is not running. Needs the change_task permission."""
         data = TaskFailSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(TaskSerializer(domain.fail(task_id=pk, reason=data.validated_data["reason"])).data)
@@ -403,15 +372,12 @@ class AgentListView(OperatorMixin, generics.GenericAPIView):
         values = filters.validated_data
         return selectors.agents_matching(status=values.get("status"), search=values.get("search"))
 
-    @operator_schema(
-        operation_id="agents_list", parameters=[AgentFilterSerializer],
-        responses={200: AgentSerializer(many=True), **errors(400, 403, 429)},
-        summary="List agents by name; filter by status or text in name/hostname.",
-        description=(
-            "Ordered by name. `status` filters by idle, busy or offline; `search` looks in the name and the "
-            "hostname, in any case. Each agent carries `current_task`, the id of the task it runs."),
-    )
+    @operator_schema("agents_list", AgentSerializer(many=True), 400, 403, 429, parameters=[AgentFilterSerializer])
     def get(self, request):
+        """List agents by name; filter by status or text in name/hostname.
+
+        Ordered by name. `status` filters by idle, busy or offline; `search` looks in the name and the hostname, in
+        any case. Each agent carries `current_task`, the id of the task it runs."""
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(AgentSerializer(page, many=True).data)
 
@@ -419,14 +385,12 @@ class AgentListView(OperatorMixin, generics.GenericAPIView):
 class AgentDetailView(OperatorMixin, APIView):
     permission_model = Agent
 
-    @operator_schema(
-        operation_id="agents_read", responses={200: AgentSerializer, **errors(403, 404, 429)},
-        summary="One agent.",
-        description=(
-            "An agent with `last_heartbeat` and `current_task`, the id of the task it runs (null when none). "
-            "404 when there is no such agent."),
-    )
+    @operator_schema("agents_read", AgentSerializer, 403, 404, 429)
     def get(self, request, pk):
+        """One agent.
+
+        An agent with `last_heartbeat` and `current_task`, the id of the task it runs (null when none). 404 when
+        there is no such agent."""
         agent = selectors.with_current_task(Agent.objects.filter(pk=pk)).first()
         if agent is None:
             return Response({"detail": f"No agent with id {pk}."}, status=status.HTTP_404_NOT_FOUND)

@@ -47,22 +47,30 @@ def server_env(server_env):
     return env
 
 
-def signed_in_context(browser, server, session_cookie, **options):
-    """A browser context carrying the test user's session cookie for `server`."""
+def browser_context(browser, cookie, **options):
+    """A browser context carrying the session `cookie` for the test servers (None: signed out)."""
     context = browser.new_context(**{"viewport": {"width": 1280, "height": 800}, **options})
-    name, value = session_cookie.split("=", 1)
-    context.add_cookies([{"name": name, "value": value, "domain": "127.0.0.1", "path": "/"}])
+    if cookie is not None:
+        name, value = cookie.split("=", 1)
+        context.add_cookies([{"name": name, "value": value, "domain": "127.0.0.1", "path": "/"}])
     context.set_default_timeout(15_000)
     return context
 
 
+STAFF = object()  # context()'s default cookie: the staff user's session
+
+
 @pytest.fixture
-def context(browser, session_cookie):
-    """Factory: context(server, **options) is a signed-in browser context, closed after the test."""
+def context(browser, request):
+    """Factory: context(server, cookie, **options) is a browser context carrying the session
+    `cookie` (by default the staff user's, `session_cookie`; None: signed out), closed after
+    the test."""
     contexts = []
 
-    def make(server, **options):
-        ctx = signed_in_context(browser, server, session_cookie, **options)
+    def make(server, cookie=STAFF, **options):
+        if cookie is STAFF:
+            cookie = request.getfixturevalue("session_cookie")
+        ctx = browser_context(browser, cookie, **options)
         contexts.append(ctx)
         return ctx
 
@@ -74,14 +82,18 @@ def context(browser, session_cookie):
 class Dashboard:
     """A dashboard page plus what it did: its WebSockets, dialogs and page errors."""
 
-    def __init__(self, context, server):
+    def __init__(self, context, server, path="/"):
         self.page = context.new_page()
         self.sockets, self.dialogs, self.errors = [], [], []
+        self.before_load(context)
         self.page.on("websocket", lambda ws: self.sockets.append(ws.url))
         self.page.on("dialog", self._dialog)
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-        self.response = self.page.goto(f"{server.http}/")
+        self.response = self.page.goto(f"{server.http}{path}")
         assert self.response.ok, self.response.status
+
+    def before_load(self, context):
+        """Called with the new page, before it loads: what a subclass watches from the start."""
 
     def _dialog(self, dialog):
         self.dialogs.append(dialog.message)

@@ -337,14 +337,26 @@ def staff_user(django_user_model):
     return user
 
 
+def signed_in(client, user):
+    """`client` (Django's test client or DRF's) with a session of `user`."""
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def staff_client(staff_user):
+    """A Django test client signed in as the staff user."""
+    from django.test import Client
+
+    return signed_in(Client(), staff_user)
+
+
 @pytest.fixture
 def session_cookie(staff_user):
     """A session cookie for the staff user, valid for any process sharing the database."""
     from django.test import Client
 
-    client = Client()
-    client.force_login(staff_user)
-    return f"sessionid={client.cookies['sessionid'].value}"
+    return f"sessionid={signed_in(Client(), staff_user).cookies['sessionid'].value}"
 
 
 @pytest.fixture(scope="session", autouse=True)

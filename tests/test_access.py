@@ -97,6 +97,15 @@ def closing_reasons(client):
     return [e["message"] for e in client.errors if e.get("code") == "closing"]
 
 
+async def signed_in_twice(stack):
+    """A viewer with two sessions: the first's sockets on both processes, the second's on b.
+    Returns (the first session's key, its sockets, the second's sockets)."""
+    user = await sync_to_async(viewer)()
+    key, other_key = await sync_to_async(session_for)(user), await sync_to_async(session_for)(user)
+    tabs = await stack.watch(key, stack.a) + await stack.watch(key, stack.b)
+    return key, tabs, await stack.watch(other_key, stack.b)
+
+
 async def still_open(clients, seconds=1.0):
     await asyncio.sleep(seconds)
     assert all(c.close_codes == [] and c.ws is not None for c in clients), [c.close_codes for c in clients]
@@ -107,10 +116,7 @@ async def still_open(clients, seconds=1.0):
 
 async def test_signing_out_in_another_tab_closes_that_sessions_sockets_on_every_process(servers):
     stack = servers()
-    user = await sync_to_async(viewer)()
-    key, other_key = await sync_to_async(session_for)(user), await sync_to_async(session_for)(user)
-    tabs = await stack.watch(key, stack.a) + await stack.watch(key, stack.b)
-    other = await stack.watch(other_key, stack.b)
+    key, tabs, other = await signed_in_twice(stack)
 
     http = requests.Session()
     http.cookies.set("sessionid", key)
@@ -141,10 +147,7 @@ async def test_a_session_that_expires_closes_its_socket_on_time(servers):
 
 async def test_a_session_deleted_through_the_orm_closes_at_once(servers):
     stack = servers()
-    user = await sync_to_async(viewer)()
-    orm_key, other_key = await sync_to_async(session_for)(user), await sync_to_async(session_for)(user)
-    orm_tabs = await stack.watch(orm_key, stack.a) + await stack.watch(orm_key, stack.b)
-    others = await stack.watch(other_key, stack.b)
+    orm_key, orm_tabs, others = await signed_in_twice(stack)
     await sync_to_async(lambda: Session.objects.filter(session_key=orm_key).delete())()
     pushed = await closed_within(orm_tabs, 4501, 3)
     await still_open(others)

@@ -22,12 +22,6 @@ def messages_of(response):
     return [str(m) for m in get_messages(response.wsgi_request)]
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    """The default hasher costs ~0.4 s per user; these tests are not about hashing."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
-
-
 @pytest.fixture
 def admin(client, staff_user):
     client.force_login(staff_user)

@@ -1,7 +1,6 @@
 """The agent and operator API: every endpoint, every error, and that writes are sequenced."""
 import pytest
 from django.contrib.auth.models import Permission
-from django.core.cache import cache
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from rest_framework.test import APIClient
@@ -10,16 +9,9 @@ from realtime.models import Stream
 from tasks import tokens
 from tasks import domain
 from tasks.models import Agent, AgentToken, Task
+from tests.support.api import bearer_client, fresh_throttles, op  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_throttles(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "django.contrib.auth.hashers.PBKDF2PasswordHasher"]  # fast logins
-    cache.clear()  # throttle counters live in the cache
-    yield
-    cache.clear()
 
 
 @pytest.fixture
@@ -35,29 +27,16 @@ def token(agent):
 
 
 @pytest.fixture
-def bot(token):
+def bot(agent, token):
     """An API client authenticated as `agent`."""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
+    return bearer_client(agent, token)
 
 
 @pytest.fixture
 def other_bot():
     other = Agent(name="worker-2")
     other.save()
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens.issue(other)[1]}")
-    client.agent = other
-    return client
-
-
-@pytest.fixture
-def op(staff_user):
-    """An API client logged in as a staff superuser."""
-    client = APIClient()
-    client.force_login(staff_user)
-    return client
+    return bearer_client(other)
 
 
 def make_task(title="job", **fields):

@@ -247,35 +247,20 @@ def test_two_claims_by_one_agent_at_once_give_it_one_task():
 def test_a_claim_skips_a_queued_row_another_transaction_has_locked():
     """PostgreSQL: the queued row is taken with SKIP LOCKED, so a claim neither waits for a
     row some other transaction holds nor takes it."""
-    import threading
     import time
 
-    from django.db import connection, connections, transaction
+    from django.db import connection
 
     from tasks import domain
     from tasks.models import Agent, Task
+    from tests.support.stream_lock import LockHeld
 
     if connection.vendor != "postgresql":
         pytest.skip("SQLite has no row locks (one writer at a time); the PostgreSQL pass runs this")
     agent = Agent.objects.create(name="skipper")
     first, second = Task.objects.create(title="oldest"), Task.objects.create(title="next")
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_row():
-        with transaction.atomic():
-            list(Task.objects.select_for_update().filter(pk=first.pk))
-            holding.set()
-            release.wait(10)
-        connections.close_all()
-
-    holder = threading.Thread(target=hold_row)
-    holder.start()
-    assert holding.wait(10)
-    started = time.monotonic()
-    try:
+    with LockHeld(lambda: list(Task.objects.select_for_update().filter(pk=first.pk)), "the oldest task's row"):
+        started = time.monotonic()
         claimed = domain.claim(agent_id=agent.pk)
         waited = time.monotonic() - started
-    finally:
-        release.set()
-        holder.join(20)
     assert claimed.pk == second.pk and waited < 5

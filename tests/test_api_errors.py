@@ -5,23 +5,16 @@ import json
 
 import jsonschema
 import pytest
-from django.core.cache import cache
 from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from dashboard_site import api_errors
-from tasks import selectors, tokens
+from tasks import selectors
 from tasks.api import serializers as api_serializers
 from tasks.models import Agent, Task
+from tests.support.api import bearer_client, fresh_throttles  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_throttles():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
@@ -33,9 +26,7 @@ def agent():
 
 @pytest.fixture
 def bot(agent):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens.issue(agent)[1]}")
-    return client
+    return bearer_client(agent)
 
 
 @pytest.fixture

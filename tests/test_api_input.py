@@ -6,14 +6,13 @@ import re
 import subprocess
 
 import pytest
-from django.core.cache import cache
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 from rest_framework.test import APIClient
 
-from tasks import tokens
 from tasks.api import serializers as api_serializers
 from tasks.models import TEXT_LIMIT, Agent, Task
 from tests.conftest import PYTHON, ROOT
+from tests.support.api import bearer_client, fresh_throttles  # noqa: F401 (fixtures)
 
 # The checks as they were first written: what a text field accepts must not change.
 FIRST_NOT_BLANK = re.compile(r"^[^\x00]*[^\s\x00][^\x00]*$")
@@ -57,14 +56,9 @@ def test_a_long_text_ending_in_nul_is_refused_without_backtracking():
 
 @pytest.fixture
 def bot(db):
-    cache.clear()
     agent = Agent(name="worker-input", status=Agent.Status.BUSY)
     agent.save()
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens.issue(agent)[1]}")
-    client.agent = agent
-    yield client
-    cache.clear()
+    return bearer_client(agent)
 
 
 @pytest.mark.django_db

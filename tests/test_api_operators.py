@@ -3,30 +3,16 @@ filters (several statuses, an agent, `q`) and keyset paging (`before`), which mu
 exactly what a dashboard's view means (tasks/windows.py)."""
 import pytest
 import requests
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from realtime import registry
 from realtime.models import Change
 from tasks.models import Agent, Task
+from tests.support.api import fresh_throttles, op  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
 
 CSRF = "c" * 32
-
-
-@pytest.fixture(autouse=True)
-def fresh_throttles():
-    cache.clear()
-    yield
-    cache.clear()
-
-
-@pytest.fixture
-def op(staff_user):
-    client = APIClient()
-    client.force_login(staff_user)
-    return client
 
 
 def make(title="job", **fields):

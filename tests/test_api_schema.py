@@ -59,12 +59,7 @@ schema.config.generation.update(with_security_parameters=False)
 
 
 @pytest.fixture
-def fast_logins(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
-
-
-@pytest.fixture
-def world(in_process_requests, fast_logins, session_cookie):
+def world(in_process_requests, session_cookie):
     """Credentials and a few rows in every state, for generated requests to land on."""
     cache.clear()
     agent, other = Agent(name="fuzz-agent"), Agent(name="other-agent")

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from tasks.models import Agent, Task
-from tests.browser_support import Dashboard, browser, server_env, signed_in_context  # noqa: F401 (fixtures)
+from tests.browser_support import Dashboard, browser, context, server_env  # noqa: F401 (fixtures)
 from tests.test_browser import PolicyWatch
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.django_db(transaction=True)]
@@ -37,24 +37,6 @@ def viewer(django_user_model):
     user = django_user_model.objects.create_user("viewer", "viewer@example.com", "viewer-pass-123", is_staff=True)
     user.user_permissions.add(*Permission.objects.filter(codename__in=["view_task", "view_agent"]))
     return user
-
-
-@pytest.fixture
-def context(browser):
-    contexts = []
-
-    def make(server, cookie=None, **options):
-        if cookie is None:
-            ctx = browser.new_context(**{"viewport": {"width": 1280, "height": 800}, **options})
-            ctx.set_default_timeout(15_000)
-        else:
-            ctx = signed_in_context(browser, server, cookie, **options)
-        contexts.append(ctx)
-        return ctx
-
-    yield make
-    for ctx in contexts:
-        ctx.close()
 
 
 def fleet():
@@ -97,7 +79,7 @@ def test_axe_finds_no_serious_violation_on_the_sign_in_page_and_the_dashboard(da
     server = daphne()
     report = {}
 
-    anonymous = context(server, color_scheme=scheme)
+    anonymous = context(server, None, color_scheme=scheme)
     page = anonymous.new_page()
     page.goto(f"{server.http}/accounts/login/")
     report["login"] = axe_violations(page)

@@ -316,13 +316,22 @@ async def test_a_dropped_layer_message_is_healed_through_the_head(cookie, monkey
     await comm.disconnect()
 
 
-async def test_a_burst_goes_out_as_one_frame(cookie):
+def deleted_at(seq):
+    """The layer's event of a task deleted at `seq` (the hub's input)."""
+    return {"type": "event", "seq": seq, "entity": "task", "op": "delete", "data": {"id": seq}}
+
+
+async def subscribed(cookie):
+    """A subscribed socket, the number its sync is at, and this process's hub."""
     comm, _, _ = await connect(cookie)
     sync = await subscribe(comm)
-    hub = get_hub()
-    head = sync["seq"]
+    return comm, sync["seq"], get_hub()
+
+
+async def test_a_burst_goes_out_as_one_frame(cookie):
+    comm, head, hub = await subscribed(cookie)
     for seq in range(head + 1, head + 51):  # fifty separate layer messages, back to back
-        await hub.put_in_order(hub.epoch, [{"type": "event", "seq": seq, "entity": "task", "op": "delete", "data": {"id": seq}}])
+        await hub.put_in_order(hub.epoch, [deleted_at(seq)])
     frame = await receive(comm, "events")
     assert [e["seq"] for e in frame["items"]] == list(range(head + 1, head + 51))
     await comm.disconnect()
@@ -330,14 +339,10 @@ async def test_a_burst_goes_out_as_one_frame(cookie):
 
 async def test_a_head_always_a_little_ahead_under_steady_writes_is_not_a_gap(cookie, settings):
     settings.REALTIME_REORDER_WINDOW = 0
-    comm, _, _ = await connect(cookie)
-    sync = await subscribe(comm)
-    hub = get_hub()
-    ev = lambda seq: {"type": "event", "seq": seq, "entity": "task", "op": "delete", "data": {"id": seq}}  # noqa: E731
-    seq = sync["seq"]
+    comm, seq, hub = await subscribed(cookie)
     for _ in range(5):  # each poll sees two commits still in flight, which then arrive
         await hub.check_head(hub.epoch, seq + 2)
-        await hub.put_in_order(hub.epoch, [ev(seq + 1), ev(seq + 2)])
+        await hub.put_in_order(hub.epoch, [deleted_at(seq + 1), deleted_at(seq + 2)])
         seq += 2
     assert hub.last == seq and await next_events(comm, 10)
     await hub.check_head(hub.epoch, seq + 1)  # this one never arrives
@@ -347,13 +352,9 @@ async def test_a_head_always_a_little_ahead_under_steady_writes_is_not_a_gap(coo
 
 
 async def test_an_event_that_arrives_early_waits_for_its_predecessor(cookie):
-    comm, _, _ = await connect(cookie)
-    sync = await subscribe(comm)
-    hub = get_hub()
-    head = sync["seq"]
-    ev = lambda seq: {"type": "event", "seq": seq, "entity": "task", "op": "delete", "data": {"id": seq}}  # noqa: E731
-    await hub.put_in_order(hub.epoch, [ev(head + 2)])
-    await hub.put_in_order(hub.epoch, [ev(head + 1)])
+    comm, head, hub = await subscribed(cookie)
+    await hub.put_in_order(hub.epoch, [deleted_at(head + 2)])
+    await hub.put_in_order(hub.epoch, [deleted_at(head + 1)])
     frame = await receive(comm, "events")
     assert [e["seq"] for e in frame["items"]] == [head + 1, head + 2]
     await comm.disconnect()
@@ -501,9 +502,7 @@ async def test_one_bad_client_does_not_disturb_another(cookie):
 
 
 async def test_normal_close_leaves_nothing_behind(cookie):
-    comm, _, _ = await connect(cookie)
-    await subscribe(comm)
-    hub = get_hub()
+    comm, _, hub = await subscribed(cookie)
     assert len(hub.members) == 1
     await comm.disconnect()
     assert hub.members == set()
@@ -539,9 +538,7 @@ async def test_a_sync_that_fails_with_a_bug_closes_1011_and_leaves_nothing_behin
 
 
 async def test_server_shutdown_cancelling_the_consumer_leaves_nothing_behind(cookie):
-    comm, _, _ = await connect(cookie)
-    await subscribe(comm)
-    hub = get_hub()
+    comm, _, hub = await subscribed(cookie)
     assert len(hub.members) == 1
     comm.future.cancel()  # what daphne does to every application on SIGTERM
     with pytest.raises(asyncio.CancelledError):

@@ -19,11 +19,6 @@ from tests.support.stream import StreamClient, database_versions
 pytestmark = [pytest.mark.server, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def fast_logins(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
-
-
 def fleet_summary():
     return {
         "agents": Agent.objects.filter(name__startswith="demo-").count(),
@@ -33,7 +28,7 @@ def fleet_summary():
     }
 
 
-async def test_demo_fleet_changes_reach_a_websocket_client(daphne, fast_logins, session_cookie):
+async def test_demo_fleet_changes_reach_a_websocket_client(daphne, session_cookie):
     # Long enough that every agent finishes something on a loaded machine (the fleet reports
     # progress every 1-3 s, scaled by --rate), short enough that silences are noticed.
     server = daphne(AGENT_OFFLINE_AFTER="4", AGENT_SWEEP_INTERVAL="0.5")

@@ -16,10 +16,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def admin(staff_user):
-    client = Client()
-    client.force_login(staff_user)
-    return client
+def admin(staff_client):
+    return staff_client
 
 
 def change_form(admin, task):

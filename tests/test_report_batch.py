@@ -23,17 +23,26 @@ def _running(count):
     return agents, tasks
 
 
-def test_reports_that_arrive_while_one_is_written_go_together_in_order():
-    release, started = threading.Event(), threading.Event()
-    batches = []
+class FirstBatchHeld:
+    """A batch writer whose first batch waits for `release` (at most `wait` seconds): a write
+    in progress, or one that hangs. It keeps every batch and answers "done <report>"."""
 
-    def write(reports):
-        batches.append(list(reports))
-        if len(batches) == 1:
-            started.set()
-            release.wait(5)
+    def __init__(self, wait):
+        self.wait, self.batches = wait, []
+        self.release, self.started = threading.Event(), threading.Event()
+        self.released = None  # whether the first batch was released within its wait
+
+    def __call__(self, reports):
+        self.batches.append(list(reports))
+        if len(self.batches) == 1:
+            self.started.set()
+            self.released = self.release.wait(self.wait)
         return [f"done {r}" for r in reports]
 
+
+def test_reports_that_arrive_while_one_is_written_go_together_in_order():
+    write = FirstBatchHeld(5)
+    release, started, batches = write.release, write.started, write.batches
     batcher = Batcher(write)
     with ThreadPoolExecutor(6) as pool:
         try:
@@ -124,16 +133,8 @@ def test_a_report_waiting_behind_a_hung_write_gives_up_after_its_wait_and_is_not
     ReportTimeout, and taken out of the queue (nothing writes it later)."""
     from tasks.report_batch import ReportTimeout
 
-    release, started = threading.Event(), threading.Event()
-    batches = []
-
-    def write(reports):
-        batches.append(list(reports))
-        if len(batches) == 1:
-            started.set()
-            assert release.wait(60), "the test never released the hung write"
-        return [f"done {r}" for r in reports]
-
+    write = FirstBatchHeld(60)
+    release, started, batches = write.release, write.started, write.batches
     batcher = Batcher(write)
     with ThreadPoolExecutor(3) as pool:
         try:
@@ -147,6 +148,7 @@ def test_a_report_waiting_behind_a_hung_write_gives_up_after_its_wait_and_is_not
         finally:
             release.set()
         assert leader.result(10) == "done first"
+        assert write.released, "the test never released the hung write"
     assert batcher.submit("after") == "done after"  # the batcher is not left stuck
     assert batches == [["first"], ["after"]]
 

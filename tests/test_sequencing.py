@@ -23,6 +23,7 @@ from realtime.protocol import LAYER_CHANGES, STREAM_GROUP
 from realtime.rows import serialize
 from realtime.sequencing import NotInTransaction, allocate
 from tasks.models import Agent, Task
+from tests.support.stream_lock import StreamLockHeld
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -660,34 +661,19 @@ class TestEdges:
 def test_a_writer_waiting_too_long_for_the_stream_lock_gets_a_clear_error(settings, caplog):
     """A transaction left open (here: another thread holding the stream lock) fails other
     writers after REALTIME_STREAM_LOCK_TIMEOUT with StreamLockTimeout, a log line and a metric."""
-    from django.db import OperationalError, connections
+    from django.db import OperationalError
 
     from realtime import metrics
-    from realtime.sequencing import StreamLockTimeout, lock_stream
+    from realtime.sequencing import StreamLockTimeout
 
     Task.objects.create(title="t")
-    holding, release = threading.Event(), threading.Event()
-
-    def hold():
-        with transaction.atomic():
-            lock_stream()
-            holding.set()
-            release.wait(20)
-        connections.close_all()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert holding.wait(10)
-    before = metrics.STREAM_LOCK_TIMEOUTS._value.get()
-    started = time.monotonic()
-    try:
+    with StreamLockHeld():
+        before = metrics.STREAM_LOCK_TIMEOUTS._value.get()
+        started = time.monotonic()
         with pytest.raises(OperationalError) as info:
             with transaction.atomic():
                 Task.objects.create(title="blocked")
         waited = time.monotonic() - started
-    finally:
-        release.set()
-        holder.join(20)
     if connection.vendor == "postgresql":
         assert isinstance(info.value, StreamLockTimeout) and "stream lock" in str(info.value)
         assert metrics.STREAM_LOCK_TIMEOUTS._value.get() == before + 1

@@ -19,10 +19,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def operator(staff_user):
-    client = Client()
-    client.force_login(staff_user)
-    return client
+def operator(staff_client):
+    return staff_client
 
 
 def user_with(django_user_model, name, *codenames, staff=True):

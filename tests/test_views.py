@@ -12,11 +12,6 @@ from tasks.models import Agent, Task
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
-
-
 def shown_count(html, attribute, value):
     """The number rendered in the element marked attribute="value"."""
     match = re.search(rf'{attribute}="{value}"[^>]*>\s*(\d+)\s*<', html)

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.db.models import F
 
 from realtime import publish, registry
-from realtime.models import Stream, Tombstone
+from realtime.models import Change, Stream, Tombstone
 from realtime.protocol import LAYER_CHANGES, STREAM_GROUP
 from realtime.rows import serialize
 from realtime.sequencing import NotInTransaction, allocate
@@ -682,3 +682,70 @@ def test_a_writer_waiting_too_long_for_the_stream_lock_gets_a_clear_error(settin
         assert "database is locked" in str(info.value)
     assert waited < settings.REALTIME_STREAM_LOCK_TIMEOUT + 5
     assert not Task.objects.filter(title="blocked").exists()
+
+
+# Rows read under the stream lock are trusted until written -------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_progress_report_costs_five_statements_inside_its_transaction():
+    """The lock, the task (with its agent), the number, the row, its history: no second read
+    of the row before or after the write (realtime/sequencing.py, Locked)."""
+    from django.test.utils import CaptureQueriesContext
+
+    from tasks import domain
+
+    agent = Agent.objects.create(name="bot")
+    task = Task.objects.create(title="t")
+    domain.claim(agent_id=agent.pk)
+    domain.report(agent_id=agent.pk, task_id=task.pk, progress=1)  # the agent's heartbeat is fresh now
+    with CaptureQueriesContext(connection) as queries:
+        domain.report(agent_id=agent.pk, task_id=task.pk, progress=2)
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    inner = [s for s in statements if s not in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")]
+    assert len(inner) == 5, queries.captured_queries
+    row = Task.objects.get(pk=task.pk)
+    assert row.progress == 2 and Change.objects.filter(object_id=task.pk, seq=row.version).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_instance_whose_row_was_written_since_it_was_read_is_read_again():
+    """Loaded under the lock, then its row changed by an update in the same transaction: its
+    values before its own save are the row's, not what it was loaded with."""
+    from realtime import counts
+
+    from realtime.sequencing import lock_stream
+
+    task = Task.objects.create(title="t", status="queued")
+    counts.recount(registry.windowed())
+    with transaction.atomic():
+        lock_stream()
+        loaded = Task.objects.get(pk=task.pk)  # queued, under the lock
+        Task.objects.filter(pk=task.pk).update(status="cancelled")  # the row moves on
+        loaded.title = "renamed"
+        loaded.status = "cancelled"
+        loaded.save(update_fields=["title", "status"])
+    found, complete = counts.read(registry.windowed())
+    assert complete and found["queued"] == 0 and found["cancelled"] == 1, found
+    change = Change.objects.filter(object_id=task.pk).order_by("-seq").first()
+    assert change.status_before == "cancelled" and change.status == "cancelled"
+    assert Task.objects.get(pk=task.pk).title == "renamed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_saved_twice_in_one_transaction_keeps_its_counts():
+    from realtime import counts
+
+    from realtime.sequencing import lock_stream
+
+    task = Task.objects.create(title="t", status="queued")
+    counts.recount(registry.windowed())
+    with transaction.atomic():
+        lock_stream()
+        loaded = Task.objects.get(pk=task.pk)
+        loaded.status = "cancelled"
+        loaded.save(update_fields=["status"])
+        loaded.status = "queued"
+        loaded.save(update_fields=["status"])
+    found, _ = counts.read(registry.windowed())
+    assert found["queued"] == 1 and found["cancelled"] == 0, found

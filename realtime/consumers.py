@@ -538,16 +538,19 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         metrics.OUTBOX_CLOSES.labels(bound="user" if user else "socket").inc()
         asyncio.ensure_future(self.close_with(CLOSE_HEARTBEAT_TIMEOUT, "the dashboard is not reading fast enough"))
 
-    async def _send_closing(self, code, reason):
-        """Say why, just before a close (daphne drops a close frame's reason text)."""
+    async def _send_closing(self, code, reason, retry_within=None):
+        """Say why, just before a close (daphne drops a close frame's reason text), and for a
+        restart within how many seconds to come back (realtime/hub.py `restart_spread`)."""
         if reason:
             frame = {"type": ERROR, "code": ERR_CLOSING, "close": code, "message": reason}
+            if retry_within is not None:
+                frame["retry_within"] = retry_within
             try:
                 await self.base_send({"type": "websocket.send", "text": dumps(frame)})
             except Exception as exc:
                 log.debug("could not send the closing reason: %s", exc)
 
-    async def close_with(self, code, reason=None):
+    async def close_with(self, code, reason=None, retry_within=None):
         """Close the socket with `code` (and say why, when `reason` is given); leave the hub at once."""
         if self.closed:
             return
@@ -560,15 +563,15 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         # Started eagerly too: a close to a reader that stopped reading must not hold up the
         # heartbeat loop that closes it.
         try:
-            task = start_eagerly(self._close_now(code, reason))
+            task = start_eagerly(self._close_now(code, reason, retry_within))
         except Exception as exc:  # the connection is already gone
             log.debug("close failed: %s", exc)
         else:
             if task is not None:
                 task.add_done_callback(_log_close_failure)
 
-    async def _close_now(self, code, reason):
-        await self._send_closing(code, reason)
+    async def _close_now(self, code, reason, retry_within=None):
+        await self._send_closing(code, reason, retry_within)
         await self.close(code, reason)
 
 

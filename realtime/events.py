@@ -144,7 +144,8 @@ SyncFrame = TypedDict("SyncFrame", {
 
 PingFrame = TypedDict("PingFrame", {"type": Literal["ping"], "id": int, "seq": int, "epoch": NotRequired[str]})
 PongFrame = TypedDict("PongFrame", {"type": Literal["pong"], "id": object})
-ErrorFrame = TypedDict("ErrorFrame", {"type": Literal["error"], "code": str, "message": str, "close": NotRequired[int]})
+ErrorFrame = TypedDict("ErrorFrame", {"type": Literal["error"], "code": str, "message": str, "close": NotRequired[int],
+                                      "retry_within": NotRequired[float]})  # 1012: come back within this many seconds
 
 FRAMES = {"event": EventFrame, "events": EventsFrame, "sync": SyncFrame, "ping": PingFrame, "pong": PongFrame,
           "error": ErrorFrame}

@@ -45,6 +45,19 @@ GROUP_REFRESH_SECONDS = 60.0
 _hubs = weakref.WeakKeyDictionary()
 
 
+# Sockets a process takes back per second after a restart (its handshakes, access checks and
+# view syncs: docs/performance.md, the storm). A process closing N sockets asks their clients
+# to come back within N / this many seconds (at least MIN, at most MAX): a lone page returns
+# at once, a thousand spread over their share of the next process's capacity.
+RECONNECTS_PER_SECOND = 400.0
+SPREAD_MIN, SPREAD_MAX = 0.5, 30.0
+
+
+def restart_spread(sockets):
+    """Seconds within which the clients of `sockets` sockets closed with 1012 should come back."""
+    return round(min(SPREAD_MAX, max(SPREAD_MIN, sockets / RECONNECTS_PER_SECOND)), 2)
+
+
 def get_hub():
     """The hub of the running event loop."""
     loop = asyncio.get_running_loop()
@@ -167,8 +180,9 @@ class Hub:
         given 5 s at shutdown for the same reason (realtime/daphne_compat.py)."""
         self.closing = True
         closing = tuple(self.members)
+        within = restart_spread(len(closing))
         for consumer in closing:
-            await consumer.close_with(code)
+            await consumer.close_with(code, "the server is restarting", retry_within=within)
         pending = [asyncio.ensure_future(consumer.gone.wait()) for consumer in closing
                    if getattr(consumer, "gone", None) is not None and not consumer.gone.is_set()]
         if pending:

@@ -559,6 +559,8 @@ async def test_sigterm_refuses_new_connections(either_stack):
                                           close_timeout=1, open_timeout=3) as ws:
                 await ws.send(json.dumps({"type": "subscribe", "since": None, "epoch": None}))
                 outcomes.append(await close_code(ws, 10))
+        except websockets.ConnectionClosed as exc:  # closed (1012) before the subscribe went out
+            outcomes.append(exc.rcvd.code if exc.rcvd else 1006)
         except OSError as exc:
             outcomes.append("refused" if isinstance(exc, ConnectionRefusedError) else type(exc).__name__)
         except Exception as exc:

@@ -1,6 +1,7 @@
 """A process that got SIGTERM says so on /healthz (503 "draining") for as long as it still
 answers, so a balancer and the pages' health probe look for another process instead of coming
 back to one that is closing its sockets with 1012."""
+import asyncio
 import signal
 import time
 
@@ -35,3 +36,31 @@ async def test_healthz_says_draining_after_sigterm(daphne, session_cookie, kind)
     finally:
         await client.stop()
         session.close()
+
+
+def test_the_spread_asked_for_grows_with_the_sockets_closed():
+    from realtime.hub import restart_spread
+
+    assert restart_spread(1) == 0.5 and restart_spread(2000) == 5.0 and restart_spread(10**6) == 30.0
+
+
+async def test_a_socket_closed_for_a_restart_is_told_within_how_long_to_come_back(daphne, session_cookie):
+    import json
+
+    import websockets
+
+    server = daphne(REALTIME_SHUTDOWN_GRACE=2)
+    async with websockets.connect(server.ws, additional_headers={"Cookie": session_cookie, "Origin": server.http},
+                                  ping_interval=None) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "since": None, "epoch": None, "view": {"limit": 5}}))
+        frames = []
+        while not any(f["type"] == "sync" for f in frames):
+            frames.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        server.signal(signal.SIGTERM)
+        try:
+            while True:
+                frames.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        except websockets.ConnectionClosed as closed:
+            assert closed.rcvd.code == 1012
+    closing = [f for f in frames if f["type"] == "error" and f["code"] == "closing"]
+    assert closing and closing[-1]["close"] == 1012 and closing[-1]["retry_within"] == 0.5, closing

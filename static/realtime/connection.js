@@ -32,6 +32,9 @@ import { Store } from "./store.js";
 
 const stringOrNull = (value) => (typeof value === "string" && value ? value : null);
 
+/** A server's `retry_within` (seconds) as milliseconds, or null when absent or not a number. */
+const spreadOf = (seconds) => (typeof seconds === "number" && seconds >= 0 && seconds <= 300 ? seconds * 1000 : null);
+
 /** `ws:`/`wss:` URL of the dashboard endpoint on the page's own host. */
 export function dashboardUrl(location) {
   if (!location) throw new Error("Connection: no `location` to build the URL from; pass options.url");
@@ -66,7 +69,8 @@ export class Connection {
   /** @private */ #timer = null;
   /** @private */ #socket = null;
   /** @private */ #generation = 0;
-  /** @private */ #closing = null; // {code, message} of this socket's `closing` error frame
+  /** @private */ #closing = null; // {code, message, within} of this socket's `closing` error frame
+  /** @private */ #spread = null; // ms within which a restarting server asked us back, or null
   /** @private */ #stableAt = null; // when the attempt counter may reset
   /** @private */ #confirmedAt = null;
   /** @private */ #viewError = null;
@@ -265,6 +269,7 @@ export class Connection {
   #closed(event) {
     const code = typeof event?.code === "number" ? event.code : CLOSE.ABNORMAL; // `error` has none
     const message = this.#closeMessage(code, event);
+    const within = this.#closing?.within ?? null; // read before the teardown forgets it
     const wasLive = this.#state === STATE.OPEN;
     this.#teardown("closed");
     const action = closeAction(code);
@@ -276,8 +281,11 @@ export class Connection {
       return;
     }
     const { random } = this.#opts;
+    // A restarting server says within how long its sockets should come back (from how many it
+    // closes): a lone page returns at once, a thousand spread themselves; else the default.
+    this.#spread = action === "restart" ? within : null;
     const delay = action === "restart"
-      ? TIMING.RESTART_BASE + random() * TIMING.RESTART_SPREAD
+      ? TIMING.RESTART_BASE + random() * (this.#spread ?? TIMING.RESTART_SPREAD)
       : this.#opts.backoff(this.#attempt, random);
     this.#attempt += 1;
     this.#wait({ reason, message, retryAt: this.#opts.now() + delay }, action === "restart" || wasLive);
@@ -321,7 +329,7 @@ export class Connection {
   /** @private The probe says the server is back: reconnect within a small random spread. */
   #serverBack() {
     if (this.#state !== STATE.WAITING) return;
-    const soon = this.#opts.now() + this.#opts.random() * TIMING.PROBE_SPREAD;
+    const soon = this.#opts.now() + this.#opts.random() * Math.max(TIMING.PROBE_SPREAD, this.#spread ?? 0);
     this.#log("info", "realtime: the server answers its health check again; reconnecting");
     this.#enter(STATE.WAITING, { reason: this.#reason, message: this.#message, retryAt: Math.min(this.#retryAt, soon) });
   }
@@ -461,7 +469,10 @@ export class Connection {
     const words = stringOrNull(message.message);
     switch (message.code) {
       case ERR.CLOSING:
-        this.#closing = { code: typeof message.close === "number" ? message.close : undefined, message: words };
+        this.#closing = {
+          code: typeof message.close === "number" ? message.close : undefined, message: words,
+          within: spreadOf(message.retry_within),
+        };
         this.#log("info", `realtime: the server is closing with ${message.close}: ${message.message}`);
         return;
       case ERR.UNAVAILABLE:

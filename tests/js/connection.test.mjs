@@ -438,6 +438,21 @@ describe("close codes", () => {
     }
   });
 
+  test("1012 comes back within the spread the restarting server asks for (a lone page at once, many spread out)", () => {
+    for (const [within, r] of [[0.5, 0.999], [5, 0.5], [30, 0.25]]) {
+      const h = harness({ random: () => r });
+      const socket = h.connect();
+      socket.receive({ type: "error", code: "closing", close: 1012, message: "the server is restarting", retry_within: within });
+      socket.serverClose(1012);
+      assert.equal(h.conn.status.retryAt - h.clock.now, TIMING.RESTART_BASE + r * within * 1000);
+    }
+    const h = harness({ random: () => 0.5 }); // a nonsense spread falls back to the default one
+    const socket = h.connect();
+    socket.receive({ type: "error", code: "closing", close: 1012, message: "x", retry_within: "soon" });
+    socket.serverClose(1012);
+    assert.equal(h.conn.status.retryAt - h.clock.now, TIMING.RESTART_BASE + 0.5 * TIMING.RESTART_SPREAD);
+  });
+
   for (const code of [4008, 4013, 4029, 4030, 1006, 1000, 1001, 1011, 4000, 4499]) {
     test(`${code} reconnects with backoff`, () => {
       const spy = spyBackoff(1234);

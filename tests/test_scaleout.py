@@ -187,3 +187,17 @@ async def test_check_stream_command(cluster):
     report("check_stream", change_arrived_ms=result["change_arrived_s"] * 1000,
            delete_arrived_ms=result["delete_arrived_s"] * 1000, sync_ms=result["sync_s"] * 1000)
     assert await sync_to_async(Session.objects.count)() <= 1  # the test's own login only
+
+
+async def test_check_stream_works_on_a_table_too_large_for_a_whole_table_subscribe(daphne, redis_server, server_env):
+    """check_stream holds a view, like a dashboard: it works past REALTIME_MAX_STREAM_ROWS."""
+    from tasks.models import Task
+
+    await sync_to_async(lambda: Task.objects.bulk_create([Task(title=f"t{i}") for i in range(30)]))()
+    server = daphne(REDIS_URL=redis_server.url, REALTIME_MAX_STREAM_ROWS=20, **FAST)
+    env = dict(server_env, REDIS_URL=redis_server.url, REALTIME_MAX_STREAM_ROWS="20")
+    ok = await asyncio.to_thread(subprocess.run, [sys.executable, "manage.py", "check_stream", "--url", server.ws,
+                                                  "--json", "--timeout", "10"],
+                                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout.strip().splitlines()[-1])["ok"]

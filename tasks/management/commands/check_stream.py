@@ -44,10 +44,16 @@ TERMINAL_HINTS = {
 
 class Probe(StreamState):
     """The client side of the check: the stream's client rules (realtime/client.py) on one
-    connection, noting when each change arrived and how ("live" or through a "resync")."""
+    connection, noting when each change arrived and how ("live" or through a "resync").
+
+    It holds a small view (the newest tasks), as a dashboard does: a whole-table subscribe is
+    refused on a large table, and the probe task, being the newest, enters the window and
+    leaves it when it is deleted."""
+
+    VIEW = {"limit": 10}
 
     def __init__(self, ws, timeout):
-        super().__init__()
+        super().__init__(view=self.VIEW)
         self.ws, self.timeout = ws, timeout
         self.seen = {}  # seq -> (event, monotonic time of arrival, how: "live" or "resync")
         self.resyncs = 0
@@ -76,13 +82,32 @@ class Probe(StreamState):
     def apply_sync(self, frame):
         if self.last is not None:
             self.resyncs += 1
-            # A resync covers what was missed: remember the probe rows it carries.
+            # A resync covers what was missed: remember the probe rows it carries, and the
+            # rows seen before that its window no longer holds (deleted).
             now = time.monotonic()
             for row in frame.get("tasks", []):
                 self.seen.setdefault(row["version"], ({"entity": "task", "op": "upsert", "data": row}, now, "resync"))
-            for object_id in frame.get("deleted", {}).get("tasks", []):
-                self.seen.setdefault(("deleted", object_id), ({"entity": "task", "op": "delete", "data": {"id": object_id}}, now, "resync"))
+            held = {row["id"] for row in frame.get("tasks", [])}
+            for event, _, _ in list(self.seen.values()):
+                object_id = event["data"]["id"]
+                if event["op"] == "upsert" and object_id not in held:
+                    self.seen.setdefault(("deleted", object_id),
+                                         ({"entity": "task", "op": "delete", "data": {"id": object_id}}, now, "resync"))
         super().apply_sync(frame)
+
+    def apply_range(self, frame):
+        before = self.last
+        applied = super().apply_range(frame)
+        if self.last != before:  # the range was applied: note its task items' arrival
+            now = time.monotonic()
+            for item in frame["items"]:
+                if item["entity"] != "task":
+                    continue
+                if item["op"] == "upsert":
+                    self.seen[item["data"]["version"]] = (item, now, "live")
+                elif not item.get("left"):
+                    self.seen[("deleted", item["data"]["id"])] = ({**item, "seq": frame["to"]}, now, "live")
+        return applied
 
     def apply_event(self, event):
         before = self.last

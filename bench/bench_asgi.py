@@ -55,6 +55,11 @@ if os.environ.get("BENCH_DAPHNE_WRITES") == "buffered":
 
 from dashboard_site.asgi import application as project_application  # noqa: E402
 
+if os.environ.get("BENCH_TRACE"):
+    from bench import trace  # the hub's arrivals and the collections, for bench/trace.py
+
+    trace.install(os.environ["BENCH_TRACE"])
+
 from bench import djwork  # noqa: E402
 
 

@@ -59,7 +59,10 @@ def main():
     if args.command == "setup":
         result = djwork.setup(args.tasks, args.agents)
     elif args.command == "write":
-        djwork._rows(args.rows + args.offset, args.newest)  # warm the connection before the clock starts
+        djwork._rows(args.rows + args.offset, args.newest)  # warm the connections before the clock starts
+        from realtime import publish
+
+        publish.connect()
         if args.start_at:
             time.sleep(max(0.0, args.start_at - time.monotonic()))
         t0 = time.monotonic()

@@ -21,6 +21,7 @@ What it guarantees:
   (realtime/epochs.py): the epoch is rotated and every client resets.
 """
 import asyncio
+import gc
 import logging
 import weakref
 
@@ -65,6 +66,21 @@ def get_hub():
     if hub is None:
         hub = _hubs[loop] = Hub()
     return hub
+
+
+_frozen = False
+
+
+def freeze_startup_objects():
+    """Once per process: move what start-up loaded (Django, the URLconf, the app's modules;
+    it lives as long as the process) out of the garbage collector's scans. A full collection
+    stops the loop and every socket with it; under 1,000 sockets it took 142 ms, 88 ms with
+    this (bench/trace.py). The collection first, so no garbage is frozen with them."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 class Hub:
@@ -169,6 +185,7 @@ class Hub:
         publish.serve_locally(asyncio.get_running_loop(), self.on_layer_message)  # this process's writes come here first
         install_sigterm_handler(self)
         log_installed()
+        freeze_startup_objects()
 
     async def shutdown(self, code=CLOSE_SERVICE_RESTART, handshake_timeout=5.0):
         """Close every socket with `code` (1012: come back after a random delay), then wait

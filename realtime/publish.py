@@ -34,6 +34,7 @@ from .protocol import LAYER_ACCESS, LAYER_CHANGES, STREAM_GROUP
 log = logging.getLogger("realtime.publish")
 
 LAYER_CHUNK = 2000
+WARM_GROUP = "stream-warm"  # nobody listens: connect() sends here
 
 # The server process's own hub, when there is one: (its event loop, its `on_layer_message`).
 # The hub registers itself when it starts (`serve_locally`); publishing never imports it.
@@ -67,6 +68,15 @@ def send_now(epoch, events):
     happens to its message."""
     for start in range(0, len(events), LAYER_CHUNK):
         _send(changes_message(epoch, events[start:start + LAYER_CHUNK]))
+
+
+def connect():
+    """Open this process's connection to the layer now, so that its first change does not
+    wait for it (about 0.1 s on loopback: the publisher's loop thread, channels-redis's
+    imports, the connection). For a worker about to write; never needed for correctness."""
+    layer = get_channel_layer()
+    if layer is not None and _local_sink() is None and not isinstance(layer, InMemoryChannelLayer):
+        publisher.send(layer, {"type": LAYER_ACCESS, "warm": True}, group=WARM_GROUP)
 
 
 def send_control(payload):
@@ -132,9 +142,9 @@ class Publisher:
                 threading.Thread(target=self._loop.run_forever, name="publisher", daemon=True).start()
             return self._loop
 
-    def send(self, layer, message):
+    def send(self, layer, message, group=STREAM_GROUP):
         """Send and wait (at most 10 s) so that the caller's changes go out in order."""
-        future = asyncio.run_coroutine_threadsafe(layer.group_send(STREAM_GROUP, message), self._running_loop())
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), self._running_loop())
         try:
             future.result(timeout=10)
             _count_sent(message)

@@ -127,6 +127,17 @@ async def test_cross_origin_socket_is_refused(cookie):
     await comm.disconnect()
 
 
+async def test_a_started_hub_has_frozen_what_start_up_loaded(cookie):
+    """realtime/hub.py freeze_startup_objects: the collector no longer scans start-up's
+    objects (a full collection stops every socket)."""
+    import gc
+
+    comm, _, _ = await connect(cookie)
+    await subscribe(comm)
+    assert hub_module._frozen and gc.get_freeze_count() > 0
+    await comm.disconnect()
+
+
 # Subscribe and sync -------------------------------------------------------------------------
 
 

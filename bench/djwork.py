@@ -8,19 +8,28 @@ import time
 
 
 def setup(tasks=50, agents=5):
-    """Migrate, create the bench superuser and a session for it, seed rows."""
+    """Migrate, create the bench user and a session for it, seed rows. The user views the
+    dashboard through a group, as a team's operators do (not as a superuser, whose access
+    check reads no permissions)."""
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group, Permission
     from django.core.management import call_command
     from django.test import Client
 
+    from realtime import registry
     from realtime.snapshot import stream_position
     from tasks.models import Agent, Task
 
     call_command("migrate", verbosity=0, interactive=False)
     User = get_user_model()
-    user = User.objects.filter(username="bench").first() or User.objects.create_superuser(
-        "bench", "bench@example.com", "bench-pass-123"
+    user = User.objects.filter(username="bench").first() or User.objects.create_user(
+        "bench", "bench@example.com", "bench-pass-123", is_staff=True
     )
+    group, _ = Group.objects.get_or_create(name="bench viewers")
+    for name in registry.view_permissions():
+        app_label, codename = name.split(".")
+        group.permissions.add(Permission.objects.get(codename=codename, content_type__app_label=app_label))
+    user.groups.add(group)
     client = Client()
     client.force_login(user)
     session = client.cookies["sessionid"].value

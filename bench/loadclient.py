@@ -201,11 +201,11 @@ class Client(StreamState):
         request = (
             f"GET {fleet.path} HTTP/1.1\r\nHost: 127.0.0.1:{fleet.port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Origin: http://127.0.0.1:{fleet.port}\r\nCookie: {fleet.cookie}\r\n\r\n"
+            f"Origin: {'https' if fleet.ssl else 'http'}://127.0.0.1:{fleet.port}\r\nCookie: {fleet.cookie}\r\n\r\n"
         ).encode()
         proto = WSProtocol(self, request)
         try:
-            await asyncio.wait_for(loop.create_connection(lambda: proto, "127.0.0.1", fleet.port), timeout)
+            await asyncio.wait_for(loop.create_connection(lambda: proto, "127.0.0.1", fleet.port, ssl=fleet.ssl), timeout)
             await asyncio.wait_for(asyncio.shield(proto.handshake), timeout)
         except BaseException:
             if proto.transport is not None:
@@ -344,8 +344,9 @@ class Client(StreamState):
 class Fleet:
     """Many clients of one server."""
 
-    def __init__(self, port, cookie="", mode="stamp", reconnect=False, path="/ws/dashboard/", view=None):
+    def __init__(self, port, cookie="", mode="stamp", reconnect=False, path="/ws/dashboard/", view=None, ssl=None):
         self.port, self.cookie, self.mode, self.reconnect, self.path = port, cookie, mode, reconnect, path
+        self.ssl = ssl  # an ssl.SSLContext: wss:// (through the shipped nginx site)
         self.view = view  # protocol v2: every client subscribes to this view
         self.clients = []
         self.events_received = 0

@@ -241,6 +241,15 @@ def _details(data):
         out += _table("Resume (medians of runs)", ["variant", "missed changes", "rows in sync", "deletions", "bytes",
                                                    "client-measured ms", "build_sync ms", "QuerySet.update fill rate /s"],
                       lines)
+    if "scaleout" in s and s["scaleout"]["summary"]["per_variant"]:
+        lines = [f"| {label} | {v['api_rate']:.0f} | {v['api_p99_ms']:.0f} | {v['api_per_cpu_s']:.0f} | "
+                 f"{v['fanout_p99_ms']:.0f} | {v['fanout_drain_s']:.2f} | {v['fanout_per_cpu_s']:.0f} | "
+                 f"{v['storm_s']:.1f} | {v['storm_per_cpu_s']:.0f} | {v['missing']} | {v['failed']} |"
+                 for label, v in s["scaleout"]["summary"]["per_variant"].items()]
+        out += _table("Scale-out behind nginx (medians of runs)",
+                      ["processes", "reports/s", "report p99 ms", "reports per server CPU-s", "fan-out p99 ms",
+                       "burst drain s", "deliveries per server CPU-s", "1,000 syncs s", "syncs per server CPU-s",
+                       "missing", "failed"], lines)
     return "\n".join(out)
 
 

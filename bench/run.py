@@ -7,9 +7,9 @@ the report to docs/performance.md.
     .venv/bin/python bench/run.py --report-only bench/results/latest.json
 
 Scenarios: fanout (latency + CPU per delivered change), sustained, capacity, storm, writes,
-resume. The driver is also the load client: it pins itself to core 1 and every server to
-core 0 (taskset), raises its descriptor limit, and makes its own databases and redis-servers
-(removed at exit). Never part of the test suite.
+resume, hostile, agentapi, views, scaleout (1 and 2 processes behind nginx). The driver is
+also the load client: it pins itself to core 1 and every server to core 0 (taskset), raises
+its descriptor limit, and makes its own databases and redis-servers (removed at exit). Never part of the test suite.
 """
 import argparse
 import asyncio
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, cleanup_all, pin_self, raise_nofile  # noqa: E402
 from bench.scenarios import EMBEDDED, SCALEOUT, Context  # noqa: E402
 
-SCENARIOS = ["fanout", "sustained", "capacity", "storm", "writes", "resume", "hostile", "agentapi", "views"]
+SCENARIOS = ["fanout", "sustained", "capacity", "storm", "writes", "resume", "hostile", "agentapi", "views", "scaleout"]
 # Long scenarios run once per invocation even in a multi-run: their one run already holds
 # thousands of samples (sustained: 6 million deliveries; capacity: 10,000 sockets).
 SINGLE_RUN = {"sustained", "capacity"}

@@ -28,7 +28,6 @@ from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_backends, get_user_model, load_backend
 from django.contrib.auth.backends import ModelBackend
 from django.db import connections, transaction
-from django.db.models import Q
 from django.http import parse_cookie
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -150,23 +149,51 @@ def _hash_verified(session, user):
 
 def _allowed(users):
     """The pks of `users` that have every view permission the streamed entities declare
-    (realtime/registry.py), the way ModelBackend decides."""
+    (realtime/registry.py), the way ModelBackend decides: active superusers have them all
+    (the users were just read, so no query), the others through their own permissions or
+    their groups' (one statement per permission)."""
     if not users:
         return set()
     permissions = registry.view_permissions()
     if not all(isinstance(b, ModelBackend) or not hasattr(b, "has_perm") for b in get_backends()):
         return {user.pk for user in users if user.is_active and user.has_perms(permissions)}
-    allowed = {u.pk for u in users if u.is_active}
-    for permission in permissions:
-        app_label, codename = permission.split(".")
-        granted = (
-            Q(is_superuser=True)
-            | Q(user_permissions__codename=codename, user_permissions__content_type__app_label=app_label)
-            | Q(groups__permissions__codename=codename, groups__permissions__content_type__app_label=app_label)
-        )
-        query = get_user_model()._default_manager.filter(pk__in=allowed, is_active=True).filter(granted)
-        allowed = set(query.values_list("pk", flat=True).distinct())
-    return allowed
+    active = [u for u in users if u.is_active]
+    superusers = {u.pk for u in active if u.is_superuser}
+    others = [u.pk for u in active if not u.is_superuser]
+    with connections[get_user_model()._default_manager.db].cursor() as cursor:
+        for permission in permissions:
+            if not others:
+                break
+            cursor.execute(_granted_sql(len(others)), [*permission.split("."), *others] * 2)
+            others = [row[0] for row in cursor.fetchall()]
+    return superusers | set(others)
+
+
+def _granted_sql(n):
+    """Which of n users hold a permission (app label, codename), directly or through a group:
+    the SQL ModelBackend's queries amount to, written out because the ORM spent 30 times
+    longer building it than SQLite spent running it, once for every socket that connects."""
+    from django.contrib.auth.models import Group, Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    user = get_user_model()
+    q = connections[user._default_manager.db].ops.quote_name
+    direct, member = user.user_permissions.through._meta, user.groups.through._meta
+    granted = Group.permissions.through._meta
+    holder = {"direct": direct.get_field("user").column, "member": member.get_field("user").column}
+    permission = (f"JOIN {q(Permission._meta.db_table)} p ON p.id = {{link}} "
+                  f"JOIN {q(ContentType._meta.db_table)} ct ON ct.id = p.content_type_id "
+                  "WHERE ct.app_label = %s AND p.codename = %s AND {holder} IN ({marks})")
+    marks = ", ".join(["%s"] * n)
+    return (
+        f"SELECT d.{q(holder['direct'])} FROM {q(direct.db_table)} d "
+        + permission.format(link=f"d.{q(direct.get_field('permission').column)}",
+                            holder=f"d.{q(holder['direct'])}", marks=marks)
+        + f" UNION SELECT m.{q(holder['member'])} FROM {q(member.db_table)} m "
+        f"JOIN {q(granted.db_table)} g ON g.{q(granted.get_field('group').column)} = m.{q(member.get_field('group').column)} "
+        + permission.format(link=f"g.{q(granted.get_field('permission').column)}",
+                            holder=f"m.{q(holder['member'])}", marks=marks)
+    )
 
 
 def wall_clock():

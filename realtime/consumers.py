@@ -77,23 +77,27 @@ PONG_FRAME = re.compile(r'\{"type": ?"pong", ?"id": ?(\d{1,18})\}')
 REACH_SECONDS = 5.0
 DRAIN_POLL_SECONDS = 0.05
 VIEW_ATTEMPTS = 5  # seeds read for one subscribe before the socket is told to come back
+KNOWN = object()  # in place of a session key: the access check just made stands (see _access_key)
+ACCESS_FRESH_SECONDS = 1.0
 
 
 def checked_sync(key, since, epoch, fp=None):
-    """In a database thread: check the socket's access again, then build its sync.
-    Returns (access, frames, head, reset); frames are None when access ended."""
-    access = check_session(key)
-    if access.code is not None:
+    """In a database thread: check the socket's access again (unless `key` is KNOWN), then
+    build its sync. Returns (access, frames, head, reset); frames are None when access ended."""
+    access = None if key is KNOWN else check_session(key)
+    if access is not None and access.code is not None:
         return access, None, None, None
     return (access, *build_sync(verified_position(since, fp), epoch))
 
 
 def checked_view_seed(key, view, since, epoch, fp, seed_window, sides):
-    """In a database thread: check the socket's access again, then read its view's seed."""
-    access = check_session(key)
-    if access.code is not None:
+    """In a database thread: check the socket's access again (unless `key` is KNOWN), then
+    read its view's seed."""
+    access = None if key is KNOWN else check_session(key)
+    if access is not None and access.code is not None:
         return access, None
     return access, build_view_seed(view, verified_position(since, fp), epoch, seed_window, sides)
+
 
 
 def _log_close_failure(task):
@@ -119,6 +123,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     _wanted = None  # the newest (since, epoch, fp, view) asked for and not yet answered
     buffer_full = False  # events fanned out while syncing were dropped (past BUFFER_LIMIT)
     _synced_at = float("-inf")
+    _checked = None  # (loop time, guard.heard) of the connect's access check, until the first subscribe
 
     async def __call__(self, scope, receive, send):
         """Run the connection; leave the hub on every way out.
@@ -151,9 +156,13 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         (docs/performance.md, finding 4). Frames the client sends meanwhile wait: Channels
         hands a consumer its next message only once connect() has returned."""
         await self.accept()
-        if get_hub().closing:  # shutting down: come back to another process, without a query
+        hub = get_hub()
+        if hub.closing:  # shutting down: come back to another process, without a query
             return await self._refuse(CLOSE_SERVICE_RESTART, "the server is restarting")
         key = session_key(self.scope)
+        # Taken before the read: when, and how many pushed access changes the guard had
+        # handled, if it hears them already (see _access_key).
+        checked = (asyncio.get_running_loop().time(), hub.guard.heard) if hub.started else None
         try:
             access = await dbwork.run("access", check_session, key)
         except Exception as exc:
@@ -161,7 +170,6 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             return await self._refuse(CLOSE_TRY_LATER, "the database is not answering; try again shortly")
         if access.code is not None:
             return await self._refuse(access.code, access.reason)
-        hub = get_hub()
         if hub.closing:  # this process is shutting down: come back to another one
             return await self._refuse(CLOSE_SERVICE_RESTART, "the server is restarting")
         limit = settings.REALTIME_MAX_SOCKETS_PER_USER
@@ -171,6 +179,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             )
         self.user_id, self.username, self.expires_at = access.user_id, access.username, access.expires_at
         self.session_key, self.session_fingerprint = key, fingerprint(key)
+        self._checked = checked
         self.buffer = []
         self.errors = 0
         self.bucket = TokenBucket(settings.REALTIME_RATE_LIMIT, settings.REALTIME_RATE_BURST)
@@ -331,18 +340,37 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         else:
             await self._subscribe_view(since, epoch, fp, view)
 
+    def _access_key(self):
+        """What a subscribe's access check gets: the session key, or KNOWN for the first
+        subscribe within ACCESS_FRESH_SECONDS of the connect's check when no access change was
+        pushed to this process since it began. Nothing is missed by that: the socket has been
+        a hub member since its check, so a change pushed later reaches it through the guard,
+        and a change that is not pushed is left to the periodic re-check, as for any open
+        socket. A reconnect storm then checks each socket once, not twice."""
+        checked, self._checked = self._checked, None
+        if checked is not None and self.hub is not None:
+            at, heard = checked
+            if self.hub.guard.heard == heard and asyncio.get_running_loop().time() - at < ACCESS_FRESH_SECONDS:
+                return KNOWN
+        return self.session_key
+
+    def _accepted(self, access):
+        """Keep what a subscribe's check said (None: the connect's check stands)."""
+        if access is not None:
+            self.expires_at = access.expires_at
+
     async def _subscribe_stream(self, since, epoch, fp):
         """The whole stream (protocol v1): a sync of every row, then every event."""
-        result = await self._build(checked_sync, self.session_key, since, epoch, fp)
+        result = await self._build(checked_sync, self._access_key(), since, epoch, fp)
         if result is None or self.hub is None:
             return
         if isinstance(result, StreamTooLarge):
             self._unsubscribed()
             return await self.send_text(dumps({"type": ERROR, "code": ERR_VIEW_REQUIRED, "message": str(result)}))
         access, texts, head, reset = result
-        if access.code is not None:
+        if access is not None and access.code is not None:
             return await self.close_with(access.code, access.reason)
-        self.expires_at = access.expires_at
+        self._accepted(access)
         metrics.SYNCS.labels(kind="reset" if reset else "delta").inc()
         log.info("resync channel=%s since=%s head=%s reset=%s parts=%d", id(self), since, head, reset, len(texts))
         for text in texts:
@@ -358,17 +386,18 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def _subscribe_view(self, since, epoch, fp, view):
         """A window (protocol v2): the view's sync, then its ranges."""
         hub = self.hub
+        key = self._access_key()
         for _ in range(VIEW_ATTEMPTS):
             drops = hub.drops
             seed_window = hub.views.find(view) is None
             sides = [name for name in view.sides if name not in hub.views.sides]
-            result = await self._build(checked_view_seed, self.session_key, view, since, epoch, fp, seed_window, sides)
+            result = await self._build(checked_view_seed, key, view, since, epoch, fp, seed_window, sides)
             if result is None or self.hub is None:
                 return
             access, seed = result
-            if access.code is not None:
+            if access is not None and access.code is not None:
                 return await self.close_with(access.code, access.reason)
-            self.expires_at = access.expires_at
+            self._accepted(access)
             if seed_window or sides:
                 metrics.VIEW_SEEDS.inc()
             if not await hub.reached(seed.head, REACH_SECONDS) or hub.drops != drops or self.hub is None:

@@ -23,6 +23,7 @@ log = logging.getLogger("realtime.access")
 class Guard:
     def __init__(self, hub):
         self.hub = hub
+        self.heard = 0  # pushed access changes handled so far (a socket's first subscribe reads it)
 
     async def run(self):
         loop = asyncio.get_running_loop()
@@ -75,6 +76,7 @@ class Guard:
 
     async def handle(self, message):
         """A pushed access change (payloads: realtime/access.py)."""
+        self.heard += 1
         members = tuple(self.hub.members)
         ended = set(message.get("ended") or ())
         for consumer in members:

@@ -235,7 +235,7 @@ def _view_seed(stream, entity, view, since, epoch, seed_window, sides):
     rows, deleted = {}, {}
     for other in others:
         found = other.model._base_manager.all() if reset else other.model._base_manager.filter(version__gt=since)
-        rows[other.key] = {row.pk: other.serializer(row) for row in found.order_by("pk").iterator(chunk_size=2000)}
+        rows[other.key] = {row.pk: other.serializer(row) for row in in_pages(found)}
         deleted[other.key] = [] if reset else list(
             Tombstone.objects.filter(seq__gt=since, entity=other.name).order_by("seq").values_list("object_id", flat=True))
     seed = ViewSeed(head, stream["epoch"], changes.fingerprint_at(head), reset, rows, deleted)
@@ -248,6 +248,20 @@ def _view_seed(stream, entity, view, since, epoch, seed_window, sides):
         rows, matched = _window_and_matched(entity, side, seed.counts)
         seed.sides[name] = (side, [row for row, _ in rows], matched)
     return seed
+
+
+def in_pages(queryset, size=2000):
+    """The rows of `queryset` by primary key, `size` at a time (memory stays bounded): one
+    query for a small table, where `.iterator()` on PostgreSQL opens a server-side cursor
+    (three round trips) for every socket's seed. Inside the snapshot transaction, the pages
+    see one state."""
+    last = None
+    while True:
+        page = list((queryset if last is None else queryset.filter(pk__gt=last)).order_by("pk")[:size])
+        yield from page
+        if len(page) < size:
+            return
+        last = page[-1].pk
 
 
 def _window_and_matched(entity, view, per_status):

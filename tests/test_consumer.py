@@ -138,6 +138,65 @@ async def test_a_started_hub_has_frozen_what_start_up_loaded(cookie):
     await comm.disconnect()
 
 
+async def _deactivate(user):
+    """A change no signal announces (QuerySet.update): only a check reading the database sees it."""
+    from django.contrib.auth import get_user_model
+
+    await database_sync_to_async(lambda: get_user_model().objects.filter(pk=user.pk).update(is_active=False))()
+
+
+async def test_the_first_subscribe_right_after_connect_is_answered_on_the_connects_check(cookie, staff_user):
+    """One access check per socket in a reconnect storm: the connect's check stands for a
+    subscribe that follows within ACCESS_FRESH_SECONDS when nothing was pushed meanwhile; the
+    next subscribe checks again."""
+    from realtime.consumers import ACCESS_FRESH_SECONDS
+
+    assert ACCESS_FRESH_SECONDS <= 1.0
+    await connect_started_hub(cookie)
+    comm, _, _ = await connect(cookie)
+    await _deactivate(staff_user)
+    assert (await subscribe(comm))["type"] == "sync"  # on the connect's check
+    await comm.send_json_to({"type": "subscribe", "since": None, "epoch": None})
+    assert await closed_with(comm) == 4501  # the second subscribe read the database
+
+
+async def test_a_push_heard_between_connect_and_subscribe_makes_the_subscribe_check_again(cookie, staff_user):
+    await connect_started_hub(cookie)
+    comm, _, _ = await connect(cookie)
+    await _deactivate(staff_user)
+    await get_hub().guard.handle({"users": [12345]})  # any pushed access change, about anyone
+    await comm.send_json_to({"type": "subscribe", "since": None, "epoch": None})
+    assert await closed_with(comm) == 4501
+
+
+async def test_a_subscribe_later_than_the_fresh_window_checks_again(cookie, staff_user, monkeypatch):
+    from realtime import consumers
+
+    monkeypatch.setattr(consumers, "ACCESS_FRESH_SECONDS", 0.05)
+    await connect_started_hub(cookie)
+    comm, _, _ = await connect(cookie)
+    await _deactivate(staff_user)
+    await asyncio.sleep(0.1)
+    await comm.send_json_to({"type": "subscribe", "since": None, "epoch": None})
+    assert await closed_with(comm) == 4501
+
+
+async def test_a_socket_checked_before_its_hub_hears_pushes_is_checked_again(cookie, staff_user):
+    assert not get_hub().started
+    comm, _, _ = await connect(cookie)  # this socket starts the hub, after its check
+    await _deactivate(staff_user)
+    await comm.send_json_to({"type": "subscribe", "since": None, "epoch": None})
+    assert await closed_with(comm) == 4501
+
+
+async def connect_started_hub(cookie):
+    """A socket that makes the hub start, then leaves: a socket checked before its process's
+    hub hears pushed changes is always checked again at its first subscribe."""
+    first, _, _ = await connect(cookie)
+    assert get_hub().started
+    await first.disconnect()
+
+
 # Subscribe and sync -------------------------------------------------------------------------
 
 

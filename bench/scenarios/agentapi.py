@@ -33,6 +33,11 @@ async def wrk(port, pairs_file, seconds):
         "-s", str(BENCH / "wrk" / "progress.lua"), f"http://127.0.0.1:{port}", "--", str(pairs_file),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), seconds + 30)
+    return parse_wrk(out, err)
+
+
+def parse_wrk(out, err):
+    """bench/wrk/progress.lua's result line, with the rate of 200 answers per second."""
     for line in out.decode().splitlines():
         if line.startswith("WRK_JSON "):
             result = json.loads(line[len("WRK_JSON "):])

@@ -79,6 +79,10 @@ DRAIN_POLL_SECONDS = 0.05
 VIEW_ATTEMPTS = 5  # seeds read for one subscribe before the socket is told to come back
 KNOWN = object()  # in place of a session key: the access check just made stands (see _access_key)
 ACCESS_FRESH_SECONDS = 1.0
+# A view's sync built for one socket answers another that claims the same position (since,
+# epoch, fp) for this long, while the view has not moved: a reconnect storm reads the
+# database once per claim and second, not once per socket (see _join_shared).
+SHARED_SYNC_SECONDS = 1.0
 
 
 def checked_sync(key, since, epoch, fp=None):
@@ -387,6 +391,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         """A window (protocol v2): the view's sync, then its ranges."""
         hub = self.hub
         key = self._access_key()
+        claim = ("claim", since, epoch, fp)
+        if key is KNOWN and self._join_shared(view, claim):
+            return
         for _ in range(VIEW_ATTEMPTS):
             drops = hub.drops
             seed_window = hub.views.find(view) is None
@@ -411,7 +418,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
                 self.buffer, self.buffer_full = [], False
                 continue
             if live is not None:
-                return await self._went_live(live, seed, since)
+                return await self._went_live(live, seed, since, claim)
         log.warning("could not join view %s after %d reads; socket told to come back", view.echo, VIEW_ATTEMPTS)
         await self.close_with(CLOSE_TRY_LATER, "the server could not follow your view; try again shortly")
 
@@ -435,7 +442,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await asyncio.sleep(0)  # let the range that ended the wait go out first
         return None
 
-    async def _went_live(self, live, seed, since):
+    async def _went_live(self, live, seed, since, claim):
         """Send the sync of `live` at its number, and from now on its ranges."""
         key = (live.seq, "reset" if seed.reset else since)
         texts = live.syncs.get(key)
@@ -444,6 +451,35 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             texts = live.syncs[key] = self.hub.views.sync_texts(
                 live, others, epoch=seed.epoch, reset=seed.reset, deleted=deleted,
                 fp=seed.fp if live.seq == seed.head else None)
+        if seed.epoch == self.hub.epoch:
+            live.syncs[claim] = (asyncio.get_running_loop().time(), live.seq, seed.epoch, texts)
+        self._live_with(live, texts)
+
+    def _join_shared(self, view, claim):
+        """Join `view` on the sync another socket's read built for the same claim, at most
+        SHARED_SYNC_SECONDS ago, at the view's current number, in the hub's epoch; True when
+        it did (no database read, no await: nothing can move the view in between).
+
+        The answer is the one a read would give: the window and counts are the view's own at
+        its number, and the rest of the sync (the other entities at that number, what was
+        deleted since `since`, a reset or not for this since/epoch/fp) is what the database
+        held at that number. A range clears the view's syncs, so an answer never outlives
+        the number it was built at; the time bound keeps a claim's verdict as fresh as a read
+        that finished a second ago (a restore under a quiet process is checked again)."""
+        hub = self.hub
+        live = hub.views.find(view)
+        shared = live.syncs.get(claim) if live is not None else None
+        if shared is None:
+            return False
+        built_at, seq, epoch, texts = shared
+        if (asyncio.get_running_loop().time() - built_at > SHARED_SYNC_SECONDS or epoch != hub.epoch
+                or seq != live.seq or hub.views.attach(self, view, None, ()) is not live):
+            return False
+        metrics.SHARED_SYNCS.inc()
+        self._live_with(live, texts)
+        return True
+
+    def _live_with(self, live, texts):
         self.live, self.state = live, "live"
         self.hub.raw.discard(self)
         self.buffer = []

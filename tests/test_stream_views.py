@@ -81,6 +81,7 @@ async def test_a_new_task_enters_and_pushes_the_oldest_out(cookie):
 
 # State plus ranges equals a fresh read, under every kind of write ------------------------------
 
+import copy  # noqa: E402
 import random  # noqa: E402
 
 from realtime.client import StreamState  # noqa: E402
@@ -224,6 +225,12 @@ async def test_state_plus_ranges_equals_a_fresh_read_under_random_writes(cookie,
             await client.comm.disconnect()
             client.comm, _, _ = await connect(cookie)
             await client.subscribe()
+            if step % 26 == 7:  # and a twin at the same position: its sync may be the first one's
+                twin = ViewClient(None, client.view)
+                twin.__dict__.update(copy.deepcopy({k: v for k, v in client.__dict__.items() if k != "comm"}))
+                twin.comm, _, _ = await connect(cookie)
+                await twin.subscribe()
+                clients.append(twin)
         for client in clients:
             window, counts, running, agents, head = await database_sync_to_async(defined_window)(client.view)
             await client.pump(head)
@@ -234,3 +241,70 @@ async def test_state_plus_ranges_equals_a_fresh_read_under_random_writes(cookie,
                 assert {i: r["version"] for i, r in client.current.items()} == running, step
     for client in clients:
         await client.comm.disconnect()
+
+
+# A storm: one read per position, not per socket ----------------------------------------------
+
+
+@pytest.fixture
+def view_reads(monkeypatch):
+    """The statements that read the stream, the tasks or the agents (a view's seed), from any
+    thread; an access check's session and user reads are not among them."""
+    from django.db.backends import utils
+
+    reads, execute = [], utils.CursorWrapper.execute
+
+    def counted(self, sql, params=None):
+        if any(table in sql for table in ("realtime_stream", "tasks_task", "tasks_agent", "realtime_change")):
+            reads.append(sql)
+        return execute(self, sql, params)
+
+    monkeypatch.setattr(utils.CursorWrapper, "execute", counted)
+    return reads
+
+
+async def test_sockets_claiming_one_position_share_one_read_until_the_view_moves(cookie, view_reads, monkeypatch):
+    """A reconnect storm: a view's sync built for one socket answers each socket that claims
+    the same position (since, epoch, fp) within SHARED_SYNC_SECONDS, with no read of its own
+    (realtime/consumers.py _join_shared); another position, a range, or an older answer reads."""
+    from realtime import consumers
+
+    for i in range(5):
+        await database_sync_to_async(Task.objects.create)(title=f"t{i}")
+    view = {"limit": 3}
+    first, _, _ = await connect(cookie)
+    fresh = await view_sync(first, view)
+    assert view_reads
+    second, _, _ = await connect(cookie)
+    view_reads.clear()
+    assert await view_sync(second, view) == fresh
+    assert view_reads == []
+
+    claim = {"since": fresh["seq"], "epoch": fresh["epoch"]}
+    third, _, _ = await connect(cookie)
+    view_reads.clear()
+    resumed = await view_sync(third, view, **claim)
+    assert view_reads, "another claim reads"
+    fourth, _, _ = await connect(cookie)
+    view_reads.clear()
+    assert await view_sync(fourth, view, **claim) == resumed
+    assert view_reads == []
+
+    new = await database_sync_to_async(Task.objects.create)(title="newest")
+    for comm in (first, second, third, fourth):
+        assert (await receive(comm, "events"))["to"] == new.version
+    fifth, _, _ = await connect(cookie)
+    view_reads.clear()
+    moved = await view_sync(fifth, view)
+    assert view_reads, "a range ends the shared answer"
+    assert moved["seq"] == new.version and new.pk in {t["id"] for t in moved["tasks"]}
+
+    monkeypatch.setattr(consumers, "SHARED_SYNC_SECONDS", 0.0)
+    sixth, _, _ = await connect(cookie)
+    view_reads.clear()
+    assert await view_sync(sixth, view) == moved
+    assert view_reads, "an answer older than SHARED_SYNC_SECONDS is read again"
+    window, counts = await database_sync_to_async(window_of)(view)
+    assert {t["id"]: t["version"] for t in moved["tasks"]} == window and moved["counts"] == counts
+    for comm in (first, second, third, fourth, fifth, sixth):
+        await comm.disconnect()

@@ -221,6 +221,27 @@ def test_the_nginx_timeouts_outlast_the_heartbeat():
     assert "Upgrade $http_upgrade" in ws and "X-Forwarded-Proto $scheme" in site
 
 
+def test_the_documented_nginx_limits_hold_thousands_of_dashboards_on_debians_nginx_conf(tmp_path):
+    """docs/deploy.md's edit of /etc/nginx/nginx.conf, run on a copy of Debian's: nginx
+    accepts it, and it sets the limits the tests' nginx runs with (two connections a
+    dashboard: Debian's 768 a worker would refuse dashboards past about 380)."""
+    from tests.support.nginx import NOFILE, WORKER_CONNECTIONS
+
+    require(shutil.which("nginx"), "nginx (apt-get install nginx)")
+    stock = Path("/etc/nginx/nginx.conf")
+    require(stock.exists(), "Debian's /etc/nginx/nginx.conf (apt-get install nginx)")
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    command = re.search(r"^sed -i -e 's/worker_connections.*?/etc/nginx/nginx\.conf$", doc, re.S | re.M).group(0)
+    copy = tmp_path / "nginx.conf"
+    copy.write_text(stock.read_text())
+    subprocess.run(["sh", "-c", command.replace("/etc/nginx/nginx.conf", str(copy))], check=True, timeout=10)
+    edited = copy.read_text()
+    assert re.search(rf"^\s*worker_connections {WORKER_CONNECTIONS};", edited, re.M), edited
+    assert re.search(rf"^worker_processes .*;\nworker_rlimit_nofile {NOFILE};$", edited, re.M), edited
+    checked = subprocess.run(["nginx", "-t", "-c", str(copy)], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stderr
+
+
 def test_the_nginx_site_alone_redirects_serves_static_files_and_refuses_metrics(tmp_path):
     """The shipped site with no process behind it: what nginx answers by itself."""
     from tests.support.nginx import Nginx

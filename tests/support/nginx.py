@@ -20,6 +20,10 @@ from pathlib import Path
 
 from tests.conftest import ROOT, DaphneServer, free_port, wait_port
 
+# nginx's connection limits as docs/deploy.md sets them on a host (/etc/nginx/nginx.conf).
+WORKER_CONNECTIONS = 8192
+NOFILE = 16384
+
 SITE = ROOT / "deploy" / "nginx" / "dashboard.conf"
 UNIT = ROOT / "deploy" / "systemd" / "dashboard@.service"
 DAPHNE = [sys.executable, "-m", "daphne"]  # the unit runs .venv/bin/daphne, the same program
@@ -103,7 +107,10 @@ class Nginx:
         return (
             f"{user}worker_processes 1;\npid {self.dir / 'nginx.pid'};\n"
             f"error_log {self.dir / 'error.log'} info;\n"
-            "events { worker_connections 1024; }\n"
+            # docs/deploy.md's numbers: a dashboard is two connections (its own and nginx's to
+            # the process), so Debian's 768 would hold about 380 dashboards per worker.
+            f"worker_rlimit_nofile {NOFILE};\n"
+            f"events {{ worker_connections {WORKER_CONNECTIONS}; }}\n"
             "http {\n    include /etc/nginx/mime.types;\n    default_type application/octet-stream;\n"
             f"    access_log {self.dir / 'access.log'};\n"
             f"    client_body_temp_path {temp['client_body']};\n    proxy_temp_path {temp['proxy']};\n"

@@ -80,10 +80,31 @@ def wait_port(port, proc=None, timeout=40.0):
 # Process accounting --------------------------------------------------------------------------
 
 def cpu_seconds(pid):
-    """utime + stime of a whole process (all its threads, living and exited), in seconds."""
+    """utime + stime of a whole process (all its threads, living and exited) and of its living
+    child processes (granian serves from a worker process), in seconds."""
+    total = _own_cpu(pid)
+    for child in _children(pid):
+        try:
+            total += cpu_seconds(child)
+        except OSError:  # the child ended meanwhile
+            pass
+    return total
+
+
+def _own_cpu(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _children(pid):
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return children
 
 
 def rss_bytes(pid):
@@ -153,6 +174,12 @@ SERVER_COMMANDS = {
                             "bench.bench_asgi:application"],
     "uvicorn": lambda port: [PYTHON, "-m", "uvicorn", "bench.bench_asgi:application", "--host", "127.0.0.1",
                              "--port", str(port), "--lifespan", "off", "--log-level", "warning", "--no-access-log"],
+    # Measured beside the two supported servers (`--servers granian`, after `pip install granian`);
+    # asginl: without the lifespan protocol, which Channels' router does not speak. One worker
+    # process (a child of the one started), single-threaded runtime, as one core per process.
+    "granian": lambda port: [PYTHON, "-m", "granian", "--interface", "asginl", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1", "--runtime-mode", "st", "--log-level", "warning", "--no-access-log",
+                             "bench.bench_asgi:application"],
     # References.
     "raw": lambda port: [PYTHON, str(BENCH / "reference_raw.py"), "--port", str(port)],
     "tutorial": lambda port: [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "bench.reference_tutorial:application"],
@@ -228,7 +255,10 @@ class Server:
 
     def kill(self):
         if self.alive():
-            self.proc.kill()
+            try:  # the whole session: a server's worker processes (granian) go with it
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.wait(10)
 
     def log(self):

@@ -116,7 +116,7 @@ def cli():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--configs", nargs="+", default=[EMBEDDED, SCALEOUT], choices=[EMBEDDED, SCALEOUT])
-    parser.add_argument("--servers", nargs="+", default=["daphne", "uvicorn"], choices=["daphne", "uvicorn"])
+    parser.add_argument("--servers", nargs="+", default=["daphne", "uvicorn"], choices=["daphne", "uvicorn", "granian"])
     parser.add_argument("--patches", default="", help="comma list of bench/experiments.py prototypes, or 'all'")
     parser.add_argument("--report-only", metavar="JSON", help="only render the report from a results file")
     parser.add_argument("--merge", action="store_true", help="keep the other scenarios of the existing results file")

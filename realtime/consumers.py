@@ -78,7 +78,14 @@ REACH_SECONDS = 5.0
 DRAIN_POLL_SECONDS = 0.05
 VIEW_ATTEMPTS = 5  # seeds read for one subscribe before the socket is told to come back
 KNOWN = object()  # in place of a session key: the access check just made stands (see _access_key)
-ACCESS_FRESH_SECONDS = 1.0
+
+
+def access_fresh_seconds():
+    """How long the connect's access check stands for the socket's first subscribe: as long
+    as any open socket's check stands between two periodic re-checks. A reconnect storm's
+    subscribes may wait seconds behind each other; they must not each check again."""
+    return settings.REALTIME_AUTH_RECHECK_INTERVAL
+
 # A view's sync built for one socket answers another that claims the same position (since,
 # epoch, fp) for this long, while the view has not moved: a reconnect storm reads the
 # database once per claim and second, not once per socket (see _join_shared).
@@ -346,7 +353,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     def _access_key(self):
         """What a subscribe's access check gets: the session key, or KNOWN for the first
-        subscribe within ACCESS_FRESH_SECONDS of the connect's check when no access change was
+        subscribe within access_fresh_seconds() of the connect's check when no access change was
         pushed to this process since it began. Nothing is missed by that: the socket has been
         a hub member since its check, so a change pushed later reaches it through the guard,
         and a change that is not pushed is left to the periodic re-check, as for any open
@@ -354,7 +361,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         checked, self._checked = self._checked, None
         if checked is not None and self.hub is not None:
             at, heard = checked
-            if self.hub.guard.heard == heard and asyncio.get_running_loop().time() - at < ACCESS_FRESH_SECONDS:
+            if self.hub.guard.heard == heard and asyncio.get_running_loop().time() - at < access_fresh_seconds():
                 return KNOWN
         return self.session_key
 
@@ -388,39 +395,66 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         self.state = "live"  # no await between the empty check and this line
 
     async def _subscribe_view(self, since, epoch, fp, view):
-        """A window (protocol v2): the view's sync, then its ranges."""
+        """A window (protocol v2): the view's sync, then its ranges.
+
+        One socket at a time reads a view's window that this process does not keep yet, and
+        one at a time the sync of a position in it; the others that ask for the same meanwhile
+        wait for that read (bounded), then join the window it made, and take the sync it built
+        for their position (_join_shared) or read only what lies beside the window. A storm on
+        one view reads its window once, and each position about once a second."""
         hub = self.hub
         key = self._access_key()
         claim = ("claim", since, epoch, fp)
-        if key is KNOWN and self._join_shared(view, claim):
-            return
         for _ in range(VIEW_ATTEMPTS):
-            drops = hub.drops
-            seed_window = hub.views.find(view) is None
-            sides = [name for name in view.sides if name not in hub.views.sides]
-            result = await self._build(checked_view_seed, key, view, since, epoch, fp, seed_window, sides)
-            if result is None or self.hub is None:
+            for what in (view.key, (view.key, claim)):
+                await hub.views.wait_for_reader(what, REACH_SECONDS)
+            if self.hub is None:
                 return
-            access, seed = result
-            if access is not None and access.code is not None:
-                return await self.close_with(access.code, access.reason)
-            self._accepted(access)
-            if seed_window or sides:
-                metrics.VIEW_SEEDS.inc()
-            if not await hub.reached(seed.head, REACH_SECONDS) or hub.drops != drops or self.hub is None:
-                continue  # the hub could not follow from the seed's number: read again
-            if self.buffer_full:  # the events since the read did not all fit: read again
-                self.buffer, self.buffer_full = [], False
-                continue
-            live = await self._attach(view, seed)
-            if live is not None and self.buffer_full:  # waiting, the buffer overflowed: read again
-                hub.views.detach(self, live)
-                self.buffer, self.buffer_full = [], False
-                continue
-            if live is not None:
-                return await self._went_live(live, seed, since, claim)
+            if key is KNOWN and self._join_shared(view, claim):
+                return
+            seed_window = hub.views.find(view) is None
+            reads = [(what, hub.views.begin_read(what))
+                     for what in ([view.key] if seed_window else []) + [(view.key, claim)]]
+            try:
+                done = await self._seed_and_join(key, view, since, epoch, fp, seed_window, claim)
+            finally:
+                for what, reading in reads:
+                    hub.views.end_read(what, reading)
+            if done:
+                return
         log.warning("could not join view %s after %d reads; socket told to come back", view.echo, VIEW_ATTEMPTS)
         await self.close_with(CLOSE_TRY_LATER, "the server could not follow your view; try again shortly")
+
+    async def _seed_and_join(self, key, view, since, epoch, fp, seed_window, claim):
+        """One read of the view's seed and the join that follows; True when the socket is
+        answered (live, closed or gone), False when it must read again."""
+        hub = self.hub
+        drops = hub.drops
+        sides = [name for name in view.sides if name not in hub.views.sides]
+        result = await self._build(checked_view_seed, key, view, since, epoch, fp, seed_window, sides)
+        if result is None or self.hub is None:
+            return True
+        access, seed = result
+        if access is not None and access.code is not None:
+            await self.close_with(access.code, access.reason)
+            return True
+        self._accepted(access)
+        if seed_window or sides:
+            metrics.VIEW_SEEDS.inc()
+        if not await hub.reached(seed.head, REACH_SECONDS) or hub.drops != drops or self.hub is None:
+            return False  # the hub could not follow from the seed's number: read again
+        if self.buffer_full:  # the events since the read did not all fit: read again
+            self.buffer, self.buffer_full = [], False
+            return False
+        live = await self._attach(view, seed)
+        if live is not None and self.buffer_full:  # waiting, the buffer overflowed: read again
+            hub.views.detach(self, live)
+            self.buffer, self.buffer_full = [], False
+            return False
+        if live is None:
+            return False
+        await self._went_live(live, seed, since, claim)
+        return True
 
     async def _attach(self, view, seed):
         """Join the view's live window, waiting (bounded) while it reads rows it lacks."""

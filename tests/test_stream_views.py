@@ -308,3 +308,30 @@ async def test_sockets_claiming_one_position_share_one_read_until_the_view_moves
     assert {t["id"]: t["version"] for t in moved["tasks"]} == window and moved["counts"] == counts
     for comm in (first, second, third, fourth, fifth, sixth):
         await comm.disconnect()
+
+
+async def test_sockets_asking_at_once_for_a_view_nobody_holds_read_its_window_once(cookie, monkeypatch):
+    """One socket reads a view's window that the process does not keep yet; the others that
+    ask meanwhile wait for it and join the window it made (realtime/live.py wait_for_reader)."""
+    from realtime import snapshot
+
+    reads, read = [], snapshot._window_and_matched
+
+    def counted(*args, **kwargs):
+        reads.append(args)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "_window_and_matched", counted)
+    for i in range(5):
+        await database_sync_to_async(Task.objects.create)(title=f"t{i}")
+    view = {"limit": 3, "current": True}
+    comms = [(await connect(cookie))[0] for _ in range(8)]
+    for since, comm in enumerate(comms):  # eight positions: no answer can be shared
+        await comm.send_json_to({"type": "subscribe", "since": since, "epoch": None, "view": view})
+    syncs = [await receive(comm, "sync") for comm in comms]
+    assert sorted(view_read[1].side for view_read in reads) == [False, True]  # the window, the running tasks
+    window, counts = await database_sync_to_async(window_of)(view)
+    for sync in syncs:
+        assert {t["id"]: t["version"] for t in sync["tasks"]} == window and sync["counts"] == counts
+    for comm in comms:
+        await comm.disconnect()

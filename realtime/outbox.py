@@ -55,9 +55,13 @@ async def _finish(awaitable):
     return await awaitable
 
 
-def start_eagerly(coro):
-    """Run `coro` up to its first wait. None when it finished without waiting (the result is
-    dropped; an exception is raised here); else a Task that finishes it."""
+def start_eagerly(awaitable):
+    """Run `awaitable` up to its first wait. None when it finished without waiting (the result
+    is dropped; an exception is raised here); else a Task that finishes it.
+
+    An ASGI server's `send` returns an awaitable, not always a coroutine (granian's is a
+    future of its own): anything else is driven through a coroutine that awaits it."""
+    coro = awaitable if asyncio.iscoroutine(awaitable) else _finish(awaitable)
     try:
         waiting = coro.send(None)
     except StopIteration:

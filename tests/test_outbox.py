@@ -34,6 +34,28 @@ async def test_a_coroutine_that_waits_is_finished_by_a_task():
     assert steps == ["written", "drained"]
 
 
+class ServerFuture:
+    """An ASGI server's send that returns an awaitable of its own, not a coroutine (granian)."""
+
+    def __init__(self, future):
+        self.future = future
+
+    def __await__(self):
+        return self.future.__await__()
+
+
+async def test_an_awaitable_that_is_not_a_coroutine_is_driven_the_same_way():
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    done.set_result(None)
+    assert start_eagerly(ServerFuture(done)) is None
+    gate = loop.create_future()
+    task = start_eagerly(ServerFuture(gate))
+    assert not task.done()
+    gate.set_result("sent")
+    assert await asyncio.wait_for(task, 5) == "sent"
+
+
 async def test_a_failure_after_the_wait_reaches_the_task():
     gate = asyncio.get_running_loop().create_future()
 

@@ -190,7 +190,7 @@ def bulk_tasks(n, agents=50, seed=1):
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from realtime import counts, registry
+    from realtime import registry, sequencing
     from realtime.sequencing import allocate
     from tasks.models import Agent, Task
 
@@ -227,7 +227,7 @@ def bulk_tasks(n, agents=50, seed=1):
         _insert(connection, columns, rows)
     # One running task per agent: the agents that run one are busy.
     Agent.objects.filter(pk__in=Task.objects.filter(status="running").values("agent_id")).update(status="busy")
-    counts.recount(registry.windowed())
+    sequencing.recount(registry.windowed())
     connection.close()
     return {"tasks": n, "seconds": time.monotonic() - t0, "first": first, "last": first + n - 1}
 

@@ -11,7 +11,7 @@ table once, under the stream lock, and writers go on from there.
 """
 from collections import Counter
 
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import Count as Rows
 
 from .models import Count
@@ -57,19 +57,15 @@ def read(entity, using="default"):
     return {status: found.get(status, 0) for status in statuses}, complete
 
 
-def recount(entity, using="default"):
-    """Count `entity`'s rows again and mark its counts complete. Takes the stream lock, so no
-    writer changes the table in between."""
-    from .sequencing import lock_stream
-
-    with transaction.atomic(using=using):
-        lock_stream(using)
-        counted = _count(entity, using)
-        Count.objects.using(using).filter(entity=entity.name).delete()
-        Count.objects.using(using).bulk_create(
-            [Count(entity=entity.name, value=value, n=n) for value, n in counted.items()]
-            + [Count(entity=entity.name, value=COMPLETE, n=0)]
-        )
+def replace(entity, using="default"):
+    """Count `entity`'s rows again and mark its counts complete. The caller holds the stream
+    lock (realtime/sequencing.py recount), so no writer changes the table in between."""
+    counted = _count(entity, using)
+    Count.objects.using(using).filter(entity=entity.name).delete()
+    Count.objects.using(using).bulk_create(
+        [Count(entity=entity.name, value=value, n=n) for value, n in counted.items()]
+        + [Count(entity=entity.name, value=COMPLETE, n=0)]
+    )
 
 
 def _count(entity, using):

@@ -55,7 +55,7 @@ def rotate_epoch(reason, expected_epoch=None, using="default", level=logging.WAR
         # Rows may have been written without sequencing: count them again, under the same lock.
         for entity in registry.entities():
             if entity.counted:
-                counts.recount(entity, using)
+                counts.replace(entity, using)
     log.log(level, "stream epoch rotated to %s at head %s: %s; every client will reset", new, head, reason)
     return new, head
 

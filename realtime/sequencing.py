@@ -139,6 +139,14 @@ def lock_stream(using="default"):
     allocate(0, using)
 
 
+def recount(entity, using="default"):
+    """Count `entity`'s rows again under the stream lock and mark its counts complete
+    (realtime/counts.py): after writes that were not numbered, or when no counts were kept."""
+    with transaction.atomic(using=using):
+        lock_stream(using)
+        counts.replace(entity, using)
+
+
 def _commit(entity, events, using, epoch, op=changes.UPDATE):
     """What every write path does with its numbered events, in the writer's transaction: keep
     their history (realtime/changes.py), count them (realtime/counts.py), and publish them

@@ -18,6 +18,7 @@ from . import changes, counts, metrics, registry
 from .frames import dumps, sync_frames
 from .models import Stream, Tombstone
 from .rows import serialize
+from .sequencing import recount
 
 log = logging.getLogger("realtime.snapshot")
 
@@ -219,7 +220,7 @@ def build_view_seed(view, since, epoch, seed_window, sides):
     sets to read too. Counts not yet complete are counted first (realtime/counts.py)."""
     entity = registry.windowed()
     if (seed_window or sides) and not counts.read(entity)[1]:
-        counts.recount(entity)
+        recount(entity)
     with _snapshot_transaction():
         stream = Stream.objects.filter(pk=1).values("epoch", "head", "pruned_through").first()
         if stream is not None:

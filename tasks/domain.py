@@ -36,6 +36,7 @@ from realtime import actor as actors
 from realtime.sequencing import lock_stream
 
 from . import lifecycle
+from .lifecycle import check_row
 from .errors import Conflict, DomainError, InvalidChange, NotFound, NotYours, StaleEdit  # noqa: F401 (the domain's errors)
 from .models import TEXT_LIMIT, Agent, Task
 from .selectors import CURRENT_ORDER, current_task, get_agent, get_task
@@ -381,17 +382,6 @@ def _conflict(name, now, then):
     if name in ("description", "error"):
         return f"its {name} was changed"
     return f"its {name} is now {_shown(name, now)} (you loaded {_shown(name, then)})"
-
-
-def check_row(*, status, progress, agent_id):
-    """The rules one task row keeps by itself (Task.clean() asks here too)."""
-    spec = lifecycle.BY_VALUE.get(status)
-    if status == SUCCEEDED and progress != 100:
-        raise InvalidChange("A succeeded task is 100% done.", field="progress")
-    if spec is not None and spec.agent == "none" and agent_id is not None:
-        raise InvalidChange(f"A {status} task has no agent yet; clear the agent or mark it running.", field="agent")
-    if spec is not None and spec.agent == "required" and agent_id is None:
-        raise InvalidChange(f"A {status} task needs an agent: choose the agent that runs it.", field="agent")
 
 
 def check_assignment(*, task_id, status, agent):

@@ -9,6 +9,8 @@ receive `as_json()` and build their chips, labels and actions from it. ARCHITECT
 """
 from dataclasses import dataclass
 
+from .errors import InvalidChange
+
 AGENT, OPERATOR, SYSTEM = "agent", "operator", "system"
 
 
@@ -113,3 +115,15 @@ def as_json():
         "statuses": [{"value": s.value, "label": s.label, "hint": s.hint, "finished": s.finished} for s in STATUSES],
         "actions": {name: {**words, "from": sources(words["to"], OPERATOR)} for name, words in ACTIONS.items()},
     }
+
+
+def check_row(*, status, progress, agent_id):
+    """The rules one task row keeps by itself, whoever writes it (the domain's edits and new
+    tasks, and Task.clean())."""
+    spec = BY_VALUE.get(status)
+    if status == SUCCEEDED and progress != 100:
+        raise InvalidChange("A succeeded task is 100% done.", field="progress")
+    if spec is not None and spec.agent == "none" and agent_id is not None:
+        raise InvalidChange(f"A {status} task has no agent yet; clear the agent or mark it running.", field="agent")
+    if spec is not None and spec.agent == "required" and agent_id is None:
+        raise InvalidChange(f"A {status} task needs an agent: choose the agent that runs it.", field="agent")

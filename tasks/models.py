@@ -9,6 +9,7 @@ from django.utils import timezone
 from realtime.sequencing import SequencedModel
 
 from . import lifecycle
+from .errors import InvalidChange
 from .search import Folded, fold
 
 # Long text is bounded where it enters (forms, the admin and the API validate against it);
@@ -99,11 +100,9 @@ class Task(SequencedModel):
         return self.title
 
     def clean(self):
-        """The rules a row keeps by itself, as tasks/domain.py states them."""
-        from .domain import InvalidChange, check_row
-
+        """The rules a row keeps by itself (tasks/lifecycle.py check_row)."""
         try:
-            check_row(status=self.status, progress=self.progress, agent_id=self.agent_id)
+            lifecycle.check_row(status=self.status, progress=self.progress, agent_id=self.agent_id)
         except InvalidChange as exc:
             raise ValidationError({exc.field: exc.message}) from None
 

@@ -20,6 +20,7 @@ from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from realtime import counts, registry
+from realtime.sequencing import recount
 from realtime.viewspec import ViewError
 
 from .selectors import current_tasks
@@ -67,7 +68,7 @@ def task_counts(entity):
     (realtime/counts.py): never a COUNT over the table, unless the counters are incomplete."""
     found, complete = counts.read(entity)
     if not complete:
-        counts.recount(entity)
+        recount(entity)
         found, _ = counts.read(entity)
     return found
 

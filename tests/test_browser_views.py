@@ -14,7 +14,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from realtime import counts, registry
+from realtime import counts, registry, sequencing
 from realtime.epochs import rotate_epoch
 from tasks.models import Agent, Task
 from tasks.rows import task_row
@@ -63,7 +63,7 @@ def seed_tasks(n, needle_at=None):
             cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", [values(i) for i in range(start, min(n, start + 20_000))])
     rotate_epoch("the test wrote rows with plain SQL")
     counts.forget()
-    counts.recount(registry.windowed())
+    sequencing.recount(registry.windowed())
     print(f"\nseeded {n:,} tasks in {time.monotonic() - started:.1f} s")
     return Task.objects.get(title=NEEDLE).pk if needle_at is not None else None
 

@@ -17,7 +17,7 @@ from channels.layers import get_channel_layer
 from django.db import connection, transaction
 from django.db.models import F
 
-from realtime import publish, registry
+from realtime import publish, registry, sequencing
 from realtime.models import Change, Stream, Tombstone
 from realtime.protocol import LAYER_CHANGES, STREAM_GROUP
 from realtime.rows import serialize
@@ -719,7 +719,7 @@ def test_an_instance_whose_row_was_written_since_it_was_read_is_read_again():
     from realtime.sequencing import lock_stream
 
     task = Task.objects.create(title="t", status="queued")
-    counts.recount(registry.windowed())
+    sequencing.recount(registry.windowed())
     with transaction.atomic():
         lock_stream()
         loaded = Task.objects.get(pk=task.pk)  # queued, under the lock
@@ -741,7 +741,7 @@ def test_a_row_saved_twice_in_one_transaction_keeps_its_counts():
     from realtime.sequencing import lock_stream
 
     task = Task.objects.create(title="t", status="queued")
-    counts.recount(registry.windowed())
+    sequencing.recount(registry.windowed())
     with transaction.atomic():
         lock_stream()
         loaded = Task.objects.get(pk=task.pk)

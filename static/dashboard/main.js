@@ -8,6 +8,10 @@
 // The page holds a window of the tasks, never the table: search and filters are answered by
 // the server over the whole table, the counts are the server's, "Show more" grows the window,
 // and older rows are fetched on request and shown apart, marked as not live.
+//
+// Order: this module is the page. It builds its parts top to bottom, each after the parts it
+// uses (nothing is used before its declaration); the rows are drawn again through one
+// redraw(); the connection starts last, at the end of the file.
 import { Connection } from "../realtime/connection.js";
 import { Store } from "../realtime/store.js";
 import { TaskActions } from "./actions-ui.js";
@@ -107,6 +111,11 @@ const table = new VirtualTable({
     return isFiltered(filters) ? "No tasks match these filters." : "No tasks yet.";
   },
 });
+/** Draw the rows shown again from the page's Model, their relative times as of now. */
+function redraw() {
+  rowContext.now = Date.now();
+  table.render();
+}
 
 // ---- cancel and requeue (only drawn for users who may change tasks) ----
 const csrfToken = () => document.querySelector('input[name="csrfmiddlewaretoken"]')?.value ?? "";
@@ -126,12 +135,17 @@ const actions = canChange ? new TaskActions({
   tbody: $("task-rows"), bar: $("bulk-bar"), dialog: $("confirm-dialog"), selectAll: $("select-all"),
   rowOf: (id) => model.tasks.get(id), liveRowOf: (id) => store.tasks.get(id), shown: () => table.ids, post: postAction,
   redraw() {
-    if (!model.hydrated) return;
-    rowContext.now = Date.now();
-    table.render();
+    if (model.hydrated) redraw();
   },
 }) : null;
 if (actions) Object.assign(rowContext, { selected: actions.selected, pending: (id) => actions.pending.get(id) });
+
+// ---- keyboard: j/k and the arrows move the cursor row, Enter opens it ----
+const cursor = new RowCursor({
+  doc: document, tbody: $("task-rows"), table, ready: () => model.hydrated, redraw,
+  modal: () => actions?.busy ?? false,
+  open: (href) => location.assign(href),
+});
 
 /** Is the person busy with the rows? Then nothing moves, even at the top of the table. */
 const interacting = () => $("task-rows").contains(document.activeElement) || (actions !== null && (actions.selection.size > 0 || actions.busy));
@@ -154,6 +168,28 @@ const badge = new Badge({
   root: $("conn"), text: $("conn-text"), rtt: $("conn-rtt"), retry: $("retry-now"), signIn: $("sign-in"),
   reload: $("reload"), status: $("conn-status"), body: document.body, detail: $("conn-detail") ?? connDetail(),
 });
+
+// ---- connection (started last, below, once every part it feeds exists) ----
+const connection = new Connection({
+  store,
+  view: toView(filters),
+  firstPingDelay: 1000, // show a round-trip time soon after connecting
+  onStatus(next) {
+    const now = Date.now();
+    const wasPending = status?.viewPending;
+    status = next;
+    if (next.state === "open") everLive = true;
+    // The first connection's wait is not staleness: the first paint is fresh from the server.
+    setStale(next.state !== "open" && (everLive || next.attempt > 0 || next.state !== "connecting"));
+    $("table-wrap").setAttribute("aria-busy", String(next.viewPending));
+    drawViewError();
+    if (wasPending && !next.viewPending) renderFooter();
+    badge.update(next, now);
+    tickUpdated(now);
+  },
+});
+$("retry-now").addEventListener("click", () => connection.retryNow());
+$("reload").addEventListener("click", () => location.reload());
 
 // ---- older rows: past the live window, on request, not live ----
 const older = new OlderRows({
@@ -267,8 +303,7 @@ function showNewAbove() {
 }
 $("new-above").addEventListener("click", () => {
   table.toTop();
-  rowContext.now = Date.now();
-  table.render();
+  redraw();
   showNewAbove();
 });
 
@@ -287,8 +322,7 @@ function drawWindow() {
   scrollFrame = true;
   requestAnimationFrame(() => {
     scrollFrame = false;
-    rowContext.now = Date.now();
-    table.render();
+    redraw();
   });
 }
 $("table-wrap").addEventListener("scroll", () => {
@@ -300,17 +334,6 @@ new ResizeObserver(() => {
   table.measure();
   drawWindow();
 }).observe($("table-wrap"));
-
-// ---- keyboard: j/k and the arrows move the cursor row, Enter opens it ----
-const cursor = new RowCursor({
-  doc: document, tbody: $("task-rows"), table, ready: () => model.hydrated,
-  redraw() {
-    rowContext.now = Date.now();
-    table.render();
-  },
-  modal: () => actions?.busy ?? false,
-  open: (href) => location.assign(href),
-});
 
 // ---- theme: the system's, or the one chosen here (remembered; theme-boot.js applies it) ----
 new ThemeToggle({
@@ -466,8 +489,7 @@ for (const button of document.querySelectorAll("#task-table thead .sort")) {
     if (model.hydrated) {
       table.setIds(visibleIds(), { anchor: false });
       table.toTop();
-      rowContext.now = Date.now();
-      table.render();
+      redraw();
     }
     renderFooter();
   });
@@ -494,37 +516,12 @@ function setStale(on) {
   rowContext.disabled = on;
   for (const control of $("task-rows").querySelectorAll(".row-select, .row-action")) control.disabled = on;
   actions?.setDisabled(on);
-  if (model.hydrated) {
-    rowContext.now = Date.now();
-    table.render();
-  }
+  if (model.hydrated) redraw();
 }
-
-// ---- connection ----
-const connection = new Connection({
-  store,
-  view: toView(filters),
-  firstPingDelay: 1000, // show a round-trip time soon after connecting
-  onStatus(next) {
-    const now = Date.now();
-    const wasPending = status?.viewPending;
-    status = next;
-    if (next.state === "open") everLive = true;
-    // The first connection's wait is not staleness: the first paint is fresh from the server.
-    setStale(next.state !== "open" && (everLive || next.attempt > 0 || next.state !== "connecting"));
-    $("table-wrap").setAttribute("aria-busy", String(next.viewPending));
-    drawViewError();
-    if (wasPending && !next.viewPending) renderFooter();
-    badge.update(next, now);
-    tickUpdated(now);
-  },
-});
-$("retry-now").addEventListener("click", () => connection.retryNow());
-$("reload").addEventListener("click", () => location.reload());
 
 // ---- the clock: relative times, the countdown, liveness ----
 function tickUpdated(now) {
-  const s = connection?.status;
+  const s = connection.status;
   // Live and nothing waiting to be drawn: a frame that confirmed the store vouches for the rows.
   if (s && s.state === "open" && !paused && model.hydrated && pending.empty && !s.viewPending && s.confirmedAt > dataAt) dataAt = s.confirmedAt;
   const el = $("updated-ago");

@@ -371,17 +371,37 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             self.expires_at = access.expires_at
 
     async def _subscribe_stream(self, since, epoch, fp):
-        """The whole stream (protocol v1): a sync of every row, then every event."""
-        result = await self._build(checked_sync, self._access_key(), since, epoch, fp)
-        if result is None or self.hub is None:
+        """The whole stream (protocol v1): a sync of every row, then every event.
+
+        As for views, one socket at a time reads the sync of a position; sockets that claim
+        the same position meanwhile wait for it and take its answer while the stream has not
+        moved (at most SHARED_SYNC_SECONDS old), when their connect's check stands."""
+        hub = self.hub
+        key = self._access_key()
+        claim = ("stream", since, epoch, fp)
+        await hub.reads.wait(claim, REACH_SECONDS)
+        if self.hub is None:
             return
-        if isinstance(result, StreamTooLarge):
-            self._unsubscribed()
-            return await self.send_text(dumps({"type": ERROR, "code": ERR_VIEW_REQUIRED, "message": str(result)}))
-        access, texts, head, reset = result
-        if access is not None and access.code is not None:
-            return await self.close_with(access.code, access.reason)
-        self._accepted(access)
+        shared = self._shared_stream_sync(claim) if key is KNOWN else None
+        if shared is not None:
+            texts, head, reset = shared
+            metrics.SHARED_SYNCS.inc()
+        else:
+            reading = hub.reads.begin(claim)
+            try:
+                result = await self._build(checked_sync, key, since, epoch, fp)
+            finally:
+                hub.reads.end(claim, reading)
+            if result is None or self.hub is None:
+                return
+            if isinstance(result, StreamTooLarge):
+                self._unsubscribed()
+                return await self.send_text(dumps({"type": ERROR, "code": ERR_VIEW_REQUIRED, "message": str(result)}))
+            access, texts, head, reset = result
+            if access is not None and access.code is not None:
+                return await self.close_with(access.code, access.reason)
+            self._accepted(access)
+            self._share_stream_sync(claim, texts, head, reset)
         metrics.SYNCS.labels(kind="reset" if reset else "delta").inc()
         log.info("resync channel=%s since=%s head=%s reset=%s parts=%d", id(self), since, head, reset, len(texts))
         for text in texts:
@@ -407,19 +427,19 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         claim = ("claim", since, epoch, fp)
         for _ in range(VIEW_ATTEMPTS):
             for what in (view.key, (view.key, claim)):
-                await hub.views.wait_for_reader(what, REACH_SECONDS)
+                await hub.reads.wait(what, REACH_SECONDS)
             if self.hub is None:
                 return
             if key is KNOWN and self._join_shared(view, claim):
                 return
             seed_window = hub.views.find(view) is None
-            reads = [(what, hub.views.begin_read(what))
+            reads = [(what, hub.reads.begin(what))
                      for what in ([view.key] if seed_window else []) + [(view.key, claim)]]
             try:
                 done = await self._seed_and_join(key, view, since, epoch, fp, seed_window, claim)
             finally:
                 for what, reading in reads:
-                    hub.views.end_read(what, reading)
+                    hub.reads.end(what, reading)
             if done:
                 return
         log.warning("could not join view %s after %d reads; socket told to come back", view.echo, VIEW_ATTEMPTS)
@@ -488,6 +508,30 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         if seed.epoch == self.hub.epoch:
             live.syncs[claim] = (asyncio.get_running_loop().time(), live.seq, seed.epoch, texts)
         self._live_with(live, texts)
+
+    def _share_stream_sync(self, claim, texts, head, reset):
+        """Keep a whole-stream sync for sockets that claim the same position, while the hub
+        is at its number."""
+        hub = self.hub
+        if head != hub.sent:
+            return
+        if hub.stream_syncs["head"] != head:
+            hub.stream_syncs = {"head": head, "by_claim": {}}
+        hub.stream_syncs["by_claim"][claim] = (asyncio.get_running_loop().time(), hub.epoch, texts, head, reset)
+
+    def _shared_stream_sync(self, claim):
+        """(texts, head, reset) built for the same claim at the hub's number, in its epoch, at
+        most SHARED_SYNC_SECONDS ago; None when there is none."""
+        hub = self.hub
+        if hub.stream_syncs["head"] != hub.sent:
+            return None
+        shared = hub.stream_syncs["by_claim"].get(claim)
+        if shared is None:
+            return None
+        built_at, epoch, texts, head, reset = shared
+        if asyncio.get_running_loop().time() - built_at > SHARED_SYNC_SECONDS or epoch != hub.epoch:
+            return None
+        return texts, head, reset
 
     def _join_shared(self, view, claim):
         """Join `view` on the sync another socket's read built for the same claim, at most

@@ -66,7 +66,6 @@ class LiveViews:
         self.sides = {}  # name -> LiveView of a side set (no subscribers of its own)
         self.counts = None  # rows per status at `self.seq`, or None while unknown
         self.seq = None
-        self.reading = {}  # what a socket reads (wait_for_reader) -> Event set when it is done
 
     # Events ------------------------------------------------------------------------------
 
@@ -202,29 +201,6 @@ class LiveViews:
     def find(self, view):
         """The live view for `view`, or None."""
         return self.views.get(view.key)
-
-    async def wait_for_reader(self, key, timeout):
-        """Wait (at most `timeout` s) while another socket reads what `key` names: a view's
-        window (its view key), or the sync of one position in it ((view key, claim))."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while (reading := self.reading.get(key)) is not None:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                return
-            try:
-                await asyncio.wait_for(reading.wait(), remaining)
-            except asyncio.TimeoutError:
-                return
-
-    def begin_read(self, key):
-        """The caller reads what `key` names: others asking for it wait (wait_for_reader)."""
-        reading = self.reading[key] = asyncio.Event()
-        return reading
-
-    def end_read(self, key, reading):
-        if self.reading.get(key) is reading:
-            del self.reading[key]
-        reading.set()
 
     def attach(self, consumer, view, seed, buffered):
         """Subscribe `consumer` to `view` at the hub's current number. `seed` is what the

@@ -28,8 +28,8 @@ REPORT_BATCH = Histogram("dashboard_agent_report_batch_size", "Agents' progress 
                          buckets=(1, 2, 4, 8, 16, 32, 64, 100))
 LIVE_VIEWS = Gauge("dashboard_views_live", "Distinct views whose windows this process keeps")
 VIEW_REFILLS = Counter("dashboard_view_refills_total", "Windows that read more rows from the database")
-SHARED_SYNCS = Counter("dashboard_view_shared_syncs_total",
-                       "View syncs answered from another socket's read of the same position, with no read of their own")
+SHARED_SYNCS = Counter("dashboard_ws_shared_syncs_total",
+                       "Syncs answered from another socket's read of the same position, with no read of their own")
 VIEW_SEEDS = Counter("dashboard_view_seeds_total", "Windows read whole from the database (a view's first socket)")
 POSITIONS_REFUSED = Counter("dashboard_ws_positions_refused_total",
                             "Resumes answered with a reset because the client's position was not this database's", ["reason"])

@@ -730,8 +730,8 @@ async def test_syncs_built_at_once_are_bounded_per_process(cookie, settings, mon
 
     monkeypatch.setattr(consumers, "build_sync", slow)
     comms = [(await connect(cookie))[0] for _ in range(6)]
-    for comm in comms:
-        await comm.send_json_to({"type": "subscribe", "since": None, "epoch": None})
+    for since, comm in enumerate(comms):  # six positions: each needs a read of its own
+        await comm.send_json_to({"type": "subscribe", "since": since, "epoch": None})
     for comm in comms:
         assert (await receive(comm, "sync", timeout=10))["reset"] is True
     assert peak[0] == 2
@@ -824,3 +824,41 @@ async def test_a_client_ahead_of_the_database_gets_a_reset_and_changes_nothing_f
     assert await bystander.receive_nothing(1.5)
     await comm.disconnect()
     await bystander.disconnect()
+
+
+async def test_whole_stream_syncs_at_one_position_share_one_read_until_the_stream_moves(cookie, monkeypatch):
+    """As for views (tests/test_stream_views.py): a v1 sync built for one socket answers each
+    socket that claims the same position within SHARED_SYNC_SECONDS, with no read of its own,
+    until the next change."""
+    from django.db.backends import utils
+
+    from realtime import metrics
+
+    reads, execute = [], utils.CursorWrapper.execute
+
+    def counted(self, sql, params=None):
+        if "tasks_task" in sql or "realtime_stream" in sql:
+            reads.append(sql)
+        return execute(self, sql, params)
+
+    monkeypatch.setattr(utils.CursorWrapper, "execute", counted)
+    await database_sync_to_async(make_task)("first")
+    await connect_started_hub(cookie)
+    first, _, _ = await connect(cookie)
+    fresh = await subscribe(first)
+    shared_before = metrics.SHARED_SYNCS._value.get()
+    second, _, _ = await connect(cookie)
+    reads.clear()
+    assert await subscribe(second) == fresh
+    assert reads == [] and metrics.SHARED_SYNCS._value.get() == shared_before + 1
+
+    task = await database_sync_to_async(make_task)("second")
+    for comm in (first, second):
+        assert (await receive(comm, "event"))["seq"] == task.version
+    third, _, _ = await connect(cookie)
+    reads.clear()
+    moved = await subscribe(third)
+    assert reads, "a change ends the shared answer"
+    assert moved["seq"] == task.version and task.pk in {t["id"] for t in moved["tasks"]}
+    for comm in (first, second, third):
+        await comm.disconnect()

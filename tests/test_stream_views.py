@@ -312,7 +312,7 @@ async def test_sockets_claiming_one_position_share_one_read_until_the_view_moves
 
 async def test_sockets_asking_at_once_for_a_view_nobody_holds_read_its_window_once(cookie, monkeypatch):
     """One socket reads a view's window that the process does not keep yet; the others that
-    ask meanwhile wait for it and join the window it made (realtime/live.py wait_for_reader)."""
+    ask meanwhile wait for it and join the window it made (realtime/reads.py)."""
     from realtime import snapshot
 
     reads, read = [], snapshot._window_and_matched

@@ -27,10 +27,11 @@ TARGET_RATE, TARGET_P99_MS = 500, 100
 CONNECTIONS = int(__import__("os").environ.get("BENCH_API_CONNECTIONS", "8"))
 
 
-async def wrk(port, pairs_file, seconds):
+async def wrk(port, pairs_file, seconds, scheme="http", connections=CONNECTIONS):
+    """bench/wrk/progress.lua against 127.0.0.1:`port` for `seconds`, on the client core."""
     proc = await asyncio.create_subprocess_exec(
-        "taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "5s",
-        "-s", str(BENCH / "wrk" / "progress.lua"), f"http://127.0.0.1:{port}", "--", str(pairs_file),
+        "taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+        "-s", str(BENCH / "wrk" / "progress.lua"), f"{scheme}://127.0.0.1:{port}", "--", str(pairs_file),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), seconds + 30)
     return parse_wrk(out, err)

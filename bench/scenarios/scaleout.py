@@ -20,7 +20,6 @@ The layout, and what it means for the numbers: with 1 process, daphne has core 0
 on core 1 beside the load, so it gets what the load leaves over: the rate efficiency on this
 machine is a floor. On two hosts, or a bigger one, each process would have a core of its own.
 """
-import asyncio
 import os
 import shutil
 import ssl
@@ -28,10 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import BENCH, CLIENT_CORE, Server, cpu_seconds, dbtool, summary_ms
+from bench.common import CLIENT_CORE, Server, cpu_seconds, dbtool, summary_ms
 from bench.loadclient import Fleet
 from bench.scenarios import SCALEOUT, Project, median_of, row, summary, warn
-from bench.scenarios.agentapi import parse_wrk
+from bench.scenarios.agentapi import wrk
 from bench.scenarios.views import DEFAULT_VIEW
 
 NAME = "scaleout"
@@ -89,13 +88,6 @@ class Fronted:
         return Fleet(self.port, self.project.cookie, "stamp", view=DEFAULT_VIEW, ssl=context)
 
 
-async def wrk(port, pairs_file, seconds):
-    proc = await asyncio.create_subprocess_exec(
-        "taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "5s",
-        "-s", str(BENCH / "wrk" / "progress.lua"), f"https://127.0.0.1:{port}", "--", str(pairs_file),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), seconds + 30)
-    return parse_wrk(out, err)
 
 
 async def api(front, ctx):
@@ -103,9 +95,9 @@ async def api(front, ctx):
     pairs = Path(tempfile.mkstemp(prefix="bench-agents-", suffix=".txt")[1])
     try:
         pairs.write_text("".join(f"{token} {task}\n" for token, task in answer["pairs"]))
-        await wrk(front.port, pairs, 3)
+        await wrk(front.port, pairs, 3, scheme="https", connections=CONNECTIONS)
         c0 = front.cpu()
-        result = await wrk(front.port, pairs, ctx.size(15, 5))
+        result = await wrk(front.port, pairs, ctx.size(15, 5), scheme="https", connections=CONNECTIONS)
         result["cpu_s"] = front.cpu() - c0
     finally:
         pairs.unlink(missing_ok=True)

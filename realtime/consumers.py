@@ -135,6 +135,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     buffer_full = False  # events fanned out while syncing were dropped (past BUFFER_LIMIT)
     _synced_at = float("-inf")
     _checked = None  # (loop time, guard.heard) of the connect's access check, until the first subscribe
+    _asked_at = None  # loop time the first subscribe arrived
 
     async def __call__(self, scope, receive, send):
         """Run the connection; leave the hub on every way out.
@@ -307,6 +308,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         Subscribes closer together than REALTIME_MIN_SUBSCRIBE_INTERVAL, or arriving while a
         sync is being built, are answered once, for the newest position (and view) asked for."""
         self._wanted = (since, epoch, fp, view)
+        if self._checked is not None and self._asked_at is None:
+            self._asked_at = asyncio.get_running_loop().time()
         if self._sync_task is None or self._sync_task.done():
             self._sync_task = asyncio.ensure_future(self._sync_loop())
 
@@ -353,15 +356,17 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     def _access_key(self):
         """What a subscribe's access check gets: the session key, or KNOWN for the first
-        subscribe within access_fresh_seconds() of the connect's check when no access change was
-        pushed to this process since it began. Nothing is missed by that: the socket has been
-        a hub member since its check, so a change pushed later reaches it through the guard,
-        and a change that is not pushed is left to the periodic re-check, as for any open
-        socket. A reconnect storm then checks each socket once, not twice."""
+        subscribe that arrived within access_fresh_seconds() of the connect's check, when no
+        access change was pushed to this process since the check. Nothing is missed by that:
+        the socket has been a hub member since its check, so a change pushed later reaches it
+        through the guard, and a change that is not pushed is left to the periodic re-check,
+        as for any open socket. A reconnect storm then checks each socket once, not twice,
+        however long its subscribe waits behind the others' (the arrival counts, not the turn)."""
         checked, self._checked = self._checked, None
         if checked is not None and self.hub is not None:
             at, heard = checked
-            if self.hub.guard.heard == heard and asyncio.get_running_loop().time() - at < access_fresh_seconds():
+            asked = self._asked_at if self._asked_at is not None else asyncio.get_running_loop().time()
+            if self.hub.guard.heard == heard and asked - at < access_fresh_seconds():
                 return KNOWN
         return self.session_key
 

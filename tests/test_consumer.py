@@ -178,6 +178,26 @@ async def test_a_subscribe_later_than_the_fresh_window_checks_again(cookie, staf
     assert await closed_with(comm) == 4501
 
 
+async def test_a_subscribe_that_arrived_in_the_fresh_window_keeps_it_however_late_its_turn(cookie, staff_user, monkeypatch):
+    """In a storm a subscribe waits behind the others': its arrival counts, not its turn."""
+    from realtime import consumers
+
+    monkeypatch.setattr(consumers, "access_fresh_seconds", lambda: 0.05)
+    drained = consumers.DashboardConsumer._drained
+
+    async def late_turn(self):
+        await asyncio.sleep(0.2)
+        await drained(self)
+
+    monkeypatch.setattr(consumers.DashboardConsumer, "_drained", late_turn)
+    await connect_started_hub(cookie)
+    comm, _, _ = await connect(cookie)
+    await _deactivate(staff_user)
+    assert (await subscribe(comm))["type"] == "sync"  # on the connect's check, 0.2 s later
+    await comm.send_json_to({"type": "subscribe", "since": None, "epoch": None})
+    assert await closed_with(comm) == 4501  # the next one reads the database
+
+
 async def test_a_socket_checked_before_its_hub_hears_pushes_is_checked_again(cookie, staff_user):
     assert not get_hub().started
     comm, _, _ = await connect(cookie)  # this socket starts the hub, after its check

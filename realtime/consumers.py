@@ -86,9 +86,9 @@ def access_fresh_seconds():
     subscribes may wait seconds behind each other; they must not each check again."""
     return settings.REALTIME_AUTH_RECHECK_INTERVAL
 
-# A view's sync built for one socket answers another that claims the same position (since,
-# epoch, fp) for this long, while the view has not moved: a reconnect storm reads the
-# database once per claim and second, not once per socket (see _join_shared).
+# A sync built for one socket answers another that claims the same position (since, epoch,
+# fp) for this long, while the stream has not moved: a reconnect storm reads the database
+# once per claim and second, not once per socket (realtime/reads.py Shared).
 SHARED_SYNC_SECONDS = 1.0
 
 
@@ -387,7 +387,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await hub.reads.wait(claim, REACH_SECONDS)
         if self.hub is None:
             return
-        shared = self._shared_stream_sync(claim) if key is KNOWN else None
+        shared = hub.shared.get(claim, hub.sent, hub.epoch, SHARED_SYNC_SECONDS) if key is KNOWN else None
         if shared is not None:
             texts, head, reset = shared
             metrics.SHARED_SYNCS.inc()
@@ -406,7 +406,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             if access is not None and access.code is not None:
                 return await self.close_with(access.code, access.reason)
             self._accepted(access)
-            self._share_stream_sync(claim, texts, head, reset)
+            if head == hub.sent:
+                hub.shared.put(claim, head, hub.epoch, (texts, head, reset))
         metrics.SYNCS.labels(kind="reset" if reset else "delta").inc()
         log.info("resync channel=%s since=%s head=%s reset=%s parts=%d", id(self), since, head, reset, len(texts))
         for text in texts:
@@ -429,9 +430,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         one view reads its window once, and each position about once a second."""
         hub = self.hub
         key = self._access_key()
-        claim = ("claim", since, epoch, fp)
+        claim = (view.key, since, epoch, fp)
         for _ in range(VIEW_ATTEMPTS):
-            for what in (view.key, (view.key, claim)):
+            for what in (view.key, claim):
                 await hub.reads.wait(what, REACH_SECONDS)
             if self.hub is None:
                 return
@@ -439,7 +440,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
                 return
             seed_window = hub.views.find(view) is None
             reads = [(what, hub.reads.begin(what))
-                     for what in ([view.key] if seed_window else []) + [(view.key, claim)]]
+                     for what in ([view.key] if seed_window else []) + [claim]]
             try:
                 done = await self._seed_and_join(key, view, since, epoch, fp, seed_window, claim)
             finally:
@@ -510,33 +511,9 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             texts = live.syncs[key] = self.hub.views.sync_texts(
                 live, others, epoch=seed.epoch, reset=seed.reset, deleted=deleted,
                 fp=seed.fp if live.seq == seed.head else None)
-        if seed.epoch == self.hub.epoch:
-            live.syncs[claim] = (asyncio.get_running_loop().time(), live.seq, seed.epoch, texts)
+        if seed.epoch == self.hub.epoch and live.seq == self.hub.sent:
+            self.hub.shared.put(claim, live.seq, seed.epoch, texts)
         self._live_with(live, texts)
-
-    def _share_stream_sync(self, claim, texts, head, reset):
-        """Keep a whole-stream sync for sockets that claim the same position, while the hub
-        is at its number."""
-        hub = self.hub
-        if head != hub.sent:
-            return
-        if hub.stream_syncs["head"] != head:
-            hub.stream_syncs = {"head": head, "by_claim": {}}
-        hub.stream_syncs["by_claim"][claim] = (asyncio.get_running_loop().time(), hub.epoch, texts, head, reset)
-
-    def _shared_stream_sync(self, claim):
-        """(texts, head, reset) built for the same claim at the hub's number, in its epoch, at
-        most SHARED_SYNC_SECONDS ago; None when there is none."""
-        hub = self.hub
-        if hub.stream_syncs["head"] != hub.sent:
-            return None
-        shared = hub.stream_syncs["by_claim"].get(claim)
-        if shared is None:
-            return None
-        built_at, epoch, texts, head, reset = shared
-        if asyncio.get_running_loop().time() - built_at > SHARED_SYNC_SECONDS or epoch != hub.epoch:
-            return None
-        return texts, head, reset
 
     def _join_shared(self, view, claim):
         """Join `view` on the sync another socket's read built for the same claim, at most
@@ -546,17 +523,14 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         The answer is the one a read would give: the window and counts are the view's own at
         its number, and the rest of the sync (the other entities at that number, what was
         deleted since `since`, a reset or not for this since/epoch/fp) is what the database
-        held at that number. A range clears the view's syncs, so an answer never outlives
-        the number it was built at; the time bound keeps a claim's verdict as fresh as a read
-        that finished a second ago (a restore under a quiet process is checked again)."""
+        held at that number. The hub forgets the answers when its number moves (attach needs
+        the view at that number too), so an answer never outlives the number it was built at;
+        the time bound keeps a claim's verdict as fresh as a read that finished a second ago
+        (a restore under a quiet process is checked again)."""
         hub = self.hub
         live = hub.views.find(view)
-        shared = live.syncs.get(claim) if live is not None else None
-        if shared is None:
-            return False
-        built_at, seq, epoch, texts = shared
-        if (asyncio.get_running_loop().time() - built_at > SHARED_SYNC_SECONDS or epoch != hub.epoch
-                or seq != live.seq or hub.views.attach(self, view, None, ()) is not live):
+        texts = hub.shared.get(claim, hub.sent, hub.epoch, SHARED_SYNC_SECONDS) if live is not None else None
+        if texts is None or hub.views.attach(self, view, None, ()) is not live:
             return False
         metrics.SHARED_SYNCS.inc()
         self._live_with(live, texts)

@@ -35,7 +35,7 @@ from .events import Event, events_of
 from .frames import event_frames
 from .live import LiveViews
 from .protocol import CLOSE_SERVICE_RESTART, LAYER_ACCESS, LAYER_CHANGES, STREAM_GROUP
-from .reads import Reads
+from .reads import Reads, Shared
 from .snapshot import stream_position
 
 log = logging.getLogger("realtime.hub")
@@ -95,9 +95,7 @@ class Hub:
         self.per_user = {}  # user id -> the open sockets of that user in this process
         self.views = LiveViews(self)
         self.reads = Reads()  # one socket at a time reads what many want (realtime/reads.py)
-        # Whole-stream syncs shared by claim: {"head": number, "by_claim": {claim: answer}}
-        # (realtime/consumers.py _subscribe_stream); a new head starts it afresh.
-        self.stream_syncs = {"head": None, "by_claim": {}}
+        self.shared = Shared()  # the syncs those reads built, by claimed position
         self.epoch = None
         self.last = 0  # newest sequence number released in order
         self.sent = 0  # newest sequence number fanned out (the views are at this number)

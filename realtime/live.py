@@ -49,9 +49,7 @@ class LiveView:
         self.counts_sent = None  # the counts as last sent
         self.answer = None  # (rows, head) of a refill read ahead of seq
         self.ready = asyncio.Event()  # set while not short: sockets may join
-        # Encoded sync frames at this number, shared by a storm: by (seq, since or "reset"), and
-        # by a socket's claim (realtime/consumers.py _join_shared). A range clears them.
-        self.syncs = {}
+        self.syncs = {}  # (seq, since or "reset") -> encoded sync frames, shared by a storm
 
     def __repr__(self):
         return f"<LiveView {self.view.echo} at {self.seq}>"

@@ -4,7 +4,7 @@ A reconnect storm brings hundreds of sockets at once that all want the same thin
 window of one view, the sync of one position. The first to ask reads; the others wait for it
 (bounded) and then take what it left (the view's live window, a sync shared by claim), so
 the database is read once, not once per socket. What a key names is up to the caller
-(realtime/consumers.py)."""
+(realtime/consumers.py). `Shared` keeps those answers for the sockets that come after."""
 import asyncio
 
 
@@ -34,3 +34,26 @@ class Reads:
         if self._reading.get(key) is reading:
             del self._reading[key]
         reading.set()
+
+
+class Shared:
+    """Answers built for one socket, kept for the next that claims the same position: each
+    answer is for the hub's current number and epoch, and a new number forgets them all."""
+
+    def __init__(self):
+        self._number = None
+        self._answers = {}  # key -> (loop time built, epoch, answer)
+
+    def put(self, key, number, epoch, answer):
+        if number != self._number:
+            self._number, self._answers = number, {}
+        self._answers[key] = (asyncio.get_running_loop().time(), epoch, answer)
+
+    def get(self, key, number, epoch, within):
+        """The answer kept under `key` at `number` in `epoch`, built at most `within` s ago."""
+        if number != self._number:
+            return None
+        found = self._answers.get(key)
+        if found is None or found[1] != epoch or asyncio.get_running_loop().time() - found[0] > within:
+            return None
+        return found[2]
